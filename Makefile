@@ -1,0 +1,29 @@
+# Entry points. See README.md.
+SERVICES := bash tests/env/services.sh
+
+.PHONY: demo test services-up services-down services-status services-clean lint
+
+## demo: bring the services up and show orders flowing through them
+demo:
+	bash tests/env/demo.sh
+
+## test: install what is missing, start the services, run every test, stop what it started
+test:
+	bash tests/env/run-tests.sh
+
+services-up:
+	$(SERVICES) up
+
+services-down:
+	$(SERVICES) down
+
+services-status:
+	$(SERVICES) status
+
+## services-clean: stop the services and delete their data
+services-clean:
+	$(SERVICES) clean
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings

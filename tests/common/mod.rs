@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: where the local services listen
+//! (the same variables and defaults as `tests/env/defaults.env`), connections
+//! to them, and unique names so tests can run in parallel.
+//!
+//! The services must be running: `make services-up` (or `make test`, which
+//! starts them).
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn port(name: &str, default: u16) -> u16 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a port number")),
+        Err(_) => default,
+    }
+}
+
+/// Which MariaDB server of the local pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Primary,
+    Replica,
+}
+
+impl Server {
+    pub fn port(self) -> u16 {
+        match self {
+            Server::Primary => port("BT_PRIMARY_PORT", 13306),
+            Server::Replica => port("BT_REPLICA_PORT", 13307),
+        }
+    }
+}
+
+/// The local users, as created by `tests/env/services.sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum User {
+    Admin,
+    Tailer,
+    OrdersApp,
+    PaymentsApp,
+}
+
+impl User {
+    pub fn credentials(self) -> (String, String) {
+        match self {
+            User::Admin => (
+                var("BT_ADMIN_USER", "admin"),
+                var("BT_ADMIN_PASSWORD", "admin-local"),
+            ),
+            User::Tailer => (
+                var("BT_TAILER_USER", "tailer"),
+                var("BT_TAILER_PASSWORD", "tailer-local"),
+            ),
+            User::OrdersApp => (
+                var("BT_ORDERS_APP_USER", "orders_app"),
+                var("BT_ORDERS_APP_PASSWORD", "orders-app-local"),
+            ),
+            User::PaymentsApp => (
+                var("BT_PAYMENTS_APP_USER", "payments_app"),
+                var("BT_PAYMENTS_APP_PASSWORD", "payments-app-local"),
+            ),
+        }
+    }
+}
+
+pub fn mysql_opts(server: Server, user: User) -> OptsBuilder {
+    let (name, password) = user.credentials();
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(server.port())
+        .user(Some(name))
+        .pass(Some(password))
+        .prefer_socket(false)
+}
+
+/// A connection to one of the local servers. Panics with the fix when the
+/// services are not running.
+pub async fn connect(server: Server, user: User) -> Conn {
+    let opts = mysql_opts(server, user);
+    Conn::new(opts).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the MariaDB {server:?} on 127.0.0.1:{} as {user:?}: {e}. \
+             Are the services up? Run `make services-up`.",
+            server.port()
+        )
+    })
+}
+
+pub fn kafka_bootstrap() -> String {
+    format!("127.0.0.1:{}", port("BT_KAFKA_PORT", 19092))
+}
+
+/// A name no other test (in this run or an earlier one) uses: for databases
+/// and topics. Lower case ASCII, digits and underscores; under 64 characters.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "t_{prefix}_{}_{:x}_{}",
+        std::process::id(),
+        nanos % 0xffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The value of a global server variable.
+pub async fn global_var(conn: &mut Conn, name: &str) -> String {
+    let value: Option<String> = conn
+        .query_first(format!("SELECT @@GLOBAL.{name}"))
+        .await
+        .unwrap_or_else(|e| panic!("reading @@GLOBAL.{name}: {e}"));
+    value.unwrap_or_else(|| panic!("@@GLOBAL.{name} is NULL"))
+}
