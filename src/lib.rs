@@ -2,3 +2,6 @@
 //!
 //! The pipeline (source → decode → map → sink → checkpoint) is described in
 //! `README.md`; each stage lives in a module of its own.
+
+pub mod position;
+pub mod decode;

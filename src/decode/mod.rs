@@ -1,0 +1,1 @@
+//! Decode: raw binlog event bodies → typed values. (Being written.)
