@@ -1,10 +1,302 @@
-use clap::Parser;
+//! The `binlog-tailer` command: parses the command line and the
+//! configuration, sets up logging, and calls the library.
 
-/// Change-data-capture from MariaDB's row-based binlog to Kafka.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use binlog_tailer::checkpoint::Store;
+use binlog_tailer::config::Config;
+use binlog_tailer::pipeline::{self, Outcome, RunError};
+
+/// Exit codes, as documented in `--help` and the README.
+mod exit {
+    /// Stopped on request, everything acknowledged and checkpointed; or a
+    /// command that succeeded.
+    pub const OK: u8 = 0;
+    /// A definite error stopped the tailer (see the log for the position and
+    /// the fix). The checkpoint holds the last fully acknowledged transaction.
+    pub const ERROR: u8 = 1;
+    /// Bad command line or configuration.
+    pub const CONFIG: u8 = 2;
+    /// A preflight check failed.
+    pub const PREFLIGHT: u8 = 3;
+    /// Stopped on request, but some events were not acknowledged before the
+    /// drain deadline; they are published again on the next start.
+    pub const UNACKNOWLEDGED: u8 = 4;
+}
+
+const AFTER_HELP: &str = "\
+Configuration: a TOML file (--config, or BINLOG_TAILER_CONFIG), overridden by
+environment variables BINLOG_TAILER__<SECTION>__<KEY> and by --set
+section.key=value. The source password comes from the environment variable
+named by source.password_env (default BINLOG_TAILER_SOURCE_PASSWORD) or from
+source.password_file, never from the command line. See config/example.toml.
+
+Exit codes:
+  0  stopped on request with everything acknowledged and checkpointed, or success
+  1  a definite error stopped the tailer (the message names position and fix)
+  2  bad command line or configuration
+  3  a preflight check failed (`check` prints each one)
+  4  stopped on request before every event was acknowledged (nothing is lost:
+     those events are published again on the next start)";
+
+/// Change-data-capture from MariaDB's row-based binlog to Kafka: every
+/// committed insert into a tailed table becomes one acknowledged CloudEvents
+/// event, and the binlog position is checkpointed only after the broker's
+/// acknowledgement.
 #[derive(Debug, Parser)]
-#[command(name = "binlog-tailer", version, about)]
-struct Cli {}
+#[command(name = "binlog-tailer", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// The TOML configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "BINLOG_TAILER_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Override a configuration key, e.g. --set source.port=3306 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BINLOG_TAILER_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter, e.g. info or binlog_tailer=debug (RUST_LOG syntax).
+    #[arg(long, global = true, default_value = "info", env = "BINLOG_TAILER_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream committed inserts to Kafka until SIGINT/SIGTERM.
+    ///
+    /// Runs the preflight checks, resumes from the stored checkpoint (or
+    /// start.from on the first start), publishes every inserted row of the
+    /// tailed tables, and checkpoints after the broker acknowledges. On
+    /// SIGINT/SIGTERM it finishes the transaction being read, waits for the
+    /// acknowledgements (shutdown.drain_timeout), writes the checkpoint and
+    /// exits 0.
+    Run,
+    /// Check the server settings, privileges, tables, broker and topics; exit
+    /// 0 when all pass, 3 otherwise.
+    Check,
+    /// Inspect the checkpoint store.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointCommand {
+    /// Print the live checkpoint (where `run` resumes).
+    Show {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let config = match Config::load(cli.config.as_deref(), std::env::vars(), &cli.set) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("binlog-tailer: configuration: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("binlog-tailer: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    ExitCode::from(runtime.block_on(async move {
+        match cli.command {
+            Command::Run => run(config).await,
+            Command::Check => check(config).await,
+            Command::Checkpoint {
+                command: CheckpointCommand::Show { format },
+            } => show_checkpoint(&config, format),
+        }
+    }))
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> u8 {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(
+            "shutdown requested: finishing the current transaction, draining deliveries"
+        );
+        let _ = stop_tx.send(true);
+    });
+    match pipeline::run(Arc::new(config), stop_rx).await {
+        Ok(Outcome::Clean) => {
+            tracing::info!("stopped cleanly");
+            exit::OK
+        }
+        Ok(Outcome::Unacknowledged) => exit::UNACKNOWLEDGED,
+        Err(e) => {
+            tracing::error!("{e}");
+            match e {
+                RunError::Config(_) => exit::CONFIG,
+                RunError::Preflight(_) => exit::PREFLIGHT,
+                _ => exit::ERROR,
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn check(config: Config) -> u8 {
+    match pipeline::check(&config).await {
+        Ok(checks) => {
+            let failed = checks.iter().filter(|c| c.outcome.is_err()).count();
+            for check in &checks {
+                println!("{check}");
+            }
+            if failed == 0 {
+                println!("all {} checks passed", checks.len());
+                exit::OK
+            } else {
+                println!("{failed} of {} checks failed", checks.len());
+                exit::PREFLIGHT
+            }
+        }
+        Err(e) => {
+            eprintln!("binlog-tailer: {e}");
+            match e {
+                RunError::Config(_) => exit::CONFIG,
+                _ => exit::PREFLIGHT,
+            }
+        }
+    }
+}
+
+fn show_checkpoint(config: &Config, format: OutputFormat) -> u8 {
+    let store = match Store::open_existing(&config.checkpoint.dir) {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            eprintln!(
+                "no checkpoint store in {}: the tailer has not run with this state directory yet",
+                config.checkpoint.dir.display()
+            );
+            return exit::ERROR;
+        }
+        Err(e) => {
+            eprintln!("binlog-tailer: {e}");
+            return exit::ERROR;
+        }
+    };
+    let checkpoint = match store.current() {
+        Ok(Some(cp)) => cp,
+        Ok(None) => {
+            eprintln!(
+                "the store {} holds no checkpoint yet",
+                store.path().display()
+            );
+            return exit::ERROR;
+        }
+        Err(e) => {
+            eprintln!("binlog-tailer: {e}");
+            return exit::ERROR;
+        }
+    };
+    let gtid = checkpoint.position.gtid.to_string();
+    let coord = checkpoint
+        .position
+        .coord
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let commit_time = checkpoint
+        .commit_time
+        .map(binlog_tailer::map::rfc3339_seconds)
+        .unwrap_or_default();
+    let written = binlog_tailer::map::rfc3339_seconds(checkpoint.written_at_ms / 1000);
+    match format {
+        OutputFormat::Text => {
+            println!("position:          {}", checkpoint.position);
+            println!("gtid:              {gtid}");
+            println!("binlog:            {coord}");
+            println!("source server_id:  {}", checkpoint.source_server_id);
+            println!("commit time:       {commit_time}");
+            println!("written at:        {written}");
+            println!("events published:  {}", checkpoint.events_published);
+        }
+        OutputFormat::Json => {
+            let json = serde_json::json!({
+                "position": checkpoint.position.to_string(),
+                "gtid": gtid,
+                "binlog": coord,
+                "source_server_id": checkpoint.source_server_id,
+                "commit_time": commit_time,
+                "written_at": written,
+                "events_published": checkpoint.events_published,
+            });
+            println!("{json}");
+        }
+    }
+    exit::OK
 }

@@ -177,7 +177,9 @@ impl BinlogCoord {
     /// `mariadb-bin.000003`.
     pub fn split_file(&self) -> (&str, Option<u64>) {
         match self.file.rsplit_once('.') {
-            Some((base, suffix)) if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((base, suffix))
+                if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 (base, suffix.parse().ok())
             }
             _ => (&self.file, None),
@@ -278,7 +280,10 @@ mod tests {
                 seq: u64::MAX
             })
         );
-        assert_eq!(pos.coord, Some(BinlogCoord::new("mariadb-bin.000003", 1234)));
+        assert_eq!(
+            pos.coord,
+            Some(BinlogCoord::new("mariadb-bin.000003", 1234))
+        );
         assert_eq!(pos.to_string(), text);
 
         for text in ["0-1-42", "@mariadb-bin.000001:4", "1-2-3,0-1-5"] {
@@ -287,12 +292,23 @@ mod tests {
             assert_eq!(pos, again);
         }
         // Domains are printed in order whatever order they were given in.
-        assert_eq!("1-2-3,0-1-5".parse::<Position>().unwrap().to_string(), "0-1-5,1-2-3");
+        assert_eq!(
+            "1-2-3,0-1-5".parse::<Position>().unwrap().to_string(),
+            "0-1-5,1-2-3"
+        );
     }
 
     #[test]
     fn bad_text_is_refused_with_a_reason() {
-        for bad in ["", "0-1", "a-1-2", "0-1-2,0-1-3", "@file", "@:4", "0-1-x@f:1"] {
+        for bad in [
+            "",
+            "0-1",
+            "a-1-2",
+            "0-1-2,0-1-3",
+            "@file",
+            "@:4",
+            "0-1-x@f:1",
+        ] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?} was accepted");
         }
         let err = "0-1".parse::<Gtid>().unwrap_err().to_string();

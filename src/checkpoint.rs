@@ -1,0 +1,469 @@
+//! The checkpoint store: the tailer's own record of how far it got.
+//!
+//! One SQLite file, `<checkpoint.dir>/checkpoint.sqlite3`, in WAL mode with
+//! `synchronous=FULL`: a checkpoint that `save` returned from survives a crash
+//! of the process or the machine.
+//!
+//! # Contract
+//! - A checkpoint names the end of a transaction every event of which the
+//!   broker has acknowledged. The pipeline only ever saves such positions;
+//!   this module stores what it is given.
+//! - `live` holds the position the next `run` resumes from; `history` keeps
+//!   every saved checkpoint (the newest `history_limit` of them) with its time,
+//!   for people and for rewinds.
+//! - A file that exists but is not a store of this program, is of a newer
+//!   format, or fails SQLite's integrity check is an error. The store is never
+//!   recreated over it: the operator decides.
+//! - A missing file is a fresh store: created on `open`, reported as "no
+//!   checkpoint" by [`Store::open_existing`].
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::position::Position;
+
+/// File name of the store inside the state directory.
+pub const FILE_NAME: &str = "checkpoint.sqlite3";
+/// `PRAGMA application_id` of our files: "BTLR".
+const APPLICATION_ID: i64 = 0x4254_4C52;
+/// `PRAGMA user_version`: the format written by this build.
+const FORMAT_VERSION: i64 = 1;
+
+/// One saved position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: Position,
+    /// `@@server_id` of the server the position was read from: binlog file
+    /// coordinates mean something on that server only.
+    pub source_server_id: u32,
+    /// Commit time (binlog timestamp, Unix seconds) of the last transaction
+    /// the position includes; `None` when no transaction was read yet.
+    pub commit_time: Option<i64>,
+    /// When it was written, Unix milliseconds.
+    pub written_at_ms: i64,
+    /// Events published (and acknowledged) since the store was created.
+    pub events_published: u64,
+}
+
+/// What went wrong with the store. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {dir}: {source}")]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "checkpoint store {path} is not usable: {problem}. It was left untouched; \
+         restore it from a backup, or move it away to start afresh (see `start.from`)"
+    )]
+    Unusable { path: PathBuf, problem: String },
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    history_limit: u32,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating the directory and a fresh store if
+    /// there is none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the directory cannot be created, or the file exists
+    /// and is not a sound store of this program.
+    pub fn open(dir: &Path, history_limit: u32) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let fresh = !path.exists();
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path,
+            history_limit: history_limit.max(1),
+        };
+        if fresh {
+            store.create()?;
+        } else {
+            store.verify()?;
+        }
+        store.pragmas()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only, for inspection; `None` when `dir`
+    /// holds none.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_existing(dir: &Path) -> Result<Option<Store>, StoreError> {
+        let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Store {
+            conn,
+            path,
+            history_limit: 1,
+        };
+        store.verify()?;
+        Ok(Some(store))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn unusable(&self, problem: impl Into<String>) -> StoreError {
+        StoreError::Unusable {
+            path: self.path.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    fn create(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID};
+                 PRAGMA journal_mode = WAL;
+                 BEGIN;
+                 CREATE TABLE live (
+                     id INTEGER PRIMARY KEY CHECK (id = 1),
+                     position TEXT NOT NULL,
+                     source_server_id INTEGER NOT NULL,
+                     commit_time INTEGER,
+                     written_at_ms INTEGER NOT NULL,
+                     events_published INTEGER NOT NULL
+                 );
+                 CREATE TABLE history (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     position TEXT NOT NULL,
+                     source_server_id INTEGER NOT NULL,
+                     commit_time INTEGER,
+                     written_at_ms INTEGER NOT NULL,
+                     events_published INTEGER NOT NULL
+                 );
+                 CREATE INDEX history_by_commit_time ON history (commit_time);
+                 PRAGMA user_version = {FORMAT_VERSION};
+                 COMMIT;"
+            ))
+            .map_err(self.sqlite())
+    }
+
+    fn verify(&self) -> Result<(), StoreError> {
+        let app_id: i64 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.unusable(format!("not a readable SQLite database ({e})")))?;
+        if app_id != APPLICATION_ID {
+            return Err(self.unusable(format!(
+                "not a binlog-tailer checkpoint store (application_id {app_id:#x})"
+            )));
+        }
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.sqlite())?;
+        if version != FORMAT_VERSION {
+            return Err(self.unusable(format!(
+                "format version {version}; this build reads version {FORMAT_VERSION}"
+            )));
+        }
+        let check: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.unusable(format!("integrity check failed ({e})")))?;
+        if check != "ok" {
+            return Err(self.unusable(format!("integrity check: {check}")));
+        }
+        // The stored position must parse: a store we cannot read is not a
+        // store we may write over.
+        self.current()?;
+        Ok(())
+    }
+
+    fn pragmas(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(self.sqlite())
+    }
+
+    /// The live checkpoint, if any.
+    ///
+    /// # Errors
+    /// When it cannot be read or does not parse.
+    pub fn current(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT position, source_server_id, commit_time, written_at_ms, events_published
+                 FROM live WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        row.map(|row| self.checkpoint_from(row)).transpose()
+    }
+
+    fn checkpoint_from(
+        &self,
+        (position, source_server_id, commit_time, written_at_ms, events): (
+            String,
+            u32,
+            Option<i64>,
+            i64,
+            i64,
+        ),
+    ) -> Result<Checkpoint, StoreError> {
+        let position = position
+            .parse()
+            .map_err(|e| self.unusable(format!("stored position: {e}")))?;
+        Ok(Checkpoint {
+            position,
+            source_server_id,
+            commit_time,
+            written_at_ms,
+            events_published: u64::try_from(events).unwrap_or(0),
+        })
+    }
+
+    /// The newest `limit` history entries, newest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn history(&self, limit: u32) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT position, source_server_id, commit_time, written_at_ms, events_published
+                 FROM history ORDER BY seq DESC LIMIT ?1",
+            )
+            .map_err(self.sqlite())?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(self.sqlite())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sqlite())?;
+        rows.into_iter().map(|r| self.checkpoint_from(r)).collect()
+    }
+
+    /// Makes `checkpoint` the live position and appends it to the history,
+    /// atomically and durably.
+    ///
+    /// # Errors
+    /// When the write fails; the previous checkpoint then stays in force.
+    pub fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let position = checkpoint.position.to_string();
+        let events = i64::try_from(checkpoint.events_published).unwrap_or(i64::MAX);
+        tx.execute(
+            "INSERT INTO live (id, position, source_server_id, commit_time, written_at_ms, events_published)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET position = ?1, source_server_id = ?2,
+                 commit_time = ?3, written_at_ms = ?4, events_published = ?5",
+            params![
+                position,
+                checkpoint.source_server_id,
+                checkpoint.commit_time,
+                checkpoint.written_at_ms,
+                events
+            ],
+        )
+        .map_err(sqlite)?;
+        tx.execute(
+            "INSERT INTO history (position, source_server_id, commit_time, written_at_ms, events_published)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                position,
+                checkpoint.source_server_id,
+                checkpoint.commit_time,
+                checkpoint.written_at_ms,
+                events
+            ],
+        )
+        .map_err(sqlite)?;
+        tx.execute(
+            "DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?1",
+            [self.history_limit],
+        )
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "bt-store-{name}-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn cp(pos: &str, events: u64) -> Checkpoint {
+        Checkpoint {
+            position: pos.parse().unwrap(),
+            source_server_id: 2,
+            commit_time: Some(1_700_000_000),
+            written_at_ms: now_ms(),
+            events_published: events,
+        }
+    }
+
+    #[test]
+    fn saves_survive_reopening_and_history_is_bounded() {
+        let dir = temp_dir("reopen");
+        {
+            let mut store = Store::open(&dir, 3).unwrap();
+            assert_eq!(store.current().unwrap(), None);
+            for i in 1..=5 {
+                store
+                    .save(&cp(&format!("0-1-{i}@mariadb-bin.000001:{}", i * 100), i))
+                    .unwrap();
+            }
+        }
+        let store = Store::open(&dir, 3).unwrap();
+        assert_eq!(
+            store.current().unwrap(),
+            Some(cp("0-1-5@mariadb-bin.000001:500", 5)).map(|mut c| {
+                c.written_at_ms = store.current().unwrap().unwrap().written_at_ms;
+                c
+            })
+        );
+        let history = store.history(100).unwrap();
+        let positions: Vec<String> = history.iter().map(|c| c.position.to_string()).collect();
+        assert_eq!(
+            positions,
+            [
+                "0-1-5@mariadb-bin.000001:500",
+                "0-1-4@mariadb-bin.000001:400",
+                "0-1-3@mariadb-bin.000001:300"
+            ]
+        );
+        let read_only = Store::open_existing(&dir).unwrap().unwrap();
+        assert_eq!(read_only.current().unwrap().unwrap().events_published, 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_store_is_no_checkpoint() {
+        let dir = temp_dir("missing");
+        assert!(Store::open_existing(&dir).unwrap().is_none());
+    }
+
+    #[test]
+    fn corrupt_or_foreign_files_are_errors_and_left_untouched() {
+        let dir = temp_dir("corrupt");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FILE_NAME);
+
+        let garbage = b"this is not a database, but it is somebody's file".repeat(100);
+        std::fs::write(&path, &garbage).unwrap();
+        let err = Store::open(&dir, 10)
+            .err()
+            .expect("garbage refused")
+            .to_string();
+        assert!(err.contains("not usable"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), garbage, "file unchanged");
+
+        // An empty file is not a fresh store either.
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open(&dir, 10)
+            .err()
+            .expect("empty refused")
+            .to_string();
+        assert!(
+            err.contains("not a binlog-tailer checkpoint store"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+
+        // A real store with bytes flipped in the middle.
+        std::fs::remove_file(&path).unwrap();
+        {
+            let mut store = Store::open(&dir, 10).unwrap();
+            for i in 1..50 {
+                store.save(&cp(&format!("0-1-{i}"), i)).unwrap();
+            }
+        }
+        let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}-wal")));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for b in &mut bytes[len / 2..len / 2 + 64] {
+            *b ^= 0x5a;
+        }
+        // Also break the header page's b-tree.
+        for b in &mut bytes[100..160] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Store::open(&dir, 10).is_err(), "corrupt store refused");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "file unchanged");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

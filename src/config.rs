@@ -1,0 +1,680 @@
+//! Configuration: one TOML file, overridable by environment variables and by
+//! `--set` flags, with every default in this file.
+//!
+//! # Sources, in order of precedence (last wins)
+//! 1. The defaults below (`Default` impls and `serde(default = …)`).
+//! 2. The TOML file given with `--config`.
+//! 3. Environment variables `BINLOG_TAILER__<SECTION>__<KEY>` (double
+//!    underscores separate the path; e.g. `BINLOG_TAILER__SOURCE__PORT=3306`).
+//! 4. `--set section.key=value` flags.
+//!
+//! Values given as overrides are read as TOML values when they parse as one
+//! (`3306`, `true`, `"text"`, `["a"]`) and as plain strings otherwise.
+//!
+//! Secrets never come from the file or the command line: the source password
+//! is read from the environment variable named by `source.password_env`
+//! (default `BINLOG_TAILER_SOURCE_PASSWORD`) or from `source.password_file`.
+//! Unknown keys are errors, so a typo cannot silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::position::{BinlogCoord, GtidState};
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "BINLOG_TAILER__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub start: StartConfig,
+    /// The tables whose inserted rows are published; at least one.
+    #[serde(default = "default_tables")]
+    pub tables: Vec<TableConfig>,
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// The MariaDB server to read, usually a replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub user: String,
+    /// Environment variable holding the password.
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+    /// File holding the password (trailing newline ignored). Takes precedence
+    /// over `password_env` when set.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The replica server id this tailer registers with. It must differ from
+    /// every server and replica in the replication topology.
+    pub server_id: u32,
+    /// A logical name for the database cluster, used in each event's
+    /// CloudEvents `source`. Keep it when moving between a replica and its
+    /// primary, so event identities stay the same.
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How often the server sends a heartbeat when it has nothing else to send.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// No event and no heartbeat for this long: the connection is dead, reconnect.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+    #[serde(default = "default_backoff_min", with = "humantime_serde")]
+    pub reconnect_backoff_min: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub reconnect_backoff_max: Duration,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// TLS to MariaDB.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// `disabled` (default), `required` (encrypt, verify the certificate
+    /// against `ca_file` or the system roots, and the host name) or
+    /// `required-no-verify` (encrypt only; for test servers).
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM file of the certificate authority that signed the server's
+    /// certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    #[default]
+    Disabled,
+    Required,
+    RequiredNoVerify,
+}
+
+/// How to resume, and where to begin when there is no checkpoint yet.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartConfig {
+    /// First start only (no checkpoint in the store): `earliest` (the oldest
+    /// binlog the server still has), `latest` (only what is committed from
+    /// now on), a GTID state (`0-1-42`), or a binlog coordinate
+    /// (`mariadb-bin.000003:1234`).
+    #[serde(default)]
+    pub from: StartFrom,
+    /// How to resume from a checkpoint: `gtid` (default; works across servers
+    /// of one replication topology) or `file` (file:offset on the same server).
+    #[serde(default)]
+    pub resume_by: ResumeBy,
+}
+
+/// Where the first start begins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+    Gtid(GtidState),
+    Coord(BinlogCoord),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            other if other.contains(':') => other
+                .parse()
+                .map(StartFrom::Coord)
+                .map_err(|e| e.to_string()),
+            other => match other.parse::<GtidState>() {
+                Ok(state) if !state.is_empty() => Ok(StartFrom::Gtid(state)),
+                Ok(_) => Err("an empty GTID state".to_owned()),
+                Err(e) => Err(format!(
+                    "{e}; expected earliest, latest, a GTID state (0-1-42) or file:offset"
+                )),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StartFrom {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResumeBy {
+    #[default]
+    Gtid,
+    File,
+}
+
+/// One tailed table: its inserted rows become events on `topic`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `database.table`.
+    pub table: String,
+    pub topic: String,
+    /// CloudEvents `type` of the events.
+    pub event_type: String,
+    /// CloudEvents `dataschema`: a URI naming the schema of `data`.
+    #[serde(default)]
+    pub dataschema: Option<String>,
+    /// Text columns whose values are JSON documents, published as JSON rather
+    /// than as strings. Columns declared `JSON` (MariaDB's LONGTEXT with a
+    /// `json_valid` check) are found without being listed.
+    #[serde(default)]
+    pub json_columns: Vec<String>,
+}
+
+impl TableConfig {
+    /// The database and table names.
+    pub fn split_name(&self) -> Option<(&str, &str)> {
+        self.table
+            .split_once('.')
+            .filter(|(d, t)| !d.is_empty() && !t.is_empty() && !t.contains('.'))
+    }
+}
+
+fn default_tables() -> Vec<TableConfig> {
+    vec![TableConfig {
+        table: "shop.orders".to_owned(),
+        topic: "shop.orders.v1".to_owned(),
+        event_type: "shop.order.created.v1".to_owned(),
+        dataschema: Some(DEFAULT_ORDERS_DATASCHEMA.to_owned()),
+        json_columns: Vec::new(),
+    }]
+}
+
+/// `dataschema` of the default `shop.orders` table: the schema in
+/// `schemas/order_created.v1.json`.
+pub const DEFAULT_ORDERS_DATASCHEMA: &str = "urn:binlog-tailer:schema:order_created.v1";
+
+/// The Kafka producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// How long the producer waits to fill a batch.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// Events handed to the producer and not yet acknowledged, at most. When
+    /// reached, the tailer stops reading the binlog until acknowledgements come.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Create missing topics at start-up (with the settings below) instead of
+    /// refusing to start.
+    #[serde(default)]
+    pub create_topics: bool,
+    #[serde(default = "default_partitions")]
+    pub topic_partitions: i32,
+    #[serde(default = "default_replication")]
+    pub topic_replication_factor: i32,
+    /// How long metadata requests at start-up (preflight) may take.
+    #[serde(default = "default_kafka_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Further librdkafka producer properties (security.protocol, sasl.*,
+    /// ssl.*, …). The delivery guarantees (acks, enable.idempotence,
+    /// message.timeout.ms, max.in.flight…) cannot be overridden here.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Producer properties the tailer's guarantees rest on; `kafka.properties`
+/// may not set them.
+pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "transactional.id",
+    "enable.gapless.guarantee",
+];
+
+/// The tailer's own store of positions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Directory of the store (`checkpoint.sqlite3` inside it); created if missing.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+    /// How often the acknowledged position is written, at most.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// How many past checkpoints the store keeps.
+    #[serde(default = "default_history")]
+    pub history_limit: u32,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_state_dir(),
+            interval: default_checkpoint_interval(),
+            history_limit: default_history(),
+        }
+    }
+}
+
+/// Graceful shutdown on SIGINT/SIGTERM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long to wait for the transaction being read to end and for the
+    /// broker to acknowledge what was sent.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> u16 {
+    3306
+}
+fn default_password_env() -> String {
+    "BINLOG_TAILER_SOURCE_PASSWORD".to_owned()
+}
+fn default_cluster_name() -> String {
+    "default".to_owned()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_backoff_min() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_compression() -> String {
+    "lz4".to_owned()
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(5)
+}
+fn default_max_in_flight() -> usize {
+    20_000
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication() -> i32 {
+    1
+}
+fn default_kafka_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("state")
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_history() -> u32 {
+    10_000
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("override {text:?}: expected section.key=value")]
+    BadOverride { text: String },
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    #[error(
+        "no password for source.user: set the environment variable {env} or source.password_file"
+    )]
+    NoPassword { env: String },
+    #[error("cannot read source.password_file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Loads the file (if any), applies environment and `--set` overrides,
+    /// and validates the result.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, variable or key at fault.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut doc = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (key, value) in env {
+            let path: Vec<String> = key[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            set_path(&mut doc, &path, &value, &key)?;
+        }
+        for text in overrides {
+            let (key, value) = text
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| ConfigError::BadOverride { text: text.clone() })?;
+            let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
+            set_path(&mut doc, &path, value, &format!("--set {key}"))?;
+        }
+        let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+        let config: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                origin,
+                message: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let field = |field: &str, message: String| ConfigError::Field {
+            field: field.to_owned(),
+            message,
+        };
+        if self.source.server_id == 0 {
+            return Err(field(
+                "source.server_id",
+                "must not be 0 (MariaDB refuses replicas with server id 0)".into(),
+            ));
+        }
+        if self.tables.is_empty() {
+            return Err(field("tables", "list at least one table".into()));
+        }
+        for (i, table) in self.tables.iter().enumerate() {
+            if table.split_name().is_none() {
+                return Err(field(
+                    &format!("tables[{i}].table"),
+                    format!("{:?} is not database.table", table.table),
+                ));
+            }
+            if table.topic.trim().is_empty() {
+                return Err(field(&format!("tables[{i}].topic"), "is empty".into()));
+            }
+            if table.event_type.trim().is_empty() {
+                return Err(field(&format!("tables[{i}].event_type"), "is empty".into()));
+            }
+        }
+        let mut names: Vec<&str> = self.tables.iter().map(|t| t.table.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(field("tables", format!("{} is listed twice", w[0])));
+        }
+        for key in self.kafka.properties.keys() {
+            if PROTECTED_KAFKA_PROPERTIES.contains(&key.as_str()) {
+                return Err(field(
+                    &format!("kafka.properties.{key}"),
+                    "is set by the tailer itself to keep its delivery guarantees".into(),
+                ));
+            }
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
+            return Err(field(
+                "kafka.compression",
+                format!(
+                    "{:?}: expected none, gzip, snappy, lz4 or zstd",
+                    self.kafka.compression
+                ),
+            ));
+        }
+        if self.kafka.max_in_flight == 0 {
+            return Err(field("kafka.max_in_flight", "must be at least 1".into()));
+        }
+        if self.source.read_timeout <= self.source.heartbeat {
+            return Err(field(
+                "source.read_timeout",
+                format!(
+                    "({}) must be longer than source.heartbeat ({})",
+                    humantime::format_duration(self.source.read_timeout),
+                    humantime::format_duration(self.source.heartbeat)
+                ),
+            ));
+        }
+        if self.source.heartbeat.is_zero() {
+            return Err(field("source.heartbeat", "must be more than 0".into()));
+        }
+        if self.source.reconnect_backoff_min > self.source.reconnect_backoff_max {
+            return Err(field(
+                "source.reconnect_backoff_min",
+                "is larger than source.reconnect_backoff_max".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The source password, from `source.password_file` or the environment.
+    ///
+    /// # Errors
+    /// When neither gives one.
+    pub fn source_password(&self) -> Result<String, ConfigError> {
+        if let Some(path) = &self.source.password_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
+        }
+        std::env::var(&self.source.password_env).map_err(|_| ConfigError::NoPassword {
+            env: self.source.password_env.clone(),
+        })
+    }
+
+    /// The configured table for `database.table`, if tailed.
+    pub fn table(&self, database: &str, table: &str) -> Option<&TableConfig> {
+        self.tables
+            .iter()
+            .find(|t| t.split_name() == Some((database, table)))
+    }
+}
+
+/// Sets `path` in the TOML document to `raw`, read as a TOML value when it
+/// parses as one, else as a string.
+fn set_path(
+    doc: &mut toml::Table,
+    path: &[String],
+    raw: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        message,
+    };
+    let Some((last, parents)) = path.split_last() else {
+        return Err(invalid("empty key".into()));
+    };
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(invalid("empty key segment".into()));
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut table = doc;
+    for part in parents {
+        let entry = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| invalid(format!("{part} is not a section")))?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "bt-config-test-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(Some(&path), env, &sets)
+    }
+
+    const MINIMAL: &str = r#"
+        [source]
+        user = "tailer"
+        server_id = 4001
+        [kafka]
+        bootstrap_servers = "127.0.0.1:9092"
+    "#;
+
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let config = Config::load(Some(&path), std::iter::empty(), &[]).unwrap();
+        assert_eq!(config.tables[0].table, "shop.orders");
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let c = load(MINIMAL, &[], &[]).unwrap();
+        assert_eq!(c.source.port, 3306);
+        assert_eq!(c.start.from, StartFrom::Earliest);
+        assert_eq!(c.tables.len(), 1);
+        assert_eq!(c.tables[0].topic, "shop.orders.v1");
+        assert_eq!(c.checkpoint.interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn env_and_flags_override_the_file_in_that_order() {
+        let c = load(
+            MINIMAL,
+            &[
+                ("BINLOG_TAILER__SOURCE__PORT", "13307"),
+                ("BINLOG_TAILER__START__FROM", "0-1-42"),
+                ("UNRELATED", "x"),
+            ],
+            &["source.port=13306", "kafka.linger=20ms"],
+        )
+        .unwrap();
+        assert_eq!(c.source.port, 13306);
+        assert_eq!(c.kafka.linger, Duration::from_millis(20));
+        assert_eq!(c.start.from, StartFrom::Gtid("0-1-42".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_keys_and_passwords_in_the_file_are_refused() {
+        let err = load(
+            &format!("{MINIMAL}\n[checkpoint]\nintervall = \"1s\""),
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("intervall"), "{err}");
+        let err = load(MINIMAL, &[], &["source.password=hunter2"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn guarantees_cannot_be_overridden() {
+        let err = load(MINIMAL, &[], &["kafka.properties.acks=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.properties.acks"), "{err}");
+    }
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!("latest".parse::<StartFrom>(), Ok(StartFrom::Latest));
+        assert_eq!(
+            "mariadb-bin.000002:345".parse::<StartFrom>(),
+            Ok(StartFrom::Coord(BinlogCoord::new(
+                "mariadb-bin.000002",
+                345
+            )))
+        );
+        assert!("yesterday".parse::<StartFrom>().is_err());
+    }
+}

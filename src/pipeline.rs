@@ -1,0 +1,367 @@
+//! The pipeline: connects source → sink → checkpoint and holds no logic of
+//! its own beyond start-up order and shutdown.
+//!
+//! # Start-up
+//! 1. Open the checkpoint store (a corrupt store stops here, untouched).
+//! 2. Preflight the server and the broker (every problem is reported).
+//! 3. Decide where to start: the stored checkpoint, else `start.from`.
+//! 4. Run the reader, the sink and the checkpointer.
+//!
+//! # Shutdown (SIGINT/SIGTERM)
+//! The reader stops at the end of the transaction it is reading (or at the
+//! drain deadline), the sink waits for every acknowledgement (up to
+//! `shutdown.drain_timeout`), the checkpointer writes the last fully
+//! acknowledged transaction end. Whatever was not acknowledged is read again
+//! on the next start: nothing is lost.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint::{self, Checkpoint, Store, StoreError};
+use crate::config::{Config, ConfigError, ResumeBy, StartFrom};
+use crate::position::{BinlogCoord, GtidState};
+use crate::preflight::{self, Check, Problem};
+use crate::sink::{self, Acked, SinkError};
+use crate::source::{self, Progress, Reader, ServerInfo, SourceError, Start, Stopped};
+use crate::stats::Stats;
+
+/// How a run ended without a definite error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped on request; everything read was acknowledged and checkpointed.
+    Clean,
+    /// Stopped on request, but the drain deadline passed first: the events not
+    /// acknowledged by then are published again on the next start.
+    Unacknowledged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("preflight found {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Preflight(Vec<Problem>),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Start(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Runs every preflight check against the configured server and broker.
+///
+/// # Errors
+/// When the server cannot be reached at all.
+pub async fn check(config: &Config) -> Result<Vec<Check>, RunError> {
+    let password = config.source_password()?;
+    let opts = source::connection_opts(config, &password);
+    let mut conn = source::connect(config, &opts).await?;
+    let mut checks = preflight::check_source(&mut conn, config)
+        .await
+        .map_err(SourceError::Query)?;
+    checks.extend(preflight::check_kafka(&config.kafka, &config.tables).await);
+    let _ = conn.disconnect().await;
+    Ok(checks)
+}
+
+/// Runs the tailer until `shutdown` turns true or a definite error.
+///
+/// # Errors
+/// [`RunError`]: configuration, store, preflight, or a definite source or
+/// sink error. The checkpoint then holds the last fully acknowledged
+/// transaction end.
+pub async fn run(
+    config: Arc<Config>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Outcome, RunError> {
+    let password = config.source_password()?;
+    let opts = source::connection_opts(&config, &password);
+    let store = Store::open(&config.checkpoint.dir, config.checkpoint.history_limit)?;
+    let stored = store.current()?;
+
+    let checks = check(&config).await?;
+    for check in &checks {
+        tracing::info!("preflight: {check}");
+    }
+    let problems: Vec<Problem> = checks.into_iter().filter_map(|c| c.outcome.err()).collect();
+    if !problems.is_empty() {
+        return Err(RunError::Preflight(problems));
+    }
+
+    let mut conn = source::connect(&config, &opts).await?;
+    let info = source::server_info(&mut conn).await?;
+    let charsets = source::charset_map(&mut conn).await?;
+    let start = resolve_start(&config, stored.as_ref(), &info, &mut conn).await?;
+    let _ = conn.disconnect().await;
+    match &stored {
+        Some(cp) => {
+            tracing::info!(checkpoint = %cp.position, start = %start, "resuming from the checkpoint")
+        }
+        None => tracing::info!(start = %start, "no checkpoint yet; starting as start.from says"),
+    }
+
+    let stats = Arc::new(Stats::new(
+        config.tables.iter().map(|t| t.table.clone()).collect(),
+    ));
+    let producer = sink::create_producer(&config.kafka)?;
+    let (items_tx, items_rx) = mpsc::channel(1024);
+    let (acked_tx, acked_rx) = watch::channel(None);
+    let mut sink_task = tokio::spawn(sink::run(
+        producer.clone(),
+        items_rx,
+        acked_tx,
+        config.kafka.max_in_flight,
+        Arc::clone(&stats),
+    ));
+    let base_events = stored.as_ref().map_or(0, |c| c.events_published);
+    let checkpointer = tokio::spawn(checkpointer(
+        store,
+        acked_rx,
+        config.checkpoint.interval,
+        base_events,
+        Arc::clone(&stats),
+    ));
+    let progress_log = tokio::spawn(progress_log(Arc::clone(&stats)));
+
+    let mut reader = Reader::new(Arc::clone(&config), opts, charsets, Arc::clone(&stats));
+    let mut progress = Progress::new(start);
+    let source_result = reader.run(&mut progress, items_tx, shutdown).await;
+    progress_log.abort();
+
+    // The reader is done and has dropped its sender: the sink drains.
+    let sink_result =
+        match tokio::time::timeout(config.shutdown.drain_timeout, &mut sink_task).await {
+            Ok(joined) => Some(joined.map_err(|e| RunError::Internal(format!("sink task: {e}")))?),
+            Err(_) => {
+                sink_task.abort();
+                None
+            }
+        };
+    let saved = checkpointer
+        .await
+        .map_err(|e| RunError::Internal(format!("checkpoint task: {e}")))??;
+    if let Some(cp) = &saved {
+        tracing::info!(position = %cp.position, events_published = cp.events_published, "final checkpoint written");
+    }
+
+    let stopped = source_result?;
+    match sink_result {
+        Some(result) => result?,
+        None => {
+            tracing::warn!(
+                timeout = ?config.shutdown.drain_timeout,
+                "shutdown: the broker did not acknowledge every event in time; they will be published again on the next start"
+            );
+            return Ok(Outcome::Unacknowledged);
+        }
+    }
+    Ok(match stopped {
+        Stopped::AtBoundary | Stopped::SinkClosed => Outcome::Clean,
+        Stopped::MidTransaction => Outcome::Unacknowledged,
+    })
+}
+
+/// Where the reader starts: the stored checkpoint, else `start.from`.
+async fn resolve_start(
+    config: &Config,
+    stored: Option<&Checkpoint>,
+    info: &ServerInfo,
+    conn: &mut mysql_async::Conn,
+) -> Result<Start, RunError> {
+    if let Some(cp) = stored {
+        return match (config.start.resume_by, &cp.position.coord) {
+            (ResumeBy::Gtid, _) if !cp.position.gtid.is_empty() => Ok(Start::Gtid(cp.position.gtid.clone())),
+            (_, Some(coord)) => {
+                if cp.source_server_id != info.server_id {
+                    return Err(RunError::Start(format!(
+                        "the checkpoint {} was read from server_id {}, but this server is server_id {}: \
+                         binlog files and offsets mean nothing on another server. Resume by GTID \
+                         (start.resume_by = \"gtid\") to move between servers of one replication topology",
+                        cp.position, cp.source_server_id, info.server_id
+                    )));
+                }
+                Ok(Start::Coord {
+                    coord: coord.clone(),
+                    gtid: Some(cp.position.gtid.clone()),
+                })
+            }
+            (_, None) => Err(RunError::Start(format!(
+                "the checkpoint {} has no binlog file coordinate, so start.resume_by = \"file\" cannot \
+                 use it; resume by GTID",
+                cp.position
+            ))),
+        };
+    }
+    match &config.start.from {
+        StartFrom::Gtid(state) => Ok(Start::Gtid(state.clone())),
+        StartFrom::Latest => {
+            let state = source::gtid_binlog_pos(conn).await?;
+            if !state.is_empty() {
+                return Ok(Start::Gtid(state));
+            }
+            let coord = source::master_coord(conn).await?.ok_or_else(|| {
+                RunError::Start("the server reports no binlog position (SHOW MASTER STATUS is empty): is log_bin on?".into())
+            })?;
+            Ok(Start::Coord {
+                coord,
+                gtid: Some(GtidState::new()),
+            })
+        }
+        StartFrom::Earliest => {
+            let files = source::binlog_files(conn).await?;
+            let first = files.first().ok_or_else(|| {
+                RunError::Start(
+                    "the server lists no binary logs (SHOW BINARY LOGS is empty): is log_bin on?"
+                        .into(),
+                )
+            })?;
+            let coord = BinlogCoord::new(first.clone(), 4);
+            let gtid = gtid_at(conn, &coord).await?;
+            Ok(Start::Coord { coord, gtid })
+        }
+        StartFrom::Coord(coord) => {
+            let gtid = gtid_at(conn, coord).await?;
+            if gtid.is_none() {
+                return Err(RunError::Start(format!(
+                    "start.from = {coord}: the server has no such binlog position (BINLOG_GTID_POS is NULL); \
+                     use a file from SHOW BINARY LOGS and an offset where a transaction begins or ends"
+                )));
+            }
+            Ok(Start::Coord {
+                coord: coord.clone(),
+                gtid,
+            })
+        }
+    }
+}
+
+/// The GTID state at a binlog coordinate, from the server.
+async fn gtid_at(
+    conn: &mut mysql_async::Conn,
+    coord: &BinlogCoord,
+) -> Result<Option<GtidState>, RunError> {
+    use mysql_async::prelude::Queryable;
+    let text: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT BINLOG_GTID_POS(?, ?)",
+            (coord.file.as_str(), coord.offset),
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    match text.flatten() {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e| RunError::Start(format!("BINLOG_GTID_POS({coord}): {e}"))),
+    }
+}
+
+/// Writes the newest acknowledged position every `interval` (when it moved),
+/// and once more when the sink ends. Returns the last checkpoint written.
+async fn checkpointer(
+    store: Store,
+    mut acked: watch::Receiver<Option<Acked>>,
+    interval: Duration,
+    base_events: u64,
+    stats: Arc<Stats>,
+) -> Result<Option<Checkpoint>, RunError> {
+    let store = Arc::new(Mutex::new(store));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Checkpoint> = None;
+    loop {
+        let open = tokio::select! {
+            _ = ticker.tick() => true,
+            changed = acked.changed() => changed.is_ok(),
+        };
+        if open && !ticker_due(&last, interval) {
+            continue;
+        }
+        let current = acked.borrow_and_update().clone();
+        if let Some(acked) = current {
+            let unchanged = last
+                .as_ref()
+                .is_some_and(|l| l.position == acked.commit.position);
+            if !unchanged {
+                let cp = Checkpoint {
+                    position: acked.commit.position.clone(),
+                    source_server_id: acked.commit.server_id,
+                    commit_time: Some(i64::from(acked.commit.commit_time)),
+                    written_at_ms: checkpoint::now_ms(),
+                    events_published: base_events + acked.records,
+                };
+                let store = Arc::clone(&store);
+                let to_save = cp.clone();
+                tokio::task::spawn_blocking(move || {
+                    store
+                        .lock()
+                        .map_err(|_| RunError::Internal("checkpoint store lock poisoned".into()))?
+                        .save(&to_save)
+                        .map_err(RunError::Store)
+                })
+                .await
+                .map_err(|e| RunError::Internal(format!("checkpoint write: {e}")))??;
+                stats.checkpoint_time.set(cp.written_at_ms / 1000);
+                if let Some(gtid) = cp.position.gtid.iter().last() {
+                    stats
+                        .checkpoint_seq
+                        .set(i64::try_from(gtid.seq).unwrap_or(i64::MAX));
+                }
+                last = Some(cp);
+            }
+        }
+        if !open {
+            return Ok(last);
+        }
+    }
+}
+
+/// Whether the last write is at least `interval` old (or there was none).
+fn ticker_due(last: &Option<Checkpoint>, interval: Duration) -> bool {
+    last.as_ref().is_none_or(|l| {
+        let age = checkpoint::now_ms() - l.written_at_ms;
+        age >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
+/// A progress line every few seconds while events flow.
+async fn progress_log(stats: Arc<Stats>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    let published = || -> u64 {
+        stats
+            .published
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    };
+    let mut last = published();
+    let mut ticker = tokio::time::interval(EVERY);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = published();
+        let rate = (now - last) as f64 / EVERY.as_secs_f64();
+        if now != last || stats.lag_seconds() > 10 {
+            tracing::info!(
+                events_per_second = format!("{rate:.0}"),
+                events_published = now,
+                transactions = stats.transactions.get(),
+                lag_seconds = stats.lag_seconds(),
+                in_flight = stats.in_flight.get(),
+                "progress"
+            );
+        }
+        last = now;
+    }
+}

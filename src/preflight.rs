@@ -1,0 +1,495 @@
+//! Preflight: everything the tailer needs from the server and the broker,
+//! checked before it reads a single event (`binlog-tailer check`, and the
+//! start of `run`).
+//!
+//! Each check is a small named function returning a [`Check`]: what was
+//! checked, and either what was found or the [`Problem`]: the setting or
+//! object, the value found, the value needed, and how to fix it. All checks
+//! run, so one start shows every problem at once.
+
+use std::fmt;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer};
+
+use crate::config::{Config, KafkaConfig, TableConfig};
+
+/// Something that must change before the tailer can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub subject: String,
+    pub found: String,
+    pub needed: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: found {}, needed {}. Fix: {}",
+            self.subject, self.found, self.needed, self.fix
+        )
+    }
+}
+
+/// The result of one check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub outcome: Result<String, Problem>,
+}
+
+impl Check {
+    fn ok(name: impl Into<String>, found: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            outcome: Ok(found.into()),
+        }
+    }
+    fn problem(
+        name: impl Into<String>,
+        found: impl Into<String>,
+        needed: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        let name = name.into();
+        Self {
+            outcome: Err(Problem {
+                subject: name.clone(),
+                found: found.into(),
+                needed: needed.into(),
+                fix: fix.into(),
+            }),
+            name,
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Ok(found) => write!(f, "ok    {}: {}", self.name, found),
+            Err(problem) => write!(f, "FAIL  {problem}"),
+        }
+    }
+}
+
+/// The server variables the checks read, in one round trip.
+struct ServerVars {
+    version: String,
+    server_id: u32,
+    log_bin: bool,
+    binlog_format: String,
+    row_image: String,
+    row_metadata: String,
+    log_slave_updates: bool,
+    checksum: String,
+    encrypt_binlog: bool,
+    gtid_slave_pos: String,
+}
+
+async fn server_vars(conn: &mut Conn) -> Result<ServerVars, mysql_async::Error> {
+    let row: Option<mysql_async::Row> = conn
+        .query_first(
+            "SELECT @@version, @@server_id, @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, \
+             @@GLOBAL.binlog_row_metadata, @@GLOBAL.log_slave_updates, @@GLOBAL.binlog_checksum, @@GLOBAL.encrypt_binlog, \
+             @@gtid_slave_pos",
+        )
+        .await?;
+    let text = |i: usize| {
+        row.as_ref()
+            .and_then(|r| r.get::<Option<String>, _>(i))
+            .flatten()
+            .unwrap_or_default()
+    };
+    let flag = |i: usize| {
+        row.as_ref()
+            .and_then(|r| r.get::<Option<i64>, _>(i))
+            .flatten()
+            .unwrap_or(0)
+            != 0
+    };
+    Ok(ServerVars {
+        version: text(0),
+        server_id: row
+            .as_ref()
+            .and_then(|r| r.get::<Option<u32>, _>(1))
+            .flatten()
+            .unwrap_or(0),
+        log_bin: flag(2),
+        binlog_format: text(3),
+        row_image: text(4),
+        row_metadata: text(5),
+        log_slave_updates: flag(6),
+        checksum: text(7),
+        encrypt_binlog: flag(8),
+        gtid_slave_pos: text(9),
+    })
+}
+
+fn setting(name: &str, found: &str, needed: &str) -> Check {
+    if found.eq_ignore_ascii_case(needed) {
+        Check::ok(name, found)
+    } else {
+        Check::problem(
+            name,
+            found,
+            needed,
+            format!(
+                "SET GLOBAL {name} = {needed}; and put `{name} = {needed}` under [mariadbd] in the \
+                 server's configuration so it survives a restart"
+            ),
+        )
+    }
+}
+
+/// Checks the MariaDB server the tailer reads.
+///
+/// # Errors
+/// When the server cannot be queried at all.
+pub async fn check_source(
+    conn: &mut Conn,
+    config: &Config,
+) -> Result<Vec<Check>, mysql_async::Error> {
+    let vars = server_vars(conn).await?;
+    let mut checks = vec![Check::ok(
+        "server",
+        format!("MariaDB {} (server_id {})", vars.version, vars.server_id),
+    )];
+    if !vars.version.to_ascii_lowercase().contains("mariadb") {
+        checks.push(Check::problem(
+            "server",
+            vars.version.clone(),
+            "MariaDB",
+            "point source.host at a MariaDB server; MySQL's binlog protocol differs",
+        ));
+    }
+    checks.push(if vars.log_bin {
+        Check::ok("log_bin", "ON")
+    } else {
+        Check::problem(
+            "log_bin",
+            "OFF",
+            "ON",
+            "start the server with log_bin (e.g. `log_bin = mariadb-bin` under [mariadbd]); it cannot be switched on at runtime",
+        )
+    });
+    checks.push(setting("binlog_format", &vars.binlog_format, "ROW"));
+    checks.push(setting("binlog_row_image", &vars.row_image, "FULL"));
+    checks.push(setting("binlog_row_metadata", &vars.row_metadata, "FULL"));
+    checks.push(match vars.checksum.to_ascii_uppercase().as_str() {
+        "CRC32" => Check::ok("binlog_checksum", "CRC32 (verified on every event)"),
+        other => Check::ok(
+            "binlog_checksum",
+            format!("{other} (events cannot be verified; CRC32 is recommended)"),
+        ),
+    });
+    checks.push(if vars.encrypt_binlog {
+        Check::problem(
+            "encrypt_binlog",
+            "ON",
+            "OFF",
+            "binlog-tailer cannot read encrypted binlogs; read a server with encrypt_binlog=OFF",
+        )
+    } else {
+        Check::ok("encrypt_binlog", "OFF")
+    });
+    checks.push(if vars.server_id == config.source.server_id {
+        Check::problem(
+            "source.server_id",
+            config.source.server_id.to_string(),
+            "an id no server or replica uses",
+            "the tailer registers as a replica with source.server_id; it must differ from the server's own @@server_id",
+        )
+    } else {
+        Check::ok("source.server_id", format!("{} (distinct from the server's)", config.source.server_id))
+    });
+
+    let replica = is_replica(conn, &vars).await;
+    checks.push(match (replica, vars.log_slave_updates) {
+        (false, _) => Check::ok("log_slave_updates", "not a replica"),
+        (true, true) => Check::ok(
+            "log_slave_updates",
+            "ON (a replica that logs what it applies)",
+        ),
+        (true, false) => Check::problem(
+            "log_slave_updates",
+            "OFF on a replica",
+            "ON",
+            "without it the replica does not write replicated transactions to its own binlog; set \
+             `log_slave_updates = ON` under [mariadbd] and restart the replica",
+        ),
+    });
+
+    checks.push(check_replication_privilege(conn).await);
+    checks.push(match conn.query_drop("SHOW BINARY LOGS").await {
+        Ok(()) => Check::ok("privilege BINLOG MONITOR", "granted"),
+        Err(e) => Check::problem(
+            "privilege BINLOG MONITOR",
+            server_message(&e),
+            "BINLOG MONITOR (or REPLICATION CLIENT)",
+            format!("GRANT BINLOG MONITOR ON *.* TO {};", config.source.user),
+        ),
+    });
+    for table in &config.tables {
+        checks.push(check_table(conn, config, table).await);
+    }
+    Ok(checks)
+}
+
+async fn is_replica(conn: &mut Conn, vars: &ServerVars) -> bool {
+    match conn
+        .query_first::<mysql_async::Row, _>("SHOW SLAVE STATUS")
+        .await
+    {
+        Ok(row) => row.is_some(),
+        // Without SLAVE MONITOR: a server that has applied replicated
+        // transactions has a replica position.
+        Err(_) => !vars.gtid_slave_pos.trim().is_empty(),
+    }
+}
+
+async fn check_replication_privilege(conn: &mut Conn) -> Check {
+    let privileges: Result<Vec<String>, _> = conn
+        .query(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = \
+             CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
+             SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')",
+        )
+        .await;
+    let user: String = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    match privileges {
+        Ok(list)
+            if list
+                .iter()
+                .any(|p| p == "REPLICATION SLAVE" || p == "SUPER") =>
+        {
+            Check::ok("privilege REPLICATION SLAVE", "granted")
+        }
+        Ok(_) => Check::problem(
+            "privilege REPLICATION SLAVE",
+            format!("not granted to {user}"),
+            "REPLICATION SLAVE",
+            format!("GRANT REPLICATION SLAVE ON *.* TO {user};"),
+        ),
+        Err(e) => Check::problem(
+            "privilege REPLICATION SLAVE",
+            format!("cannot tell ({})", server_message(&e)),
+            "REPLICATION SLAVE",
+            format!("GRANT REPLICATION SLAVE ON *.* TO {user};"),
+        ),
+    }
+}
+
+async fn check_table(conn: &mut Conn, config: &Config, table: &TableConfig) -> Check {
+    let name = format!("table {}", table.table);
+    let Some((db, tbl)) = table.split_name() else {
+        return Check::problem(name, &table.table, "database.table", "fix the tables entry");
+    };
+    let probe = format!(
+        "SELECT * FROM `{}`.`{}` LIMIT 0",
+        db.replace('`', "``"),
+        tbl.replace('`', "``")
+    );
+    if let Err(e) = conn.query_drop(probe).await {
+        let code = server_code(&e);
+        return match code {
+            Some(1146) | Some(1049) => Check::problem(
+                name,
+                "no such table on this server",
+                "an existing table",
+                "create it (on the primary), or fix `table` in the configuration",
+            ),
+            _ => Check::problem(
+                name,
+                server_message(&e),
+                "SELECT privilege",
+                format!("GRANT SELECT ON `{db}`.* TO {};", config.source.user),
+            ),
+        };
+    }
+    let key: Result<Vec<String>, _> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            (db, tbl),
+        )
+        .await;
+    match key {
+        Ok(columns) if !columns.is_empty() => Check::ok(
+            name,
+            format!(
+                "readable, primary key ({}) → topic {}",
+                columns.join(", "),
+                table.topic
+            ),
+        ),
+        Ok(_) => Check::problem(
+            name,
+            "no primary key",
+            "a primary key (it becomes the Kafka key)",
+            "add a primary key to the table",
+        ),
+        Err(e) => Check::problem(
+            name,
+            server_message(&e),
+            "a readable primary key",
+            "grant SELECT on the table",
+        ),
+    }
+}
+
+fn server_code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn server_message(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("error {}: {}", s.code, s.message),
+        other => other.to_string(),
+    }
+}
+
+/// Checks the broker and the topics; creates missing topics when
+/// `kafka.create_topics` is on.
+pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Check> {
+    let mut client = ClientConfig::new();
+    for (k, v) in &config.properties {
+        client.set(k, v);
+    }
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    let admin: AdminClient<DefaultClientContext> = match client.create() {
+        Ok(admin) => admin,
+        Err(e) => {
+            return vec![Check::problem(
+                "kafka",
+                e.to_string(),
+                "a valid client configuration",
+                "fix kafka.bootstrap_servers and kafka.properties",
+            )]
+        }
+    };
+    let timeout = config.request_timeout;
+    // librdkafka's metadata call blocks: run it off the async threads, on a
+    // client of its own, and keep only what the checks need.
+    let probe = client.clone();
+    let metadata = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = probe.create()?;
+        let metadata = producer.client().fetch_metadata(None, timeout)?;
+        let topics: Vec<(String, usize)> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect();
+        Ok::<_, rdkafka::error::KafkaError>((metadata.brokers().len(), topics))
+    })
+    .await;
+    let (brokers, existing) = match metadata {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            return vec![Check::problem(
+                "kafka",
+                format!(
+                    "no answer from {} within {:?} ({e})",
+                    config.bootstrap_servers, timeout
+                ),
+                "a reachable broker",
+                "check kafka.bootstrap_servers, the network, and that the broker runs",
+            )]
+        }
+        Err(e) => {
+            return vec![Check::problem(
+                "kafka",
+                format!("the metadata request failed: {e}"),
+                "a reachable broker",
+                "check kafka.bootstrap_servers",
+            )]
+        }
+    };
+    let mut checks = vec![Check::ok(
+        "kafka",
+        format!("{brokers} broker(s) at {}", config.bootstrap_servers),
+    )];
+    let mut topics: Vec<&str> = tables.iter().map(|t| t.topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    for topic in topics {
+        let name = format!("topic {topic}");
+        let found = existing.iter().find(|(t, _)| t == topic).map(|(_, n)| *n);
+        checks.push(match found {
+            Some(partitions) => Check::ok(name, format!("{partitions} partition(s)")),
+            None if config.create_topics => create_topic(&admin, config, topic, timeout).await,
+            None => Check::problem(
+                name,
+                "missing",
+                "an existing topic",
+                format!(
+                    "create it (e.g. kafka-topics --create --topic {topic}), or set kafka.create_topics = true"
+                ),
+            ),
+        });
+    }
+    checks
+}
+
+async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Check {
+    let name = format!("topic {topic}");
+    let new = NewTopic::new(
+        topic,
+        config.topic_partitions,
+        TopicReplication::Fixed(config.topic_replication_factor),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    match admin.create_topics(&[new], &options).await {
+        Ok(results) => match results.into_iter().next() {
+            Some(Ok(_)) => Check::ok(
+                name,
+                format!(
+                    "created with {} partition(s), replication factor {}",
+                    config.topic_partitions, config.topic_replication_factor
+                ),
+            ),
+            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {
+                Check::ok(name, "exists")
+            }
+            Some(Err((_, code))) => Check::problem(
+                name,
+                format!("creating it failed: {code}"),
+                "an existing topic",
+                "create the topic by hand, or grant the tailer CreateTopics",
+            ),
+            None => Check::problem(
+                name,
+                "no answer to CreateTopics",
+                "an existing topic",
+                "create it by hand",
+            ),
+        },
+        Err(e) => Check::problem(
+            name,
+            format!("creating it failed: {e}"),
+            "an existing topic",
+            "create the topic by hand, or grant the tailer CreateTopics",
+        ),
+    }
+}

@@ -1,0 +1,275 @@
+//! Sink: records → Kafka, acknowledged in order; transaction ends → the
+//! position everything before them has been acknowledged up to.
+//!
+//! # Contract
+//! Consumes [`Item`]s from a bounded channel: records to publish, and commit
+//! marks (the end of a transaction). Emits, on a `watch` channel, the newest
+//! [`Acked`] position: a commit mark whose records, and every record before
+//! it, the broker has acknowledged with `acks=all`. Nothing else moves the
+//! checkpoint, so a crash at any moment resumes at or before the first
+//! unacknowledged record: nothing is lost.
+//!
+//! # Producer settings
+//! `acks=all`, `enable.idempotence=true` (no duplicates or reordering from
+//! the producer's own retries, at most 5 requests in flight per broker), and
+//! `message.timeout.ms=0`: librdkafka retries a record for as long as it takes,
+//! so a broker outage of any length loses nothing. Meanwhile at most
+//! `kafka.max_in_flight` records wait; the channel fills, and the source stops
+//! reading. Partitioning is `murmur2_random`, the Java client's default, so
+//! other producers of the same keys agree on partitions.
+//!
+//! # Errors
+//! A record the broker will never accept (too large, not authorised, topic
+//! gone, the idempotent producer fenced) comes back as a delivery error: that
+//! is definite ([`SinkError::Rejected`]); the pipeline stops without moving the
+//! checkpoint past it. Nothing is dropped.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::KafkaConfig;
+use crate::map::Record;
+use crate::position::Position;
+use crate::stats::Stats;
+
+/// What the source hands to the sink.
+#[derive(Debug)]
+pub enum Item {
+    Record(Record),
+    /// The end of a transaction; the position to resume after it.
+    Commit(Commit),
+}
+
+/// A transaction end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub position: Position,
+    /// `@@server_id` of the server read.
+    pub server_id: u32,
+    /// Commit time, Unix seconds.
+    pub commit_time: u32,
+}
+
+/// The newest fully acknowledged transaction end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    pub commit: Commit,
+    /// Records acknowledged since the sink started.
+    pub records: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(KafkaError),
+    #[error(
+        "the broker refused event {id} for topic {topic}: {error}. It was not published and \
+         the checkpoint stays before it; fix the cause and restart"
+    )]
+    Rejected {
+        topic: String,
+        id: String,
+        error: KafkaError,
+    },
+    #[error("the Kafka producer failed fatally: {0}")]
+    Fatal(KafkaError),
+}
+
+/// The librdkafka configuration of the producer.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("message.timeout.ms", "0")
+        .set("compression.type", &config.compression)
+        .set("linger.ms", config.linger.as_millis().to_string())
+        .set("partitioner", "murmur2_random")
+        .set("client.id", "binlog-tailer");
+    client
+}
+
+/// Creates the producer.
+///
+/// # Errors
+/// When librdkafka refuses the configuration.
+pub fn create_producer(config: &KafkaConfig) -> Result<FutureProducer, SinkError> {
+    producer_config(config).create().map_err(SinkError::Create)
+}
+
+enum Pending {
+    Record {
+        delivery: DeliveryFuture,
+        topic: Arc<str>,
+        id: String,
+        sent: Instant,
+    },
+    Commit(Commit),
+}
+
+/// Publishes until the channel closes (then drains every delivery) or a
+/// delivery fails definitely.
+///
+/// # Errors
+/// [`SinkError`] on a definite failure; the last `Acked` sent stays valid.
+pub async fn run(
+    producer: FutureProducer,
+    mut items: mpsc::Receiver<Item>,
+    acked: watch::Sender<Option<Acked>>,
+    max_in_flight: usize,
+    stats: Arc<Stats>,
+) -> Result<(), SinkError> {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut in_flight = 0usize;
+    let mut records: u64 = 0;
+    let mut input_open = true;
+
+    loop {
+        // Retire everything at the front that is already settled.
+        while let Some(front) = pending.front_mut() {
+            match front {
+                Pending::Commit(_) => {
+                    if let Some(Pending::Commit(commit)) = pending.pop_front() {
+                        acked.send_replace(Some(Acked { commit, records }));
+                    }
+                }
+                Pending::Record { .. } => break,
+            }
+        }
+        if !input_open && pending.is_empty() {
+            return Ok(());
+        }
+
+        tokio::select! {
+            biased;
+            // Acknowledgements first: they free room and move the checkpoint.
+            result = front_delivery(&mut pending), if matches!(pending.front(), Some(Pending::Record { .. })) => {
+                let Some(Pending::Record { topic, id, sent, .. }) = pending.pop_front() else {
+                    continue;
+                };
+                in_flight -= 1;
+                stats.in_flight.dec();
+                match result {
+                    Ok(()) => {
+                        records += 1;
+                        stats.published.with_label_values(&[&*topic]).inc();
+                        stats.publish_latency.observe(sent.elapsed().as_secs_f64());
+                    }
+                    Err(error) => {
+                        stats.publish_errors.with_label_values(&[error_kind(&error)]).inc();
+                        return Err(if matches!(error, KafkaError::Canceled) {
+                            SinkError::Fatal(error)
+                        } else {
+                            SinkError::Rejected { topic: topic.to_string(), id, error }
+                        });
+                    }
+                }
+            }
+            item = items.recv(), if input_open && in_flight < max_in_flight => match item {
+                None => input_open = false,
+                Some(Item::Commit(commit)) => {
+                    if pending.is_empty() {
+                        acked.send_replace(Some(Acked { commit, records }));
+                    } else {
+                        pending.push_back(Pending::Commit(commit));
+                    }
+                }
+                Some(Item::Record(record)) => {
+                    let sent = Instant::now();
+                    let delivery = enqueue(&producer, &record).await.inspect_err(|e| {
+                        if let SinkError::Rejected { error, .. } = e {
+                            stats.publish_errors.with_label_values(&[error_kind(error)]).inc();
+                        }
+                    })?;
+                    in_flight += 1;
+                    stats.in_flight.inc();
+                    pending.push_back(Pending::Record { delivery, topic: record.topic, id: record.id, sent });
+                }
+            },
+        }
+    }
+}
+
+/// A bounded label for a delivery error.
+fn error_kind(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "message_too_large",
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ) => "not_authorized",
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            "unknown_topic"
+        }
+        Some(_) => "other",
+        None => "client",
+    }
+}
+
+async fn front_delivery(pending: &mut VecDeque<Pending>) -> Result<(), KafkaError> {
+    match pending.front_mut() {
+        Some(Pending::Record { delivery, .. }) => match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((error, _message))) => Err(error),
+            Err(_canceled) => Err(KafkaError::Canceled),
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// Hands a record to librdkafka, waiting while its local queue is full.
+async fn enqueue(producer: &FutureProducer, record: &Record) -> Result<DeliveryFuture, SinkError> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_slice()),
+        });
+    }
+    let mut future_record = FutureRecord::to(&record.topic)
+        .key(&record.key)
+        .payload(&record.payload)
+        .headers(headers);
+    let started = Instant::now();
+    loop {
+        match producer.send_result(future_record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                future_record = back;
+                if started.elapsed() > Duration::from_secs(1) {
+                    tracing::debug!("producer queue full; waiting");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => {
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    return Err(SinkError::Fatal(KafkaError::MessageProduction(code)))
+                        .inspect_err(|_| tracing::error!(%reason, "fatal producer error"));
+                }
+                return Err(SinkError::Rejected {
+                    topic: record.topic.to_string(),
+                    id: record.id.clone(),
+                    error,
+                });
+            }
+        }
+    }
+}
+
+/// Waits until every record handed to the producer is delivered or `timeout`
+/// passes; returns whether everything was flushed.
+pub fn flush(producer: &FutureProducer, timeout: Duration) -> bool {
+    producer.flush(timeout).is_ok()
+}

@@ -1,0 +1,410 @@
+//! Running the real `binlog-tailer` binary against the local services, and
+//! reading back what it published.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use binlog_tailer::checkpoint::{Checkpoint, Store};
+use binlog_tailer::position::{Gtid, GtidState};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{connect, kafka_bootstrap, unique_name, Server, User};
+
+/// The tailer's password, as the services script sets it.
+pub fn tailer_password() -> String {
+    User::Tailer.credentials().1
+}
+
+/// A database of the test's own on the primary, with an `orders` table shaped
+/// like `shop.orders`, readable by the tailer, and present on the replica.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create(prefix: &str) -> TestDb {
+        let name = unique_name(prefix);
+        let mut admin = connect(Server::Primary, User::Admin).await;
+        let (tailer, _) = User::Tailer.credentials();
+        admin
+            .query_drop(format!(
+                "CREATE DATABASE {name}; \
+                 CREATE TABLE {name}.orders LIKE shop.orders; \
+                 GRANT SELECT ON {name}.* TO '{tailer}'@'127.0.0.1'"
+            ))
+            .await
+            .expect("create the test database");
+        wait_for_replica(&mut admin).await;
+        TestDb { name }
+    }
+
+    pub fn table(&self, table: &str) -> String {
+        format!("{}.{}", self.name, table)
+    }
+}
+
+/// Waits until the replica has applied everything the primary has committed.
+pub async fn wait_for_replica(primary: &mut Conn) {
+    let pos: String = primary
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("gtid_binlog_pos")
+        .unwrap_or_default();
+    let mut replica = connect(Server::Replica, User::Admin).await;
+    let waited: i64 = replica
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (pos.as_str(),))
+        .await
+        .expect("MASTER_GTID_WAIT")
+        .unwrap_or(-1);
+    assert_eq!(waited, 0, "the replica did not reach {pos} within 60 s");
+}
+
+/// The replica's current GTID state: a starting point for a tailer that
+/// should see only what the test does next.
+pub async fn replica_gtid_state() -> String {
+    let mut replica = connect(Server::Replica, User::Admin).await;
+    replica
+        .query_first::<String, _>("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("gtid_binlog_pos")
+        .unwrap_or_default()
+}
+
+/// The GTID of the last transaction committed on `conn`.
+pub async fn last_gtid(conn: &mut Conn) -> Gtid {
+    let text: String = conn
+        .query_first("SELECT @@last_gtid")
+        .await
+        .expect("@@last_gtid")
+        .expect("a GTID");
+    text.parse().expect("GTID text")
+}
+
+/// One tailed table for a test configuration.
+pub struct Tailed {
+    pub table: String,
+    pub topic: String,
+    pub event_type: String,
+}
+
+/// A configuration file and state directory of a test's own.
+pub struct TailerSetup {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub state: PathBuf,
+}
+
+impl TailerSetup {
+    pub fn new(name: &str, tables: &[Tailed], start_from: &str, extra: &str) -> TailerSetup {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name(name));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let state = dir.join("state");
+        let config = dir.join("tailer.toml");
+        // Distinct replica ids for tailers running at the same time.
+        let server_id = 10_000 + (std::process::id() % 10_000) * 100 + (unique_counter() % 100);
+        let mut text = format!(
+            r#"
+[source]
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+server_id = {server_id}
+cluster_name = "test"
+heartbeat = "1s"
+read_timeout = "5s"
+reconnect_backoff_min = "100ms"
+reconnect_backoff_max = "2s"
+
+[start]
+from = "{start_from}"
+
+[kafka]
+bootstrap_servers = "{kafka}"
+create_topics = true
+linger = "2ms"
+
+[checkpoint]
+dir = "{state}"
+interval = "200ms"
+
+[shutdown]
+drain_timeout = "20s"
+"#,
+            port = Server::Replica.port(),
+            user = User::Tailer.credentials().0,
+            kafka = kafka_bootstrap(),
+            state = state.display(),
+        );
+        for t in tables {
+            text.push_str(&format!(
+                "\n[[tables]]\ntable = \"{}\"\ntopic = \"{}\"\nevent_type = \"{}\"\ndataschema = \"urn:binlog-tailer:schema:order_created.v1\"\n",
+                t.table, t.topic, t.event_type
+            ));
+        }
+        text.push_str(extra);
+        std::fs::write(&config, text).expect("write config");
+        TailerSetup { dir, config, state }
+    }
+
+    /// Points the configuration at another MariaDB port.
+    pub fn with_source_port(self, port: u16) -> TailerSetup {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let text = text.replacen(
+            &format!("port = {}", Server::Replica.port()),
+            &format!("port = {port}"),
+            1,
+        );
+        std::fs::write(&self.config, text).expect("config");
+        self
+    }
+
+    /// Appends TOML to the configuration.
+    pub fn with_extra(self, extra: &str) -> TailerSetup {
+        let mut text = std::fs::read_to_string(&self.config).expect("config");
+        text.push_str(extra);
+        std::fs::write(&self.config, text).expect("config");
+        self
+    }
+
+    /// Starts `binlog-tailer run`, its log in `<dir>/tailer-<n>.log`.
+    pub fn spawn(&self) -> Tailer {
+        let n = unique_counter();
+        let log_path = self.dir.join(format!("tailer-{n}.log"));
+        let log = File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
+            .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start binlog-tailer");
+        Tailer { child, log_path }
+    }
+
+    /// Runs another subcommand to completion: (exit code, stdout, stderr).
+    pub fn command(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
+            .output()
+            .expect("run binlog-tailer");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The live checkpoint, if any.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        Store::open_existing(&self.state)
+            .expect("readable store")
+            .and_then(|s| s.current().expect("readable checkpoint"))
+    }
+
+    /// Waits until the checkpoint covers `gtid`: then every event of that
+    /// transaction and before it is acknowledged by the broker.
+    pub fn wait_checkpoint(&self, gtid: Gtid, timeout: Duration, tailer: Option<&mut Tailer>) {
+        let deadline = Instant::now() + timeout;
+        let mut tailer = tailer;
+        loop {
+            if let Some(cp) = self.checkpoint() {
+                if cp.position.gtid.contains(gtid) {
+                    return;
+                }
+            }
+            if let Some(t) = tailer.as_deref_mut() {
+                if let Some(status) = t.child.try_wait().expect("try_wait") {
+                    panic!(
+                        "the tailer exited ({status}) before checkpointing {gtid}; log:\n{}",
+                        t.log()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the checkpoint did not reach {gtid} within {timeout:?}: it is {:?}; log:\n{}",
+                    self.checkpoint().map(|c| c.position.to_string()),
+                    tailer.map(|t| t.log()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn unique_counter() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A running tailer process.
+pub struct Tailer {
+    pub child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Tailer {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(timeout)
+    }
+
+    /// SIGKILL, then waits for the exit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the tailer did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tailer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A consumed Kafka message.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub payload: serde_json::Value,
+    pub raw_payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Every message in `topic` now: reads each partition up to its high
+/// watermark. Call it once the checkpoint covers what the test wrote: the
+/// checkpoint only moves after the broker has acknowledged.
+pub fn consume_all(topic: &str) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(20);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .expect("watermarks");
+        if high > low {
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(low))
+                .expect("assign");
+            remaining.insert(p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return out;
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "consuming {topic} took over 60 s"
+        );
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = msg.expect("consume");
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let raw_payload = msg.payload().unwrap_or_default().to_vec();
+        out.push(Consumed {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+            payload: serde_json::from_slice(&raw_payload).expect("payload is JSON"),
+            raw_payload,
+            headers,
+        });
+        if let Some(&high) = remaining.get(&msg.partition()) {
+            if msg.offset() + 1 >= high {
+                remaining.remove(&msg.partition());
+            }
+        }
+    }
+    out
+}
+
+/// Parses a GTID state (for start.from).
+pub fn gtid_state(text: &str) -> GtidState {
+    text.parse().expect("GTID state")
+}

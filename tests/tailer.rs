@@ -1,0 +1,424 @@
+//! The tailer end to end: the real binary reading the real replica,
+//! publishing to the real broker. Each test has its own database, topic and
+//! state directory.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
+};
+use common::{connect, unique_name, Server, User};
+use mysql_async::prelude::Queryable;
+use mysql_async::TxOpts;
+use serde_json::{json, Value as Json};
+
+fn order_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/order_created.v1.json"),
+    )
+    .expect("schema file");
+    let schema: Json = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+/// An order as the test inserts it, and as its event's `data` must carry it.
+#[derive(Debug, Clone)]
+struct Order {
+    id: u64,
+    customer_id: u64,
+    amount: &'static str,
+    currency: &'static str,
+    items: Json,
+    created_at: String,
+}
+
+impl Order {
+    fn new(id: u64) -> Order {
+        const AMOUNTS: [&str; 5] = ["0.01", "19.99", "1234567890.00", "250.50", "0.00"];
+        const CURRENCIES: [&str; 3] = ["EUR", "USD", "JPY"];
+        Order {
+            id,
+            customer_id: id % 7 + 1,
+            amount: AMOUNTS[(id % 5) as usize],
+            currency: CURRENCIES[(id % 3) as usize],
+            items: json!([{"sku": format!("sku-{id}"), "qty": id % 4 + 1, "note": "ünïcødé ✓"}]),
+            created_at: format!(
+                "2026-11-26 10:{:02}:{:02}.{:06}",
+                id % 60,
+                (id * 7) % 60,
+                id * 1001 % 1_000_000
+            ),
+        }
+    }
+
+    fn values_sql(&self) -> String {
+        format!(
+            "({}, {}, '{}', '{}', 'created', '{}', '{}')",
+            self.id,
+            self.customer_id,
+            self.amount,
+            self.currency,
+            self.items.to_string().replace('\'', "''"),
+            self.created_at
+        )
+    }
+
+    fn expected_data(&self) -> Json {
+        json!({
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": "created",
+            "items": self.items,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+fn insert_sql(db: &TestDb, orders: &[Order]) -> String {
+    let values: Vec<String> = orders.iter().map(Order::values_sql).collect();
+    format!(
+        "INSERT INTO {}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
+        db.name,
+        values.join(", ")
+    )
+}
+
+/// Checks every event against the schema and its envelope against its
+/// headers and key; returns them by order id.
+fn check_events(messages: &[Consumed], db: &TestDb) -> BTreeMap<u64, Consumed> {
+    let schema = order_schema();
+    let mut by_id = BTreeMap::new();
+    let mut event_ids = BTreeSet::new();
+    for m in messages {
+        if let Err(e) = schema.validate(&m.payload) {
+            panic!(
+                "event does not match schemas/order_created.v1.json: {e}\n{}",
+                m.payload
+            );
+        }
+        let id = m.payload["data"]["id"].as_u64().expect("data.id");
+        assert_eq!(m.key, id.to_string(), "key is the order id");
+        assert_eq!(m.payload["subject"], json!(id.to_string()));
+        assert_eq!(
+            m.payload["source"],
+            json!(format!("/mariadb/test/{}/orders", db.name))
+        );
+        let gtid = m.payload["binloggtid"].as_str().expect("binloggtid");
+        let row = m.payload["binlogrow"].as_u64().expect("binlogrow");
+        assert_eq!(m.payload["id"], json!(format!("{gtid}.{row}")));
+        assert_eq!(m.headers.get("binlog.gtid").map(String::as_str), Some(gtid));
+        assert_eq!(m.headers.get("binlog.row"), Some(&row.to_string()));
+        assert_eq!(
+            m.headers.get("content-type").map(String::as_str),
+            Some("application/cloudevents+json; charset=UTF-8")
+        );
+        assert!(
+            event_ids.insert(m.payload["id"].as_str().unwrap_or_default().to_owned()),
+            "event id repeated: {}",
+            m.payload["id"]
+        );
+        assert!(
+            by_id.insert(id, m.clone()).is_none(),
+            "order {id} published twice"
+        );
+    }
+    by_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_inserts_become_one_event_each_and_rollbacks_none() {
+    let db = TestDb::create("orders").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "CREATE TABLE {}.audit (id INT PRIMARY KEY, note TEXT) ENGINE=InnoDB",
+            db.name
+        ))
+        .await
+        .expect("second table");
+    let topic = unique_name("orders");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        "orders",
+        &[Tailed {
+            table: db.table("orders"),
+            topic: topic.clone(),
+            event_type: "shop.order.created.v1".into(),
+        }],
+        &start,
+        "",
+    );
+    let mut tailer = setup.spawn();
+
+    let mut committed: Vec<Order> = Vec::new();
+    let mut rolled_back: Vec<u64> = Vec::new();
+    // Single-row transactions (autocommit).
+    for id in 1..=20 {
+        let order = Order::new(id);
+        primary
+            .query_drop(insert_sql(&db, std::slice::from_ref(&order)))
+            .await
+            .expect("insert");
+        committed.push(order);
+    }
+    // One multi-row statement and a second statement in one transaction,
+    // with a row for a table that is not tailed in between.
+    {
+        let batch: Vec<Order> = (21..=30).map(Order::new).collect();
+        let mut tx = primary
+            .start_transaction(TxOpts::default())
+            .await
+            .expect("begin");
+        tx.query_drop(insert_sql(&db, &batch[..6]))
+            .await
+            .expect("insert");
+        tx.query_drop(format!(
+            "INSERT INTO {}.audit VALUES (1, 'not tailed')",
+            db.name
+        ))
+        .await
+        .expect("audit");
+        tx.query_drop(insert_sql(&db, &batch[6..]))
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        committed.extend(batch);
+    }
+    // Rolled back: never in the binlog, never published.
+    for first in [31u64, 34] {
+        let batch: Vec<Order> = (first..first + 3).map(Order::new).collect();
+        let mut tx = primary
+            .start_transaction(TxOpts::default())
+            .await
+            .expect("begin");
+        tx.query_drop(insert_sql(&db, &batch))
+            .await
+            .expect("insert");
+        tx.rollback().await.expect("rollback");
+        rolled_back.extend(batch.iter().map(|o| o.id));
+    }
+    // Updates and deletes are read and counted, not published.
+    primary
+        .query_drop(format!(
+            "UPDATE {db}.orders SET status = 'paid' WHERE id <= 5; DELETE FROM {db}.orders WHERE id = 6",
+            db = db.name
+        ))
+        .await
+        .expect("update and delete");
+    // A transaction mixing an update and inserts.
+    {
+        let batch: Vec<Order> = (40..=42).map(Order::new).collect();
+        let mut tx = primary
+            .start_transaction(TxOpts::default())
+            .await
+            .expect("begin");
+        tx.query_drop(format!(
+            "UPDATE {}.orders SET status = 'cancelled' WHERE id = 7",
+            db.name
+        ))
+        .await
+        .expect("update");
+        tx.query_drop(insert_sql(&db, &batch))
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        committed.extend(batch);
+    }
+    let last = last_gtid(&mut primary).await;
+    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+
+    let messages = consume_all(&topic);
+    let by_id = check_events(&messages, &db);
+    assert_eq!(
+        by_id.keys().copied().collect::<Vec<_>>(),
+        committed.iter().map(|o| o.id).collect::<Vec<_>>(),
+        "exactly the committed orders, none of the rolled-back {rolled_back:?}"
+    );
+    assert_eq!(
+        messages.len(),
+        committed.len(),
+        "one event per committed order"
+    );
+    for order in &committed {
+        assert_eq!(
+            by_id[&order.id].payload["data"],
+            order.expected_data(),
+            "order {}",
+            order.id
+        );
+    }
+    // Row indexes count every row change of the transaction: in the mixed
+    // transaction the update of order 7 is row 0, so the inserts are 1..=3.
+    assert_eq!(by_id[&40].payload["binlogrow"], json!(1));
+    assert_eq!(by_id[&42].payload["binlogrow"], json!(3));
+    // In the multi-statement transaction the audit row sits between.
+    assert_eq!(by_id[&26].payload["binlogrow"], json!(5));
+    assert_eq!(by_id[&27].payload["binlogrow"], json!(7));
+    assert_eq!(
+        by_id[&21].payload["binloggtid"],
+        by_id[&30].payload["binloggtid"]
+    );
+
+    // Commit order within each partition: offsets follow (GTID, row).
+    let mut per_partition: BTreeMap<i32, Vec<&Consumed>> = BTreeMap::new();
+    for m in &messages {
+        per_partition.entry(m.partition).or_default().push(m);
+    }
+    for list in per_partition.values_mut() {
+        list.sort_by_key(|m| m.offset);
+        let order: Vec<(u64, u64)> = list
+            .iter()
+            .map(|m| {
+                let gtid: binlog_tailer::position::Gtid = m.payload["binloggtid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .expect("gtid");
+                (
+                    gtid.seq,
+                    m.payload["binlogrow"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "partition offsets follow commit order");
+    }
+
+    let status = tailer.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "clean shutdown exits 0");
+    let cp = setup.checkpoint().expect("a checkpoint");
+    assert!(cp.position.gtid.contains(last));
+    assert_eq!(cp.events_published, committed.len() as u64);
+    let (code, out, _) = setup.command(&["checkpoint", "show", "--format", "json"]);
+    assert_eq!(code, 0);
+    let shown: Json = serde_json::from_str(&out).expect("checkpoint show prints JSON");
+    assert_eq!(shown["position"], json!(cp.position.to_string()));
+    assert_eq!(shown["events_published"], json!(committed.len()));
+}
+
+/// Inserts `count` single-row orders, one per transaction, starting at
+/// `first`; returns the GTID of the last.
+async fn insert_orders(db: &TestDb, first: u64, count: u64) -> binlog_tailer::position::Gtid {
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    for id in first..first + count {
+        primary
+            .query_drop(insert_sql(db, &[Order::new(id)]))
+            .await
+            .expect("insert");
+    }
+    last_gtid(&mut primary).await
+}
+
+async fn stop_mid_stream(kill: bool) {
+    let db = TestDb::create(if kill { "sigkill" } else { "sigterm" }).await;
+    let topic = unique_name("stop");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        "stop",
+        &[Tailed {
+            table: db.table("orders"),
+            topic: topic.clone(),
+            event_type: "shop.order.created.v1".into(),
+        }],
+        &start,
+        "",
+    );
+    const TOTAL: u64 = 3000;
+    const IN_BACKGROUND: u64 = 2500;
+    let mut tailer = setup.spawn();
+    // Insert in the background while the tailer streams; stop it midway.
+    let writer = {
+        let db_name = db.name.clone();
+        tokio::spawn(
+            async move { insert_orders(&TestDb { name: db_name }, 1, IN_BACKGROUND).await },
+        )
+    };
+    // Wait until the tailer has published some of them, then stop it while
+    // the writer is still going.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if setup
+            .checkpoint()
+            .is_some_and(|c| c.events_published >= 300)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress; log:\n{}",
+            tailer.log()
+        );
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("tailer exited early ({status}); log:\n{}", tailer.log());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let writer_was_running = !writer.is_finished();
+    let at_stop = if kill {
+        tailer.kill();
+        None
+    } else {
+        let status = tailer.terminate(Duration::from_secs(30));
+        Some(status)
+    };
+    if let Some(status) = at_stop {
+        assert_eq!(status.code(), Some(0), "SIGTERM exits 0 after draining");
+    }
+    let published_at_stop = setup.checkpoint().map_or(0, |c| c.events_published);
+    writer.await.expect("writer");
+    // More while the tailer is down.
+    let last = insert_orders(&db, IN_BACKGROUND + 1, TOTAL - IN_BACKGROUND).await;
+
+    let mut tailer = setup.spawn();
+    setup.wait_checkpoint(last, Duration::from_secs(120), Some(&mut tailer));
+    let status = tailer.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+
+    let messages = consume_all(&topic);
+    let mut seen: BTreeMap<u64, &Consumed> = BTreeMap::new();
+    let mut duplicates = 0;
+    for m in &messages {
+        let id = m.payload["data"]["id"].as_u64().expect("id");
+        if let Some(first) = seen.insert(id, m) {
+            duplicates += 1;
+            assert_eq!(
+                first.raw_payload, m.raw_payload,
+                "a repeated event is byte-identical"
+            );
+        }
+    }
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (1..=TOTAL).collect::<Vec<_>>(),
+        "every committed order is in the topic"
+    );
+    for (id, m) in &seen {
+        assert_eq!(m.payload["data"], Order::new(*id).expected_data());
+    }
+    println!(
+        "stopped with {} after {published_at_stop} acknowledged events (writer still running: {writer_was_running}); \
+         {} messages for {TOTAL} orders ({duplicates} repeated)",
+        if kill { "SIGKILL" } else { "SIGTERM" },
+        messages.len()
+    );
+    if !kill {
+        assert_eq!(duplicates, 0, "SIGTERM: nothing repeated");
+        assert_eq!(messages.len() as u64, TOTAL);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_loses_nothing_and_repeats_nothing() {
+    stop_mid_stream(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_nothing() {
+    stop_mid_stream(true).await;
+}
