@@ -424,7 +424,8 @@ pub enum DecodeError {
         table: String,
         row: usize,
         image: Image,
-        column: ColumnRef,
-        reason: ValueError,
+        /// Boxed, as `reason`, to keep `DecodeError` small on the happy path.
+        column: Box<ColumnRef>,
+        reason: Box<ValueError>,
     },
 }

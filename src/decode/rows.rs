@@ -162,6 +162,16 @@ pub fn parse_rows(event_type: u8, body: &[u8], table: &TableMap) -> Result<RowsE
     } else {
         present
     };
+    // An image with no column would take no bytes: rows could not be told
+    // apart (and a loop over them would never end). MariaDB never logs one.
+    for (bitmap, field) in [
+        (present, "columns-present bitmap"),
+        (present_after, "after-image columns-present bitmap"),
+    ] {
+        if !(0..table.columns.len()).any(|i| bit_is_set(bitmap, i)) {
+            return Err(r.malformed(field, "no column is present"));
+        }
+    }
 
     let data_offset = r.pos();
     let inflated;
@@ -275,8 +285,8 @@ impl RowDecoder<'_> {
                     table: self.table.table.clone(),
                     row,
                     image,
-                    column: column.reference(i),
-                    reason,
+                    column: Box::new(column.reference(i)),
+                    reason: Box::new(reason),
                 })?;
             self.pos += used;
             values.push(Some(value));

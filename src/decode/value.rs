@@ -366,7 +366,7 @@ fn decode_time2(data: &[u8], fsp: u8) -> Result<(Value, usize), ValueError> {
     };
     let packed: i64 = match fsp {
         0 => int_part(b) << 24,
-        1 | 2 | 3 | 4 => {
+        1..=4 => {
             let (n, modulus, scale) = if fsp <= 2 {
                 (1, 0x100, 10_000)
             } else {

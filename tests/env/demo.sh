@@ -1,24 +1,54 @@
 #!/usr/bin/env bash
-# `make demo`: bring the services up and push a few orders through them.
-#
-# Until the tailer exists this is a smoke check of the ground it stands on:
-# orders inserted on the primary by the order service's user, read back on the
-# replica under the primary's GTIDs, and a message through Kafka.
+# `make demo`: the main job on this machine.
+#   1. bring the services up (MariaDB primary + replica, Kafka);
+#   2. build binlog-tailer and start it against the replica, with
+#      config/example.toml (it keeps running; `make services-down` stops it);
+#   3. insert a few orders on the primary as the order service's user;
+#   4. wait until the tailer has checkpointed them (so the broker has
+#      acknowledged every event), and print their events from Kafka.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 . tests/env/defaults.env
+state=${BT_STATE_DIR:-$repo/target/services}
 kafka_libs=${BT_KAFKA_LIBS:-$repo/target/kafka-libs}
+tailer_dir=$state/tailer
+config=$repo/config/example.toml
+topic=shop.orders.v1
 
 bash tests/env/services.sh up
 
-db() { # server-port user password sql
-  mariadb --no-defaults -h127.0.0.1 -P"$1" -u"$2" -p"$3" --table -e "$4"
+echo
+echo "== building binlog-tailer"
+cargo build --release --locked --bin binlog-tailer
+bin=${CARGO_TARGET_DIR:-$repo/target}/release/binlog-tailer
+
+export BINLOG_TAILER_SOURCE_PASSWORD=$BT_TAILER_PASSWORD
+tailer() {
+  "$bin" --config "$config" --set "source.port=$BT_REPLICA_PORT" \
+    --set "kafka.bootstrap_servers=\"127.0.0.1:$BT_KAFKA_PORT\"" \
+    --set "checkpoint.dir=\"$tailer_dir/state\"" "$@"
 }
 
+mkdir -p "$tailer_dir"
+pid=$(cat "$tailer_dir/pid" 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  echo "== binlog-tailer already running (pid $pid)"
+else
+  echo
+  echo "== preflight: binlog-tailer check"
+  tailer check
+  echo
+  echo "== starting binlog-tailer run (log: $tailer_dir/tailer.log)"
+  setsid "$bin" --config "$config" --set "source.port=$BT_REPLICA_PORT" \
+    --set "kafka.bootstrap_servers=\"127.0.0.1:$BT_KAFKA_PORT\"" \
+    --set "checkpoint.dir=\"$tailer_dir/state\"" run >>"$tailer_dir/tailer.log" 2>&1 </dev/null &
+  echo $! >"$tailer_dir/pid"
+fi
+
 echo
-echo "== three orders inserted on the primary as $BT_ORDERS_APP_USER"
+echo "== three orders inserted on the primary as $BT_ORDERS_APP_USER (the order service's user)"
 gtid=$(mariadb --no-defaults -h127.0.0.1 -P"$BT_PRIMARY_PORT" -u"$BT_ORDERS_APP_USER" -p"$BT_ORDERS_APP_PASSWORD" -N -e "
   INSERT INTO shop.orders (customer_id, amount, currency, items) VALUES
     (42, '19.99', 'EUR', '[{\"sku\":\"book-1\",\"qty\":1}]'),
@@ -28,24 +58,40 @@ gtid=$(mariadb --no-defaults -h127.0.0.1 -P"$BT_PRIMARY_PORT" -u"$BT_ORDERS_APP_
 echo "committed as GTID $gtid"
 
 echo
-echo "== the same orders on the replica"
-mariadb --no-defaults -h127.0.0.1 -P"$BT_REPLICA_PORT" -u"$BT_ADMIN_USER" -p"$BT_ADMIN_PASSWORD" -N \
-  -e "SELECT MASTER_GTID_WAIT('$gtid', 30)" | grep -qx 0 || { echo "replica did not apply $gtid" >&2; exit 1; }
-db "$BT_REPLICA_PORT" "$BT_TAILER_USER" "$BT_TAILER_PASSWORD" \
-  "SELECT id, customer_id, amount, currency, status, items, created_at FROM shop.orders ORDER BY id DESC LIMIT 3"
-echo "replica binlog position: $(mariadb --no-defaults -h127.0.0.1 -P"$BT_REPLICA_PORT" -u"$BT_TAILER_USER" -p"$BT_TAILER_PASSWORD" -N -e 'SELECT @@gtid_binlog_pos')"
+echo "== waiting for the tailer to checkpoint $gtid (every event acknowledged by Kafka)"
+seq=${gtid##*-}
+domain=${gtid%%-*}
+deadline=$((SECONDS + 60))
+until tailer checkpoint show --format json 2>/dev/null |
+  python3 -c "import json,sys; g=json.load(sys.stdin)['gtid']; sys.exit(0 if any(p.split('-')[0]=='$domain' and int(p.split('-')[2])>=$seq for p in g.split(',') if p) else 1)" 2>/dev/null; do
+  if ! kill -0 "$(cat "$tailer_dir/pid")" 2>/dev/null; then
+    tail -n 30 "$tailer_dir/tailer.log" >&2
+    echo "binlog-tailer exited; its log is above" >&2
+    exit 1
+  fi
+  if ((SECONDS > deadline)); then
+    tail -n 30 "$tailer_dir/tailer.log" >&2
+    echo "binlog-tailer did not checkpoint $gtid within 60 s" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+tailer checkpoint show
 
 echo
-echo "== a message through Kafka"
-topic=demo.smoke
-java -cp "$kafka_libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$BT_KAFKA_PORT" \
-  --create --if-not-exists --topic "$topic" --partitions 1 --replication-factor 1 >/dev/null
-msg="hello from make demo at $(date -u +%FT%TZ)"
-echo "$msg" |
-  java -cp "$kafka_libs/*" org.apache.kafka.tools.ConsoleProducer --bootstrap-server "127.0.0.1:$BT_KAFKA_PORT" \
-    --topic "$topic" --producer-property acks=all
-java -cp "$kafka_libs/*" org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "127.0.0.1:$BT_KAFKA_PORT" \
-  --topic "$topic" --from-beginning --timeout-ms 10000 2>/dev/null | grep -F "$msg"
+echo "== their OrderCreated events in Kafka topic $topic (key, then the CloudEvents JSON)"
+java -cp "$kafka_libs/*" org.apache.kafka.tools.consumer.ConsoleConsumer \
+  --bootstrap-server "127.0.0.1:$BT_KAFKA_PORT" --topic "$topic" --from-beginning --timeout-ms 8000 \
+  --property print.key=true --property key.separator=' ' 2>/dev/null |
+  grep -F "\"binloggtid\":\"$gtid\"" || { echo "no events for $gtid in $topic" >&2; exit 1; }
 
-echo
-echo "The services keep running; stop them with: make services-down"
+cat <<EOF
+
+binlog-tailer keeps streaming from the replica (pid $(cat "$tailer_dir/pid"), log $tailer_dir/tailer.log).
+Insert more orders on the primary and watch them arrive:
+  mariadb -h127.0.0.1 -P$BT_PRIMARY_PORT -u$BT_ORDERS_APP_USER -p$BT_ORDERS_APP_PASSWORD \\
+    -e "INSERT INTO shop.orders (customer_id, amount, currency, items) VALUES (1, '9.99', 'EUR', '[]')"
+  java -cp '$kafka_libs/*' org.apache.kafka.tools.consumer.ConsoleConsumer \\
+    --bootstrap-server 127.0.0.1:$BT_KAFKA_PORT --topic $topic --from-beginning
+Stop everything with: make services-down
+EOF

@@ -359,6 +359,8 @@ EOF
 }
 
 cmd_down() {
+  # The tailer that `make demo` started, if any, before what it reads from.
+  stop_pid binlog-tailer "$state/tailer/pid" 60
   stop_pid kafka "$state/kafka/pid" 60
   stop_pid replica "$state/replica/pid" 120
   stop_pid primary "$state/primary/pid" 120
