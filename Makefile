@@ -1,7 +1,7 @@
 # Entry points. See README.md.
 SERVICES := bash tests/env/services.sh
 
-.PHONY: demo test services-up services-down services-status services-clean lint
+.PHONY: demo test bench services-up services-down services-status services-clean lint
 
 ## demo: bring the services up and show orders flowing through them
 demo:
@@ -10,6 +10,11 @@ demo:
 ## test: install what is missing, start the services, run every test, stop what it started
 test:
 	bash tests/env/run-tests.sh
+
+## bench: drain a backlog of 100,000 order transactions and print events/s and peak RSS
+bench:
+	$(SERVICES) up
+	cargo bench --locked --bench backlog
 
 services-up:
 	$(SERVICES) up

@@ -655,14 +655,15 @@ impl Reader {
                     };
                     let table_id = decode::rows_table_id(t, body)
                         .map_err(|e| decode_err(e, &Some(open.clone()), &file))?;
-                    let known = self.tables.get(&table_id).ok_or_else(|| {
-                        SourceError::Protocol {
-                            at: at(&Some(open.clone()), end, &file),
-                            problem: format!(
+                    let known =
+                        self.tables
+                            .get(&table_id)
+                            .ok_or_else(|| SourceError::Protocol {
+                                at: at(&Some(open.clone()), end, &file),
+                                problem: format!(
                                 "rows event for table id {table_id}, which no TABLE_MAP announced"
                             ),
-                        }
-                    })?;
+                            })?;
                     let rows = decode::parse_rows(t, body, &known.map).map_err(|e| {
                         SourceError::Decode {
                             at: at(&Some(open.clone()), end, &file),
@@ -772,13 +773,15 @@ impl Reader {
                 other if header.flags_raw() & LOG_EVENT_IGNORABLE_F != 0 => {
                     tracing::debug!(event_type = other, "skipping an ignorable event");
                 }
-                other => return Err(SourceError::Protocol {
-                    at: at(&txn, end, &file),
-                    problem: format!(
+                other => {
+                    return Err(SourceError::Protocol {
+                        at: at(&txn, end, &file),
+                        problem: format!(
                         "event type {other} is unknown to binlog-tailer; it cannot tell whether \
                              the event changes data, so it stops rather than skip it"
                     ),
-                }),
+                    })
+                }
             }
         }
     }

@@ -84,13 +84,16 @@ impl CharsetMap {
     }
 
     /// From (collation id, character set name) rows, as returned by the
-    /// query above.
+    /// query above, laid over [`CharsetMap::builtin`]: the server's rows
+    /// win, and ids they lack (a query on `information_schema.COLLATIONS`
+    /// misses the UCA-14.0 ids) still resolve. Collation ids are fixed
+    /// across MariaDB versions, so the fallback cannot contradict a server.
     pub fn from_rows(rows: impl IntoIterator<Item = (u32, String)>) -> Self {
-        let by_id = rows
-            .into_iter()
-            .map(|(id, name)| (id, Charset::from_name(&name)))
-            .collect();
-        CharsetMap { by_id }
+        let mut map = CharsetMap::builtin();
+        for (id, name) in rows {
+            map.by_id.insert(id, Charset::from_name(&name));
+        }
+        map
     }
 
     /// The charset of a collation id; an unknown id gives

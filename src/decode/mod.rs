@@ -48,6 +48,10 @@
 //! - Without `binlog_row_metadata=FULL` there are no names, signedness,
 //!   charsets or ENUM/SET labels: integers are then read as signed, text as
 //!   UTF-8 (or an error), and ENUM/SET values other than 0 cannot be named.
+//!   (MINIMAL still carries signedness and charsets.) Without charset
+//!   metadata BINARY cannot be told from CHAR, so it is not padded.
+//! - An ascii column holding bytes above 0x7f (MariaDB accepts them) is an
+//!   error, not a guess.
 
 mod charset;
 mod compress;

@@ -257,7 +257,10 @@ fn table_map_parts(
         (META_ENUM_STR_VALUE, MYSQL_TYPE_ENUM),
     ] {
         let mut v = Vec::new();
-        for c in cols.iter().filter(|c| c.is_enum_or_set() && c.real_type() == real) {
+        for c in cols
+            .iter()
+            .filter(|c| c.is_enum_or_set() && c.real_type() == real)
+        {
             v.extend(lenenc(c.labels.len() as u64));
             for l in &c.labels {
                 let bytes = if c.collation == Some(LATIN1) {
@@ -384,7 +387,11 @@ fn enc_decimal(text: &str, precision: u8, scale: u8) -> Vec<u8> {
     let frac = usize::from(scale);
     let ip = format!("{ip:0>intg$}");
     let fp = format!("{fp:0<frac$}");
-    assert_eq!((ip.len(), fp.len()), (intg, frac), "{text} fits DECIMAL({precision},{scale})");
+    assert_eq!(
+        (ip.len(), fp.len()),
+        (intg, frac),
+        "{text} fits DECIMAL({precision},{scale})"
+    );
     let mut out = Vec::new();
     let mut push = |digits: &str| {
         let v: u64 = digits.parse().unwrap();
@@ -585,7 +592,13 @@ fn integers_without_signedness_metadata_are_signed() {
     let table = parse_table_map(&body, &CharsetMap::builtin()).unwrap();
     assert_eq!(table.columns[0].unsigned, None);
     assert_eq!(table.columns[0].name, None);
-    let rows = rows_body(WRITE_ROWS_EVENT_V1, 7, &[true], None, &image(&[Some(le(0xff_fffb, 3))]));
+    let rows = rows_body(
+        WRITE_ROWS_EVENT_V1,
+        7,
+        &[true],
+        None,
+        &image(&[Some(le(0xff_fffb, 3))]),
+    );
     let ev = parse_rows(WRITE_ROWS_EVENT_V1, &rows, &table).unwrap();
     assert_eq!(ev.rows[0].after.as_ref().unwrap()[0], Some(Value::Int(-5)));
 }
@@ -643,7 +656,11 @@ fn decimals_round_trip_exactly() {
     ];
     for &(text, p, s) in cases {
         let bytes = enc_decimal(text, p, s);
-        assert_eq!(bytes.len(), super::value::decimal_size(p, s), "size of DECIMAL({p},{s})");
+        assert_eq!(
+            bytes.len(),
+            super::value::decimal_size(p, s),
+            "size of DECIMAL({p},{s})"
+        );
         assert_eq!(
             one(decimal("d", p, s), bytes).unwrap(),
             Value::Decimal(text.to_owned()),
@@ -654,7 +671,10 @@ fn decimals_round_trip_exactly() {
     let mut bad = enc_decimal("0", 18, 0);
     bad[4..8].copy_from_slice(&1_000_000_000u32.to_be_bytes());
     let err = one(decimal("price", 18, 0), bad).unwrap_err().to_string();
-    assert!(err.contains("`price` (decimal)") && err.contains("digits"), "{err}");
+    assert!(
+        err.contains("`price` (decimal)") && err.contains("digits"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -809,11 +829,23 @@ fn time2_every_precision_round_trips() {
         }
     }
     assert_eq!(
-        one(fsp_col("t", MYSQL_TYPE_TIME2, 0), enc_time2(true, 838, 59, 59, 0, 0)).unwrap(),
+        one(
+            fsp_col("t", MYSQL_TYPE_TIME2, 0),
+            enc_time2(true, 838, 59, 59, 0, 0)
+        )
+        .unwrap(),
         time(true, 838, 59, 59, 0, 0)
     );
-    assert!(one(fsp_col("t", MYSQL_TYPE_TIME2, 0), enc_time2(false, 839, 0, 0, 0, 0)).is_err());
-    assert!(one(fsp_col("t", MYSQL_TYPE_TIME2, 0), enc_time2(false, 1, 60, 0, 0, 0)).is_err());
+    assert!(one(
+        fsp_col("t", MYSQL_TYPE_TIME2, 0),
+        enc_time2(false, 839, 0, 0, 0, 0)
+    )
+    .is_err());
+    assert!(one(
+        fsp_col("t", MYSQL_TYPE_TIME2, 0),
+        enc_time2(false, 1, 60, 0, 0, 0)
+    )
+    .is_err());
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -859,14 +891,23 @@ fn datetime2_every_precision_round_trips() {
     );
     // Below the offset (negative) is corrupt.
     assert!(one(fsp_col("dt", MYSQL_TYPE_DATETIME2, 0), hex("7FFFFFFFFF")).is_err());
-    assert!(one(fsp_col("dt", MYSQL_TYPE_DATETIME2, 0), enc_datetime2(2024, 1, 1, 24, 0, 0, 0, 0)).is_err());
+    assert!(one(
+        fsp_col("dt", MYSQL_TYPE_DATETIME2, 0),
+        enc_datetime2(2024, 1, 1, 24, 0, 0, 0, 0)
+    )
+    .is_err());
 }
 
 #[test]
 fn timestamp2_every_precision() {
     for fsp in 0..=6u8 {
         let unit = 10u32.pow(6 - u32::from(fsp));
-        for (seconds, us) in [(0u32, 0u32), (1_700_000_000, 999_999), (u32::MAX, 123_456), (1, 10)] {
+        for (seconds, us) in [
+            (0u32, 0u32),
+            (1_700_000_000, 999_999),
+            (u32::MAX, 123_456),
+            (1, 10),
+        ] {
             let us = us / unit * unit;
             let bytes = enc_timestamp2(seconds, us, fsp);
             assert_eq!(bytes.len(), 4 + usize::from(fsp).div_ceil(2));
@@ -881,7 +922,11 @@ fn timestamp2_every_precision() {
         }
     }
     // A fraction of a million microseconds or more is corrupt.
-    assert!(one(fsp_col("ts", MYSQL_TYPE_TIMESTAMP2, 6), hex("00000001 0F4240")).is_err());
+    assert!(one(
+        fsp_col("ts", MYSQL_TYPE_TIMESTAMP2, 6),
+        hex("00000001 0F4240")
+    )
+    .is_err());
     // fsp above 6 is refused in the TABLE_MAP.
     let body = table_map_body(1, "d", "t", &[fsp_col("ts", MYSQL_TYPE_TIMESTAMP2, 7)], &[]);
     assert!(parse_table_map(&body, &CharsetMap::builtin()).is_err());
@@ -915,15 +960,24 @@ fn old_temporal_types() {
 fn text_in_its_charset() {
     let emoji = "über 🚀 ✓";
     // CHAR(10) utf8mb4: 40 bytes declared.
-    assert_eq!(one(char_col("c", 40, UTF8MB4), enc_str(emoji.as_bytes(), 40)).unwrap(), text(emoji));
+    assert_eq!(
+        one(char_col("c", 40, UTF8MB4), enc_str(emoji.as_bytes(), 40)).unwrap(),
+        text(emoji)
+    );
     assert_eq!(
         one(varchar("v", 400, UTF8MB4), enc_str(emoji.as_bytes(), 400)).unwrap(),
         text(emoji)
     );
-    assert_eq!(one(blob("x", 2, UTF8MB4), enc_blob(emoji.as_bytes(), 2)).unwrap(), text(emoji));
+    assert_eq!(
+        one(blob("x", 2, UTF8MB4), enc_blob(emoji.as_bytes(), 2)).unwrap(),
+        text(emoji)
+    );
     assert_eq!(one(blob("x", 4, 224), enc_blob(b"", 4)).unwrap(), text(""));
     // UCA-14.0 collation ids (10.10+) resolve too.
-    assert_eq!(one(varchar("v", 40, 2304), enc_str(b"ok", 40)).unwrap(), text("ok"));
+    assert_eq!(
+        one(varchar("v", 40, 2304), enc_str(b"ok", 40)).unwrap(),
+        text("ok")
+    );
 
     // latin1 is cp1252: every byte 0x80..=0xff maps to one character.
     let high: Vec<u8> = (0x80..=0xffu8).collect();
@@ -939,7 +993,10 @@ fn text_in_its_charset() {
     assert_eq!(chars[0xe9 - 0x80], 'é');
     assert_eq!(chars[0xff - 0x80], 'ÿ');
 
-    assert_eq!(one(varchar("a", 10, 11), enc_str(b"plain", 10)).unwrap(), text("plain"));
+    assert_eq!(
+        one(varchar("a", 10, 11), enc_str(b"plain", 10)).unwrap(),
+        text("plain")
+    );
     assert!(one(varchar("a", 10, 11), enc_str(&[0x80], 10)).is_err());
 
     // Invalid UTF-8 and unsupported charsets name the column and charset.
@@ -950,9 +1007,13 @@ fn text_in_its_charset() {
         err.contains("`note` (varchar)") && err.contains("utf8") && err.contains("1 valid bytes"),
         "{err}"
     );
-    let err = one(varchar("note", 40, CP1250), enc_str(b"x", 40)).unwrap_err().to_string();
+    let err = one(varchar("note", 40, CP1250), enc_str(b"x", 40))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`note`") && err.contains("cp1250"), "{err}");
-    let err = one(varchar("note", 40, 9999), enc_str(b"x", 40)).unwrap_err().to_string();
+    let err = one(varchar("note", 40, 9999), enc_str(b"x", 40))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("collation 9999"), "{err}");
 }
 
@@ -962,7 +1023,10 @@ fn long_char_uses_the_split_length_encoding_and_two_length_bytes() {
     let c = char_col("c", 1020, UTF8MB4);
     assert_eq!(c.meta, vec![0xce, 0xfc]);
     let table = map(std::slice::from_ref(&c));
-    assert_eq!(table.columns[0].column_type, ColumnType::Char { max_bytes: 1020 });
+    assert_eq!(
+        table.columns[0].column_type,
+        ColumnType::Char { max_bytes: 1020 }
+    );
     assert_eq!(table.columns[0].type_name(), "char");
     let long = "é".repeat(300);
     assert_eq!(one(c, enc_str(long.as_bytes(), 1020)).unwrap(), text(&long));
@@ -1007,7 +1071,11 @@ fn binary_is_padded_to_its_declared_length() {
     // GEOMETRY: raw bytes (SRID + WKB).
     let wkb = hex("00000000 0101000000 000000000000F03F 0000000000000040");
     assert_eq!(
-        one(col("g", MYSQL_TYPE_GEOMETRY, &[4]).collation(BINARY), enc_blob(&wkb, 4)).unwrap(),
+        one(
+            col("g", MYSQL_TYPE_GEOMETRY, &[4]).collation(BINARY),
+            enc_blob(&wkb, 4)
+        )
+        .unwrap(),
         Value::Bytes(wkb)
     );
 }
@@ -1017,7 +1085,15 @@ fn text_without_charset_metadata_must_be_utf8() {
     let body = table_map_body_without(&[varchar("v", 20, LATIN1)], &[META_COLUMN_CHARSET]);
     let table = parse_table_map(&body, &CharsetMap::builtin()).unwrap();
     assert_eq!(table.columns[0].charset, None);
-    let row = |v: &[u8]| rows_body(WRITE_ROWS_EVENT_V1, 7, &[true], None, &image(&[Some(enc_str(v, 20))]));
+    let row = |v: &[u8]| {
+        rows_body(
+            WRITE_ROWS_EVENT_V1,
+            7,
+            &[true],
+            None,
+            &image(&[Some(enc_str(v, 20))]),
+        )
+    };
     let ev = parse_rows(WRITE_ROWS_EVENT_V1, &row("ok ✓".as_bytes()), &table).unwrap();
     assert_eq!(ev.rows[0].after.as_ref().unwrap()[0], Some(text("ok ✓")));
     let err = parse_rows(WRITE_ROWS_EVENT_V1, &row(&[0xe9]), &table).unwrap_err();
@@ -1031,7 +1107,10 @@ fn enums_and_sets_by_label() {
     assert_eq!(one(e(), vec![2]).unwrap(), Value::Enum("médium".into()));
     assert_eq!(one(e(), vec![0]).unwrap(), Value::Enum(String::new()));
     let err = one(e(), vec![4]).unwrap_err().to_string();
-    assert!(err.contains("ENUM index 4") && err.contains("`e` (enum)"), "{err}");
+    assert!(
+        err.contains("ENUM index 4") && err.contains("`e` (enum)"),
+        "{err}"
+    );
 
     let s = || set_col("s", &["a", "b", "c", "d", "e", "f", "g", "h", "i"], UTF8MB4);
     assert_eq!(s().meta, vec![MYSQL_TYPE_SET, 2]);
@@ -1068,7 +1147,17 @@ fn table_map_metadata_is_matched_to_columns() {
     assert!(!c[0].nullable && c[1].nullable);
     assert_eq!(
         c.iter().map(|c| c.unsigned).collect::<Vec<_>>(),
-        [Some(true), None, Some(false), None, Some(true), None, Some(true), None, None]
+        [
+            Some(true),
+            None,
+            Some(false),
+            None,
+            Some(true),
+            None,
+            Some(true),
+            None,
+            None
+        ]
     );
     assert_eq!(c[1].charset, Some(Charset::Utf8));
     assert_eq!(c[1].collation_id, Some(UTF8MB4));
@@ -1082,7 +1171,13 @@ fn table_map_metadata_is_matched_to_columns() {
         ["int", "varchar", "tinyint", "enum", "year", "bit", "decimal", "binary", "set"]
     );
     assert_eq!(c[3].column_type, ColumnType::Enum { pack_len: 1 });
-    assert_eq!(c[6].column_type, ColumnType::Decimal { precision: 10, scale: 2 });
+    assert_eq!(
+        c[6].column_type,
+        ColumnType::Decimal {
+            precision: 10,
+            scale: 2
+        }
+    );
 }
 
 #[test]
@@ -1101,7 +1196,10 @@ fn table_map_errors_name_the_table() {
     body[at + 2] = 5; // the name's length now runs past the field
     let err = parse_table_map(&body, &CharsetMap::builtin()).unwrap_err();
     assert!(matches!(err, DecodeError::TableMap { .. }), "{err:?}");
-    assert!(err.to_string().starts_with("TABLE_MAP of `shop`.`orders`"), "{err}");
+    assert!(
+        err.to_string().starts_with("TABLE_MAP of `shop`.`orders`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1165,8 +1263,14 @@ fn default_charset_form_and_a_real_mariadb_table_map() {
     assert_eq!(v("yr"), Value::Year(2024));
     assert_eq!(v("b1"), Value::Bit { bits: 1, value: 1 });
     assert_eq!(v("b64"), Value::Null);
-    assert_eq!(v("u"), Value::Bytes(hex("e7a1c7d4123411eebe560242ac120002")));
-    assert_eq!(v("i6"), Value::Bytes(hex("00000000000000000000000000000001")));
+    assert_eq!(
+        v("u"),
+        Value::Bytes(hex("e7a1c7d4123411eebe560242ac120002"))
+    );
+    assert_eq!(
+        v("i6"),
+        Value::Bytes(hex("00000000000000000000000000000001"))
+    );
     assert_eq!(v("c"), text("ab"));
     assert_eq!(v("cu"), text("x"));
     assert_eq!(v("e"), Value::Enum("b".into()));
@@ -1255,8 +1359,18 @@ fn updates_carry_before_and_after_and_deletes_before() {
             "event type {event_type}"
         );
     }
-    for event_type in [DELETE_ROWS_EVENT_V1, DELETE_ROWS_EVENT_V2, DELETE_ROWS_COMPRESSED_EVENT_V1] {
-        let body = rows_body(event_type, 42, &[true; 3], None, &image(&person(9, None, None)));
+    for event_type in [
+        DELETE_ROWS_EVENT_V1,
+        DELETE_ROWS_EVENT_V2,
+        DELETE_ROWS_COMPRESSED_EVENT_V1,
+    ] {
+        let body = rows_body(
+            event_type,
+            42,
+            &[true; 3],
+            None,
+            &image(&person(9, None, None)),
+        );
         let ev = parse_rows(event_type, &body, &table).unwrap();
         assert_eq!(ev.kind, RowsKind::Delete);
         assert_eq!(
@@ -1289,7 +1403,11 @@ fn absent_columns_are_none_and_null_bits_count_present_columns_only() {
         ev.rows[0],
         RowChange {
             before: Some(vec![Some(Value::Int(7)), None, None]),
-            after: Some(vec![None, Some(Value::Null), Some(Value::Decimal("5.00".into()))]),
+            after: Some(vec![
+                None,
+                Some(Value::Null),
+                Some(Value::Decimal("5.00".into()))
+            ]),
         }
     );
 }
@@ -1303,7 +1421,13 @@ fn null_bitmaps_span_bytes() {
         .collect();
     let row = decode_row(&cols, &values).unwrap();
     let expected: Vec<Option<Value>> = (0..10i64)
-        .map(|i| Some(if i % 3 == 0 { Value::Null } else { Value::Int(i) }))
+        .map(|i| {
+            Some(if i % 3 == 0 {
+                Value::Null
+            } else {
+                Value::Int(i)
+            })
+        })
         .collect();
     assert_eq!(row, expected);
 }
@@ -1311,15 +1435,35 @@ fn null_bitmaps_span_bytes() {
 #[test]
 fn rows_events_check_their_table_map() {
     let table = map(&people());
-    let body = rows_body(WRITE_ROWS_EVENT_V1, 43, &[true; 3], None, &image(&person(1, None, None)));
+    let body = rows_body(
+        WRITE_ROWS_EVENT_V1,
+        43,
+        &[true; 3],
+        None,
+        &image(&person(1, None, None)),
+    );
     assert!(matches!(
         parse_rows(WRITE_ROWS_EVENT_V1, &body, &table),
-        Err(DecodeError::TableIdMismatch { rows_table_id: 43, map_table_id: 42, .. })
+        Err(DecodeError::TableIdMismatch {
+            rows_table_id: 43,
+            map_table_id: 42,
+            ..
+        })
     ));
-    let body = rows_body(WRITE_ROWS_EVENT_V1, 42, &[true; 2], None, &image(&[None, None]));
+    let body = rows_body(
+        WRITE_ROWS_EVENT_V1,
+        42,
+        &[true; 2],
+        None,
+        &image(&[None, None]),
+    );
     assert!(matches!(
         parse_rows(WRITE_ROWS_EVENT_V1, &body, &table),
-        Err(DecodeError::ColumnCountMismatch { width: 2, columns: 3, .. })
+        Err(DecodeError::ColumnCountMismatch {
+            width: 2,
+            columns: 3,
+            ..
+        })
     ));
     assert!(matches!(
         parse_rows(QUERY_EVENT, &body, &table),
@@ -1327,7 +1471,13 @@ fn rows_events_check_their_table_map() {
     ));
     assert!(rows_table_id(XID_EVENT, &body).is_err());
     // Trailing garbage after the last row is a truncated next row.
-    let mut body = rows_body(WRITE_ROWS_EVENT_V1, 42, &[true; 3], None, &image(&person(1, None, None)));
+    let mut body = rows_body(
+        WRITE_ROWS_EVENT_V1,
+        42,
+        &[true; 3],
+        None,
+        &image(&person(1, None, None)),
+    );
     body.push(0);
     let err = parse_rows(WRITE_ROWS_EVENT_V1, &body, &table).unwrap_err();
     assert!(matches!(err, DecodeError::Value { row: 1, .. }), "{err:?}");
@@ -1366,7 +1516,10 @@ fn compressed_records_are_checked() {
         let mut bad = body.clone();
         bad[header_at] = header;
         assert!(
-            matches!(parse_rows(WRITE_ROWS_COMPRESSED_EVENT_V1, &bad, &table), Err(DecodeError::Decompress { .. })),
+            matches!(
+                parse_rows(WRITE_ROWS_COMPRESSED_EVENT_V1, &bad, &table),
+                Err(DecodeError::Decompress { .. })
+            ),
             "header {header:#x}"
         );
     }
@@ -1379,7 +1532,12 @@ fn compressed_records_are_checked() {
     let big = vec![b'x'; 0x0100_0000];
     let rec = compress_record(&big);
     assert_eq!(rec[0], 0x84);
-    assert_eq!(super::compress::inflate_record("test", 0, &rec).unwrap().len(), big.len());
+    assert_eq!(
+        super::compress::inflate_record("test", 0, &rec)
+            .unwrap()
+            .len(),
+        big.len()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1415,7 +1573,12 @@ fn gtid_with_and_without_commit_id() {
     );
     assert_eq!(ev.gtid.to_string(), "3-7-42");
     let ev = parse_gtid(
-        &gtid_body(u64::MAX, 0, GTID_FL_GROUP_COMMIT_ID | GTID_FL_STANDALONE, Some(99)),
+        &gtid_body(
+            u64::MAX,
+            0,
+            GTID_FL_GROUP_COMMIT_ID | GTID_FL_STANDALONE,
+            Some(99),
+        ),
         1,
     )
     .unwrap();
@@ -1497,7 +1660,11 @@ fn query_and_query_compressed() {
         }
     );
     let ddl = "CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(64)) -- padding padding padding";
-    let q = parse_query(QUERY_COMPRESSED_EVENT, &query_body("", ddl.as_bytes(), true)).unwrap();
+    let q = parse_query(
+        QUERY_COMPRESSED_EVENT,
+        &query_body("", ddl.as_bytes(), true),
+    )
+    .unwrap();
     assert_eq!(q.query, ddl.as_bytes());
     assert_eq!(q.schema, "");
     assert!(parse_query(XID_EVENT, &[]).is_err());
@@ -1505,7 +1672,10 @@ fn query_and_query_compressed() {
 
 #[test]
 fn annotate_checkpoint_and_format_description() {
-    assert_eq!(parse_annotate_rows(b"INSERT INTO t VALUES (1)"), "INSERT INTO t VALUES (1)");
+    assert_eq!(
+        parse_annotate_rows(b"INSERT INTO t VALUES (1)"),
+        "INSERT INTO t VALUES (1)"
+    );
     assert_eq!(parse_annotate_rows(&[b'a', 0xff]), "a\u{fffd}");
     let mut cp = 18u32.to_le_bytes().to_vec();
     cp.extend(b"mariadb-bin.000002");
@@ -1623,7 +1793,10 @@ fn every_type_in_one_row() {
     assert_eq!(row[0], Value::Int(1));
     assert_eq!(row[1], Value::Null);
     assert_eq!(row[3], Value::Int(-8388608));
-    assert_eq!(row[7], Value::Decimal("-1.000000000000000000000000000001".into()));
+    assert_eq!(
+        row[7],
+        Value::Decimal("-1.000000000000000000000000000001".into())
+    );
     assert_eq!(row[11], time(true, 838, 59, 59, 999_999, 6));
     assert_eq!(row[18], text("€é"));
     assert_eq!(row[20], Value::Bytes([&[1u8, 2, 3][..], &[0; 13]].concat()));
@@ -1732,15 +1905,25 @@ fn every_truncation_fails_and_nothing_panics() {
             match decode(&body[..len]) {
                 Err(_) => {}
                 Ok(shorter) => {
-                    assert!(!exact, "{what}: prefix of {len}/{} bytes decoded: {shorter}", body.len());
-                    assert_ne!(shorter, full, "{what}: prefix of {len} bytes decodes like the whole");
+                    assert!(
+                        !exact,
+                        "{what}: prefix of {len}/{} bytes decoded: {shorter}",
+                        body.len()
+                    );
+                    assert_ne!(
+                        shorter, full,
+                        "{what}: prefix of {len} bytes decodes like the whole"
+                    );
                     valid_prefixes += 1;
                 }
             }
         }
         if !exact {
             // Only the few field or row boundaries may decode.
-            assert!(valid_prefixes <= 12, "{what}: {valid_prefixes} valid prefixes");
+            assert!(
+                valid_prefixes <= 12,
+                "{what}: {valid_prefixes} valid prefixes"
+            );
         }
     }
 }
@@ -1782,7 +1965,8 @@ fn corrupted_bodies_never_panic() {
         if b.len() >= 6 && next() % 2 == 0 {
             b[..6].copy_from_slice(&42u64.to_le_bytes()[..6]);
         }
-        let event_type = [23u8, 24, 25, 30, 31, 32, 166, 167, 168, 169, 170, 171][(next() % 12) as usize];
+        let event_type =
+            [23u8, 24, 25, 30, 31, 32, 166, 167, 168, 169, 170, 171][(next() % 12) as usize];
         let _ = parse_rows(event_type, &b, &table);
         let _ = parse_table_map(&b, &charsets);
         let _ = parse_gtid(&b, 1);
@@ -1797,11 +1981,24 @@ fn corrupted_bodies_never_panic() {
 
 #[test]
 fn charset_map_from_rows_and_builtin() {
-    let m = CharsetMap::from_rows([(45, "utf8mb4".to_owned()), (8, "latin1".to_owned()), (26, "cp1250".into())]);
+    let m = CharsetMap::from_rows([
+        (45, "utf8mb4".to_owned()),
+        (8, "latin1".to_owned()),
+        (26, "cp1250".into()),
+    ]);
     assert_eq!(m.resolve(45), Charset::Utf8);
     assert_eq!(m.resolve(8), Charset::Latin1);
     assert_eq!(m.resolve(26), Charset::Other("cp1250".into()));
-    assert_eq!(m.resolve(63), Charset::Other("collation 63".into()));
+    // Ids the rows lack fall back to the built-in table.
+    assert_eq!(m.resolve(63), Charset::Binary);
+    assert_eq!(m.resolve(2304), Charset::Utf8);
+    assert_eq!(
+        m.resolve(100_000),
+        Charset::Other("collation 100000".into())
+    );
+    // The server's rows win.
+    let m = CharsetMap::from_rows([(45, "cp1250".to_owned())]);
+    assert_eq!(m.resolve(45), Charset::Other("cp1250".into()));
     let b = CharsetMap::builtin();
     assert_eq!(b.resolve(63), Charset::Binary);
     for id in [5, 8, 15, 31, 47, 48, 49, 94] {
@@ -1817,5 +2014,8 @@ fn charset_map_from_rows_and_builtin() {
         assert_eq!(b.resolve(id), Charset::Utf8, "{id}");
     }
     assert_eq!(b.resolve(26), Charset::Other("cp1250".into()));
-    assert_eq!(b.resolve(100_000), Charset::Other("collation 100000".into()));
+    assert_eq!(
+        b.resolve(100_000),
+        Charset::Other("collation 100000".into())
+    );
 }
