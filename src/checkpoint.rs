@@ -65,13 +65,29 @@ pub enum StoreError {
          restore it from a backup, or move it away to start afresh (see `start.from`)"
     )]
     Unusable { path: PathBuf, problem: String },
+    #[error(
+        "another binlog-tailer is using the state directory {dir} (it holds {lock}); two tailers \
+         sharing one checkpoint would overwrite each other's position. Stop the other one, or give \
+         this one its own checkpoint.dir"
+    )]
+    Locked { dir: PathBuf, lock: PathBuf },
+    #[error("cannot create the checkpoint store {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
+
+/// Name of the lock file inside the state directory.
+pub const LOCK_FILE_NAME: &str = "checkpoint.lock";
 
 /// An open store.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     history_limit: u32,
+    /// Held while a writable store is open: one writer per state directory.
+    _lock: Option<std::fs::File>,
 }
 
 impl Store {
@@ -86,22 +102,22 @@ impl Store {
             dir: dir.to_owned(),
             source,
         })?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(FILE_NAME);
-        let fresh = !path.exists();
+        if !path.exists() {
+            create_file(dir, &path)?;
+        }
         let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source,
         })?;
-        let mut store = Store {
+        let store = Store {
             conn,
             path,
             history_limit: history_limit.max(1),
+            _lock: Some(lock),
         };
-        if fresh {
-            store.create()?;
-        } else {
-            store.verify()?;
-        }
+        store.verify()?;
         store.pragmas()?;
         Ok(store)
     }
@@ -128,6 +144,7 @@ impl Store {
             conn,
             path,
             history_limit: 1,
+            _lock: None,
         };
         store.verify()?;
         Ok(Some(store))
@@ -151,11 +168,9 @@ impl Store {
         }
     }
 
-    fn create(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch(&format!(
-                "PRAGMA application_id = {APPLICATION_ID};
-                 PRAGMA journal_mode = WAL;
+    fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID};
                  BEGIN;
                  CREATE TABLE live (
                      id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -176,8 +191,7 @@ impl Store {
                  CREATE INDEX history_by_commit_time ON history (commit_time);
                  PRAGMA user_version = {FORMAT_VERSION};
                  COMMIT;"
-            ))
-            .map_err(self.sqlite())
+        ))
     }
 
     fn verify(&self) -> Result<(), StoreError> {
@@ -343,6 +357,68 @@ impl Store {
     }
 }
 
+/// Takes the state directory's lock, or says who holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let lock = dir.join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| StoreError::Create {
+            path: lock.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            dir: dir.to_owned(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Create { path: lock, source }),
+    }
+}
+
+/// Creates a fresh store so that `path` appears complete or not at all: the
+/// schema is written to a side file, synced, and renamed into place. A reader
+/// never sees a half-made store.
+fn create_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let side = dir.join(format!("{FILE_NAME}.creating"));
+    let io = |source| StoreError::Create {
+        path: path.to_owned(),
+        source,
+    };
+    // A side file left by a crash during creation never held a checkpoint.
+    match std::fs::remove_file(&side) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    {
+        let conn = Connection::open(&side).map_err(|source| StoreError::Sqlite {
+            path: side.clone(),
+            source,
+        })?;
+        Store::create_schema(&conn).map_err(|source| StoreError::Sqlite {
+            path: side.clone(),
+            source,
+        })?;
+        // Back to a single file before the rename.
+        conn.execute_batch("PRAGMA journal_mode = DELETE;")
+            .map_err(|source| StoreError::Sqlite {
+                path: side.clone(),
+                source,
+            })?;
+    }
+    std::fs::File::open(&side)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&side, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -407,6 +483,22 @@ mod tests {
         );
         let read_only = Store::open_existing(&dir).unwrap().unwrap();
         assert_eq!(read_only.current().unwrap().unwrap().events_published, 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_writer_per_state_directory() {
+        let dir = temp_dir("lock");
+        let first = Store::open(&dir, 10).unwrap();
+        let err = Store::open(&dir, 10).err().expect("second writer refused");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        // Readers are welcome.
+        assert!(Store::open_existing(&dir).unwrap().is_some());
+        drop(first);
+        assert!(
+            Store::open(&dir, 10).is_ok(),
+            "the lock goes with the store"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -47,13 +47,25 @@ pub enum RunError {
     #[error("preflight found {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Preflight(Vec<Problem>),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(Box<SourceError>),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(Box<SinkError>),
     #[error("{0}")]
     Start(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<SourceError> for RunError {
+    fn from(e: SourceError) -> Self {
+        RunError::Source(Box::new(e))
+    }
+}
+
+impl From<SinkError> for RunError {
+    fn from(e: SinkError) -> Self {
+        RunError::Sink(Box::new(e))
+    }
 }
 
 /// Runs every preflight check against the configured server and broker.

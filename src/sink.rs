@@ -69,17 +69,32 @@ pub struct Acked {
 pub enum SinkError {
     #[error("cannot create the Kafka producer: {0}")]
     Create(KafkaError),
-    #[error(
-        "the broker refused event {id} for topic {topic}: {error}. It was not published and \
-         the checkpoint stays before it; fix the cause and restart"
-    )]
-    Rejected {
-        topic: String,
-        id: String,
-        error: KafkaError,
-    },
+    #[error(transparent)]
+    Rejected(Box<Rejected>),
     #[error("the Kafka producer failed fatally: {0}")]
     Fatal(KafkaError),
+}
+
+/// A record the broker refused for good.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the broker refused event {id} for topic {topic}: {error}. It was not published and \
+     the checkpoint stays before it; fix the cause and restart"
+)]
+pub struct Rejected {
+    pub topic: String,
+    pub id: String,
+    pub error: KafkaError,
+}
+
+impl SinkError {
+    fn rejected(topic: &str, id: String, error: KafkaError) -> Self {
+        SinkError::Rejected(Box::new(Rejected {
+            topic: topic.to_owned(),
+            id,
+            error,
+        }))
+    }
 }
 
 /// The librdkafka configuration of the producer.
@@ -172,7 +187,7 @@ pub async fn run(
                         return Err(if matches!(error, KafkaError::Canceled) {
                             SinkError::Fatal(error)
                         } else {
-                            SinkError::Rejected { topic: topic.to_string(), id, error }
+                            SinkError::rejected(&topic, id, error)
                         });
                     }
                 }
@@ -189,8 +204,8 @@ pub async fn run(
                 Some(Item::Record(record)) => {
                     let sent = Instant::now();
                     let delivery = enqueue(&producer, &record).await.inspect_err(|e| {
-                        if let SinkError::Rejected { error, .. } = e {
-                            stats.publish_errors.with_label_values(&[error_kind(error)]).inc();
+                        if let SinkError::Rejected(r) = e {
+                            stats.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
                         }
                     })?;
                     in_flight += 1;
@@ -258,11 +273,7 @@ async fn enqueue(producer: &FutureProducer, record: &Record) -> Result<DeliveryF
                     return Err(SinkError::Fatal(KafkaError::MessageProduction(code)))
                         .inspect_err(|_| tracing::error!(%reason, "fatal producer error"));
                 }
-                return Err(SinkError::Rejected {
-                    topic: record.topic.to_string(),
-                    id: record.id.clone(),
-                    error,
-                });
+                return Err(SinkError::rejected(&record.topic, record.id.clone(), error));
             }
         }
     }

@@ -586,7 +586,14 @@ impl Reader {
             };
 
             match kind {
-                event_type::FORMAT_DESCRIPTION => seen_fde = true,
+                event_type::FORMAT_DESCRIPTION => {
+                    // The decoder assumes MariaDB's post-header lengths; a
+                    // server that writes others is refused, not misread.
+                    decode::parse_format_description(body)
+                        .and_then(|fde| fde.check_supported())
+                        .map_err(|e| decode_err(e, &txn, &file))?;
+                    seen_fde = true;
+                }
                 event_type::ROTATE => {
                     // Before the format description the body still carries its
                     // CRC32 (the reader does not know the checksum yet).

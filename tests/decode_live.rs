@@ -46,8 +46,12 @@ async fn decodes_compressed_events_from_the_replica_binlog() {
     let old_min_len = common::global_var(&mut replica, "log_bin_compress_min_len").await;
     // Restores the replica's settings when dropped: on success, on panic
     // and when the timeout drops the run.
-    let _guard = CompressionGuard {
-        min_len: old_min_len,
+    let _restore = SqlOnDrop {
+        server: Server::Replica,
+        sql: format!(
+            "SET GLOBAL log_bin_compress=OFF, GLOBAL log_bin_compress_min_len={old_min_len}"
+        ),
+        what: "restore log_bin_compress=OFF on the replica",
     };
     replica
         .query_drop("SET GLOBAL log_bin_compress_min_len=10, GLOBAL log_bin_compress=ON")
@@ -59,34 +63,30 @@ async fn decodes_compressed_events_from_the_replica_binlog() {
         .expect("the test did not finish within its timeout");
 }
 
-/// Sets `log_bin_compress=OFF` and the old `log_bin_compress_min_len` back
-/// on the replica, on a thread of its own (Drop cannot await).
-struct CompressionGuard {
-    min_len: String,
+/// Runs one statement when dropped (on success, on panic, and when a
+/// timeout drops the test's future), on a thread of its own: Drop cannot
+/// await.
+struct SqlOnDrop {
+    server: Server,
+    sql: String,
+    what: &'static str,
 }
 
-impl Drop for CompressionGuard {
+impl Drop for SqlOnDrop {
     fn drop(&mut self) {
-        let min_len = self.min_len.clone();
-        let restored = std::thread::spawn(move || {
+        let (server, sql) = (self.server, self.sql.clone());
+        let done = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("a runtime to restore the replica's settings");
-            rt.block_on(async move {
-                let mut replica = connect(Server::Replica, User::Admin).await;
-                replica
-                    .query_drop(format!(
-                        "SET GLOBAL log_bin_compress=OFF, GLOBAL log_bin_compress_min_len={min_len}"
-                    ))
-                    .await
-            })
+                .expect("a runtime for the clean-up");
+            rt.block_on(async move { connect(server, User::Admin).await.query_drop(sql).await })
         })
         .join();
-        match restored {
-            Ok(Ok(())) => eprintln!("replica: log_bin_compress=OFF restored"),
-            Ok(Err(e)) => eprintln!("COULD NOT RESTORE log_bin_compress=OFF on the replica: {e}"),
-            Err(_) => eprintln!("COULD NOT RESTORE log_bin_compress=OFF on the replica (panic)"),
+        match done {
+            Ok(Ok(())) => eprintln!("done: {}", self.what),
+            Ok(Err(e)) => eprintln!("COULD NOT {}: {e}", self.what),
+            Err(_) => eprintln!("COULD NOT {} (panic)", self.what),
         }
     }
 }
@@ -435,6 +435,9 @@ fn assert_image(table: &TableMap, what: &str, got: &[Option<Value>], expected: &
 
 // --- The run ----------------------------------------------------------------
 
+/// One row image: a value (or `None`, absent) per column.
+type Image = Vec<Option<Value>>;
+
 /// What the binlog reader collected for the test's transaction.
 #[derive(Default)]
 struct Seen {
@@ -443,9 +446,9 @@ struct Seen {
     /// Event types of the test transaction's events.
     transaction_types: Vec<u8>,
     table: Option<TableMap>,
-    inserts: Vec<Vec<Option<Value>>>,
-    updates: Vec<(Vec<Option<Value>>, Vec<Option<Value>>)>,
-    deletes: Vec<Vec<Option<Value>>>,
+    inserts: Vec<Image>,
+    updates: Vec<(Image, Image)>,
+    deletes: Vec<Image>,
     /// Queries of the test's schema (CREATE DATABASE/TABLE), decoded.
     ddl: Vec<String>,
     server_version: String,
@@ -465,6 +468,11 @@ async fn run(compressed: bool) {
     let start_file: String = status.get(0).expect("File");
     let start_pos: u64 = status.get(1).expect("Position");
 
+    let _drop_db = SqlOnDrop {
+        server: Server::Primary,
+        sql: format!("DROP DATABASE IF EXISTS {db}"),
+        what: "drop the test's database",
+    };
     primary
         .query_drop(format!(
             "CREATE DATABASE {db} CHARACTER SET utf8mb4; {}",
@@ -625,11 +633,6 @@ async fn run(compressed: bool) {
         "the CREATE TABLE query decoded: {:?}",
         seen.ddl
     );
-
-    primary
-        .query_drop(format!("DROP DATABASE {db}"))
-        .await
-        .expect("drop the test's database");
 }
 
 fn check_table_map(table: &TableMap, db: &str) {

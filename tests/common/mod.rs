@@ -125,4 +125,5 @@ pub async fn global_var(conn: &mut Conn, name: &str) -> String {
         .unwrap_or_else(|e| panic!("reading @@GLOBAL.{name}: {e}"));
     value.unwrap_or_else(|| panic!("@@GLOBAL.{name} is NULL"))
 }
+pub mod alltypes;
 pub mod tailer;

@@ -1,0 +1,220 @@
+//! A table with every column type the tailer decodes, edge-value rows for
+//! it, and the JSON each value must arrive as. The expected values are
+//! written here by hand, independently of the decoder.
+
+use serde_json::{json, Value as Json};
+
+pub const CREATE_TABLE: &str = "
+CREATE TABLE {db}.alltypes (
+  id INT NOT NULL PRIMARY KEY,
+  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
+  mi MEDIUMINT, miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED,
+  bi BIGINT, biu BIGINT UNSIGNED,
+  dec1 DECIMAL(12,2), dec2 DECIMAL(65,30), dec3 DECIMAL(5,0),
+  f FLOAT, d DOUBLE,
+  b1 BIT(1), b64 BIT(64),
+  y YEAR,
+  dt DATE,
+  tm TIME, tm6 TIME(6),
+  dtm DATETIME, dtm3 DATETIME(3), dtm6 DATETIME(6),
+  ts TIMESTAMP NULL DEFAULT NULL, ts6 TIMESTAMP(6) NULL DEFAULT NULL,
+  c CHAR(10), vc VARCHAR(300), tx TEXT CHARACTER SET utf8mb4,
+  lat VARCHAR(50) CHARACTER SET latin1,
+  bin BINARY(8), vbin VARBINARY(50), bl BLOB,
+  e ENUM('small', 'medium', 'large'), s SET('red', 'green', 'blue'),
+  j JSON,
+  u UUID, ip INET6
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
+/// Column names in table order, after `id`.
+pub const COLUMNS: &str =
+    "id, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, dec1, dec2, dec3, f, d, b1, b64, y, dt, \
+     tm, tm6, dtm, dtm3, dtm6, ts, ts6, c, vc, tx, lat, bin, vbin, bl, e, s, j, u, ip";
+
+/// (SQL values for one row, the `data` its event must carry).
+pub fn rows() -> Vec<(String, Json)> {
+    let long_text = "x".repeat(300);
+    vec![
+        (
+            "1, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0, \
+             '-9999999999.99', '-12345678901234567890123456789012345.123456789012345678901234567890', -99999, \
+             -3.5, -1.7976931348623157e308, b'0', b'0', 1901, '0000-00-00', \
+             '-838:59:59', '-00:00:00.000001', '0000-00-00 00:00:00', '1000-01-01 00:00:00.001', '2026-11-26 13:45:30.123456', \
+             '1970-01-01 00:00:01', '2038-01-19 03:14:07.999999', \
+             'abc', '', 'emoji 🚀 and ünïcödé', 'café € ß', x'0102', x'00ff80', x'deadbeef00', \
+             'small', 'red,blue', '{\"a\": [1, 2.5, null], \"b\": \"x\"}', \
+             '123e4567-e89b-12d3-a456-426655440000', '::ffff:192.0.2.1'"
+                .to_owned(),
+            json!({
+                "id": 1, "ti": -128, "tiu": 0, "si": -32768, "siu": 0, "mi": -8388608, "miu": 0,
+                "i": -2147483648i64, "iu": 0, "bi": i64::MIN, "biu": 0,
+                "dec1": "-9999999999.99",
+                "dec2": "-12345678901234567890123456789012345.123456789012345678901234567890",
+                "dec3": "-99999",
+                "f": -3.5, "d": -1.7976931348623157e308,
+                "b1": 0, "b64": 0, "y": 1901, "dt": "0000-00-00",
+                "tm": "-838:59:59", "tm6": "-00:00:00.000001",
+                "dtm": "0000-00-00 00:00:00", "dtm3": "1000-01-01 00:00:00.001",
+                "dtm6": "2026-11-26 13:45:30.123456",
+                "ts": "1970-01-01T00:00:01Z", "ts6": "2038-01-19T03:14:07.999999Z",
+                "c": "abc", "vc": "", "tx": "emoji 🚀 and ünïcödé", "lat": "café € ß",
+                "bin": "AQIAAAAAAAA=", "vbin": "AP+A", "bl": "3q2+7wA=",
+                "e": "small", "s": ["red", "blue"],
+                "j": {"a": [1, 2.5, null], "b": "x"},
+                "u": "123e4567-e89b-12d3-a456-426655440000", "ip": "::ffff:192.0.2.1"
+            }),
+        ),
+        (
+            format!(
+                "2, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, \
+                 9223372036854775807, 18446744073709551615, \
+                 '9999999999.99', '0.000000000000000000000000000001', 0, \
+                 1.5, 2.5e-308, b'1', x'ffffffffffffffff', 2155, '9999-12-31', \
+                 '838:59:59', '838:59:58.999999', '9999-12-31 23:59:59', '9999-12-31 23:59:59.999', '9999-12-31 23:59:59.999999', \
+                 '2038-01-19 03:14:07', '1970-01-01 00:00:01.000001', \
+                 '', '{long_text}', '', 'ÿ', x'ffffffffffffffff', '', '', \
+                 'large', '', '[]', \
+                 '018f3a1b-2c3d-7abc-8def-0123456789ab', '2001:db8::1'"
+            ),
+            json!({
+                "id": 2, "ti": 127, "tiu": 255, "si": 32767, "siu": 65535, "mi": 8388607, "miu": 16777215,
+                "i": 2147483647, "iu": 4294967295u64, "bi": i64::MAX, "biu": u64::MAX,
+                "dec1": "9999999999.99", "dec2": "0.000000000000000000000000000001", "dec3": "0",
+                "f": 1.5, "d": 2.5e-308,
+                "b1": 1, "b64": u64::MAX, "y": 2155, "dt": "9999-12-31",
+                "tm": "838:59:59", "tm6": "838:59:58.999999",
+                "dtm": "9999-12-31 23:59:59", "dtm3": "9999-12-31 23:59:59.999",
+                "dtm6": "9999-12-31 23:59:59.999999",
+                "ts": "2038-01-19T03:14:07Z", "ts6": "1970-01-01T00:00:01.000001Z",
+                "c": "", "vc": long_text, "tx": "", "lat": "ÿ",
+                "bin": "//////////8=", "vbin": "", "bl": "",
+                "e": "large", "s": [],
+                "j": [],
+                "u": "018f3a1b-2c3d-7abc-8def-0123456789ab", "ip": "2001:db8::1"
+            }),
+        ),
+        (
+            "3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+                .to_owned(),
+            json!({
+                "id": 3, "ti": null, "tiu": null, "si": null, "siu": null, "mi": null, "miu": null,
+                "i": null, "iu": null, "bi": null, "biu": null, "dec1": null, "dec2": null, "dec3": null,
+                "f": null, "d": null, "b1": null, "b64": null, "y": null, "dt": null,
+                "tm": null, "tm6": null, "dtm": null, "dtm3": null, "dtm6": null, "ts": null, "ts6": null,
+                "c": null, "vc": null, "tx": null, "lat": null, "bin": null, "vbin": null, "bl": null,
+                "e": null, "s": null, "j": null, "u": null, "ip": null
+            }),
+        ),
+        (
+            "4, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, '-0.01', '-0.5', 1, \
+             0.1, 0.1, b'1', b'101', 0, '2024-02-29', \
+             '-00:00:01', '12:34:56.5', '2024-02-29 12:00:00', '2024-02-29 12:00:00.5', '2024-02-29 12:00:00.000001', \
+             '0000-00-00 00:00:00', '2024-02-29 12:00:00.000100', \
+             'trail   ', 'line\\nbreak\\ttab', 'é', '', x'00', x'00', x'00', \
+             'medium', 'red,green,blue', '\"just a string\"', \
+             '00000000-0000-0000-0000-000000000000', '::'"
+                .to_owned(),
+            json!({
+                "id": 4, "ti": -1, "tiu": 1, "si": -1, "siu": 1, "mi": -1, "miu": 1,
+                "i": -1, "iu": 1, "bi": -1, "biu": 1,
+                "dec1": "-0.01", "dec2": "-0.500000000000000000000000000000", "dec3": "1",
+                "f": 0.1, "d": 0.1,
+                "b1": 1, "b64": 5, "y": 0, "dt": "2024-02-29",
+                "tm": "-00:00:01", "tm6": "12:34:56.500000",
+                "dtm": "2024-02-29 12:00:00", "dtm3": "2024-02-29 12:00:00.500",
+                "dtm6": "2024-02-29 12:00:00.000001",
+                "ts": "0000-00-00 00:00:00", "ts6": "2024-02-29T12:00:00.000100Z",
+                "c": "trail", "vc": "line\nbreak\ttab", "tx": "é", "lat": "",
+                "bin": "AAAAAAAAAAA=", "vbin": "AA==", "bl": "AA==",
+                "e": "medium", "s": ["red", "green", "blue"],
+                "j": "just a string",
+                "u": "00000000-0000-0000-0000-000000000000", "ip": "::"
+            }),
+        ),
+    ]
+}
+
+/// The INSERT statement for all rows (one statement, one transaction). Run
+/// it with `SET time_zone = '+00:00'` so TIMESTAMP literals are UTC.
+pub fn insert(db: &str) -> String {
+    let values: Vec<String> = rows()
+        .into_iter()
+        .map(|(sql, _)| format!("({sql})"))
+        .collect();
+    format!(
+        "INSERT INTO {db}.alltypes ({COLUMNS}) VALUES {}",
+        values.join(",\n")
+    )
+}
+
+/// Creates the table in a test database, inserts the rows in one
+/// transaction, runs the tailer on `server` from just before, and checks
+/// that every value arrives exactly. Returns the tailer's log.
+pub async fn check_every_value_arrives(prefix: &str, server: super::Server) -> String {
+    use super::tailer::{consume_all, last_gtid, wait_for_replica, Tailed, TailerSetup, TestDb};
+    use super::{connect, unique_name, Server, User};
+    use mysql_async::prelude::Queryable;
+    use std::time::Duration;
+
+    let db = TestDb::create(prefix).await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(CREATE_TABLE.replace("{db}", &db.name))
+        .await
+        .expect("create alltypes");
+    wait_for_replica(&mut primary).await;
+    let mut source = connect(server, User::Admin).await;
+    let start: String = source
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("gtid_binlog_pos")
+        .unwrap_or_default();
+    let topic = unique_name("alltypes");
+    let setup = TailerSetup::new(
+        prefix,
+        &[Tailed {
+            table: db.table("alltypes"),
+            topic: topic.clone(),
+            event_type: "test.alltypes.created.v1".into(),
+        }],
+        &start,
+        "",
+    )
+    .with_source_port(server.port());
+    let mut tailer = setup.spawn();
+    primary
+        .query_drop(format!("SET time_zone = '+00:00'; {}", insert(&db.name)))
+        .await
+        .expect("insert the rows");
+    let last = last_gtid(&mut primary).await;
+    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+    let messages = consume_all(&topic);
+    let expected = rows();
+    assert_eq!(messages.len(), expected.len(), "one event per row");
+    for (_, want) in &expected {
+        let id = want["id"].as_u64().expect("id");
+        let got = messages
+            .iter()
+            .find(|m| m.payload["data"]["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no event for row {id}"));
+        let got = &got.payload["data"];
+        let mut wrong = Vec::new();
+        for (column, value) in want.as_object().expect("object") {
+            if &got[column] != value {
+                wrong.push(format!("  {column}: got {}, want {value}", got[column]));
+            }
+        }
+        assert_eq!(
+            got.as_object().map(|o| o.len()),
+            want.as_object().map(|o| o.len()),
+            "row {id}: column count"
+        );
+        assert!(wrong.is_empty(), "row {id}:\n{}", wrong.join("\n"));
+    }
+    let log = tailer.log();
+    let status = tailer.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+    log
+}
