@@ -151,7 +151,12 @@ pub enum SourceError {
         server_gtids: String,
         server_files: Vec<String>,
     },
-    #[error("MariaDB refused the tailer's user: {message}. Grant it REPLICATION SLAVE, BINLOG MONITOR and SELECT on the tailed tables")]
+    #[error(
+        "MariaDB refused the tailer: {message}. Check the password (source.password_env or \
+         source.password_file), that the user exists for this host, whether the server requires \
+         TLS (source.tls), and that the user has REPLICATION SLAVE, BINLOG MONITOR and SELECT on \
+         the tailed tables"
+    )]
     AccessDenied { message: String },
     #[error("decoding the binlog at {at}: {source}")]
     Decode { at: At, source: DecodeError },
@@ -684,6 +689,13 @@ impl Reader {
                         Some((gtid, n)) if gtid == open.gtid => n,
                         _ => 0,
                     };
+                    if skip > open.rows && open.rows == 0 {
+                        tracing::info!(
+                            gtid = %open.gtid,
+                            rows = skip,
+                            "re-reading an interrupted transaction: skipping the rows already handed over"
+                        );
+                    }
                     let layout = known.layout.clone();
                     for change in rows.rows {
                         let row_index = open.rows;

@@ -126,4 +126,5 @@ pub async fn global_var(conn: &mut Conn, name: &str) -> String {
     value.unwrap_or_else(|| panic!("@@GLOBAL.{name} is NULL"))
 }
 pub mod alltypes;
+pub mod scratch;
 pub mod tailer;
