@@ -228,8 +228,39 @@ impl Store {
 
     fn pragmas(&self) -> Result<(), StoreError> {
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+            )
             .map_err(self.sqlite())
+    }
+
+    /// The epoch: how many times the live position was moved on purpose
+    /// (`checkpoint set`). Records carry it, so that the records of an
+    /// earlier epoch do not stop a rewind from publishing again.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn epoch(&self) -> Result<u64, StoreError> {
+        let has_meta: bool = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sqlite())?;
+        if !has_meta {
+            return Ok(0);
+        }
+        let epoch: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sqlite())?;
+        Ok(epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0))
     }
 
     /// The live checkpoint, if any.

@@ -16,6 +16,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
+pub mod frontier;
 pub mod map;
 pub mod pipeline;
 pub mod position;

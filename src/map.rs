@@ -36,7 +36,8 @@
 //! # Kafka record
 //! Key: the primary key (one column: its value as text; several: a JSON
 //! array). Headers: `content-type`, and `binlog.gtid`, `binlog.row`,
-//! `binlog.server_id`, `binlog.file`, `binlog.pos` as UTF-8 text.
+//! `binlog.server_id`, `binlog.file`, `binlog.pos` as UTF-8 text; the sink
+//! adds `binlog.epoch` (live) or `binlog.replay` (replays).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -106,6 +107,9 @@ pub struct Record {
     pub headers: Vec<(&'static str, Vec<u8>)>,
     /// The CloudEvents id.
     pub id: String,
+    /// Source transaction and the row's index in it.
+    pub gtid: Gtid,
+    pub row_index: u32,
 }
 
 /// A row that cannot be published as configured. Definite: the same row
@@ -136,6 +140,10 @@ pub const HEADER_ROW: &str = "binlog.row";
 pub const HEADER_SERVER_ID: &str = "binlog.server_id";
 pub const HEADER_FILE: &str = "binlog.file";
 pub const HEADER_POS: &str = "binlog.pos";
+/// Added by the sink: the checkpoint store's epoch (live records).
+pub const HEADER_EPOCH: &str = "binlog.epoch";
+/// Added by the sink: `1` on records published by `replay`.
+pub const HEADER_REPLAY: &str = "binlog.replay";
 
 /// The CloudEvents id of a row.
 pub fn event_id(gtid: Gtid, row_index: u32) -> String {
@@ -214,6 +222,8 @@ pub fn map_insert(
             (HEADER_POS, origin.pos.to_string().into_bytes()),
         ],
         id,
+        gtid: origin.gtid,
+        row_index: origin.row_index,
     })
 }
 

@@ -22,10 +22,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::{self, Checkpoint, Store, StoreError};
 use crate::config::{Config, ConfigError, ResumeBy, StartFrom};
+use crate::frontier::{self, Frontier, FrontierError};
 use crate::position::{BinlogCoord, GtidState};
 use crate::preflight::{self, Check, Problem};
 use crate::sink::{self, Acked, SinkError};
-use crate::source::{self, Progress, Reader, ServerInfo, SourceError, Start, Stopped};
+use crate::source::{self, Progress, Reader, ServerInfo, SourceError, Start, StopAt, Stopped};
 use crate::stats::Stats;
 
 /// How a run ended without a definite error.
@@ -52,6 +53,8 @@ pub enum RunError {
     Sink(Box<SinkError>),
     #[error("{0}")]
     Start(String),
+    #[error(transparent)]
+    Frontier(FrontierError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -120,6 +123,56 @@ pub async fn run(
         None => tracing::info!(start = %start, "no checkpoint yet; starting as start.from says"),
     }
 
+    let epoch = store.epoch()?;
+    let frontier = read_frontier(&config, epoch).await?;
+    for (topic, partition, last) in frontier.entries() {
+        tracing::info!(topic, partition, gtid = %last.gtid, row = last.row, epoch, "the partition already holds events up to here");
+    }
+    let base_events = stored.as_ref().map_or(0, |c| c.events_published);
+    stream(
+        config,
+        opts,
+        charsets,
+        start,
+        None,
+        sink::Mode::Live { epoch, frontier },
+        Some((store, base_events)),
+        shutdown,
+    )
+    .await
+}
+
+/// The topics of the configured tables, each once.
+fn topics(config: &Config) -> Vec<String> {
+    let mut topics: Vec<String> = config.tables.iter().map(|t| t.topic.clone()).collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+/// Reads what the target topics already hold (see `frontier`).
+async fn read_frontier(config: &Config, epoch: u64) -> Result<Frontier, RunError> {
+    let client = sink::consumer_config(&config.kafka);
+    let topics = topics(config);
+    let timeout = config.kafka.request_timeout;
+    tokio::task::spawn_blocking(move || frontier::read(&client, &topics, epoch, timeout))
+        .await
+        .map_err(|e| RunError::Internal(format!("frontier task: {e}")))?
+        .map_err(RunError::Frontier)
+}
+
+/// Source → sink (→ checkpoint), until shutdown, `stop_at`, or a definite error.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    config: Arc<Config>,
+    opts: mysql_async::Opts,
+    charsets: crate::decode::CharsetMap,
+    start: Start,
+    stop_at: Option<StopAt>,
+    mode: sink::Mode,
+    checkpoint: Option<(Store, u64)>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Outcome, RunError> {
     let stats = Arc::new(Stats::new(
         config.tables.iter().map(|t| t.table.clone()).collect(),
     ));
@@ -131,20 +184,24 @@ pub async fn run(
         items_rx,
         acked_tx,
         config.kafka.max_in_flight,
+        mode,
         Arc::clone(&stats),
     ));
-    let base_events = stored.as_ref().map_or(0, |c| c.events_published);
-    let checkpointer = tokio::spawn(checkpointer(
-        store,
-        acked_rx,
-        config.checkpoint.interval,
-        base_events,
-        Arc::clone(&stats),
-    ));
+    let checkpointer = match checkpoint {
+        Some((store, base_events)) => tokio::spawn(checkpointer(
+            store,
+            acked_rx,
+            config.checkpoint.interval,
+            base_events,
+            Arc::clone(&stats),
+        )),
+        None => tokio::spawn(watch_acks(acked_rx)),
+    };
     let progress_log = tokio::spawn(progress_log(Arc::clone(&stats)));
 
     let mut reader = Reader::new(Arc::clone(&config), opts, charsets, Arc::clone(&stats));
     let mut progress = Progress::new(start);
+    progress.stop_at = stop_at;
     let source_result = reader.run(&mut progress, items_tx, shutdown).await;
     progress_log.abort();
 
@@ -176,9 +233,21 @@ pub async fn run(
         }
     }
     Ok(match stopped {
-        Stopped::AtBoundary | Stopped::SinkClosed => Outcome::Clean,
+        Stopped::AtBoundary | Stopped::SinkClosed | Stopped::Reached => Outcome::Clean,
         Stopped::MidTransaction => Outcome::Unacknowledged,
     })
+}
+
+/// Without a store (replays): follow the acknowledgements, report the last.
+async fn watch_acks(
+    mut acked: watch::Receiver<Option<Acked>>,
+) -> Result<Option<Checkpoint>, RunError> {
+    while acked.changed().await.is_ok() {}
+    let last = acked.borrow().clone();
+    if let Some(a) = last {
+        tracing::info!(position = %a.commit.position, events = a.records, "replayed up to here");
+    }
+    Ok(None)
 }
 
 /// Where the reader starts: the stored checkpoint, else `start.from`.

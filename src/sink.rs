@@ -35,7 +35,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::KafkaConfig;
-use crate::map::Record;
+use crate::frontier::Frontier;
+use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY};
 use crate::position::Position;
 use crate::stats::Stats;
 
@@ -116,6 +117,17 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// A consumer configuration for the same cluster (bootstrap servers and the
+/// connection properties of `kafka.properties`).
+pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    client
+}
+
 /// Creates the producer.
 ///
 /// # Errors
@@ -134,6 +146,29 @@ enum Pending {
     Commit(Commit),
 }
 
+/// Live records or a replay.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The live tailer: records carry the store's epoch, and records the
+    /// topic already holds (per the frontier) are skipped.
+    Live { epoch: u64, frontier: Frontier },
+    /// `replay`: every record is published, marked as a replay; the frontier
+    /// only supplies partition counts.
+    Replay { frontier: Frontier },
+}
+
+impl Mode {
+    fn frontier(&self) -> &Frontier {
+        match self {
+            Mode::Live { frontier, .. } | Mode::Replay { frontier } => frontier,
+        }
+    }
+}
+
+/// After this long without an acknowledgement while records wait, the sink
+/// says it is waiting for the broker (again every such period).
+const STALL_WARNING: Duration = Duration::from_secs(5);
+
 /// Publishes until the channel closes (then drains every delivery) or a
 /// delivery fails definitely.
 ///
@@ -144,12 +179,19 @@ pub async fn run(
     mut items: mpsc::Receiver<Item>,
     acked: watch::Sender<Option<Acked>>,
     max_in_flight: usize,
+    mode: Mode,
     stats: Arc<Stats>,
 ) -> Result<(), SinkError> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut in_flight = 0usize;
     let mut records: u64 = 0;
+    let mut skipped: u64 = 0;
     let mut input_open = true;
+    let mut last_progress = Instant::now();
+    let extra_header: (&'static str, Vec<u8>) = match &mode {
+        Mode::Live { epoch, .. } => (HEADER_EPOCH, epoch.to_string().into_bytes()),
+        Mode::Replay { .. } => (HEADER_REPLAY, b"1".to_vec()),
+    };
 
     loop {
         // Retire everything at the front that is already settled.
@@ -167,10 +209,12 @@ pub async fn run(
             return Ok(());
         }
 
+        let waiting = matches!(pending.front(), Some(Pending::Record { .. }));
         tokio::select! {
             biased;
             // Acknowledgements first: they free room and move the checkpoint.
-            result = front_delivery(&mut pending), if matches!(pending.front(), Some(Pending::Record { .. })) => {
+            result = front_delivery(&mut pending), if waiting => {
+                last_progress = Instant::now();
                 let Some(Pending::Record { topic, id, sent, .. }) = pending.pop_front() else {
                     continue;
                 };
@@ -201,9 +245,24 @@ pub async fn run(
                         pending.push_back(Pending::Commit(commit));
                     }
                 }
-                Some(Item::Record(record)) => {
+                Some(Item::Record(mut record)) => {
+                    let partition = mode.frontier().partition_of(&record.topic, &record.key);
+                    if let (Mode::Live { frontier, .. }, Some(p)) = (&mode, partition) {
+                        if frontier.already_published(&record.topic, p, record.gtid, record.row_index) {
+                            skipped += 1;
+                            stats.skipped.inc();
+                            if skipped == 1 {
+                                tracing::info!(id = %record.id, partition = p, "skipping events the topic already holds (published before the last stop)");
+                            }
+                            continue;
+                        }
+                    }
+                    record.headers.push(extra_header.clone());
+                    if pending.is_empty() {
+                        last_progress = Instant::now();
+                    }
                     let sent = Instant::now();
-                    let delivery = enqueue(&producer, &record).await.inspect_err(|e| {
+                    let delivery = enqueue(&producer, &record, partition).await.inspect_err(|e| {
                         if let SinkError::Rejected(r) = e {
                             stats.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
                         }
@@ -213,6 +272,14 @@ pub async fn run(
                     pending.push_back(Pending::Record { delivery, topic: record.topic, id: record.id, sent });
                 }
             },
+            _ = tokio::time::sleep_until((last_progress + STALL_WARNING).into()), if waiting => {
+                tracing::warn!(
+                    unacknowledged = in_flight,
+                    waited = ?last_progress.elapsed(),
+                    "waiting for the broker: no acknowledgement lately; reading pauses while {in_flight} events wait (nothing is dropped)"
+                );
+                last_progress = Instant::now();
+            }
         }
     }
 }
@@ -245,7 +312,11 @@ async fn front_delivery(pending: &mut VecDeque<Pending>) -> Result<(), KafkaErro
 }
 
 /// Hands a record to librdkafka, waiting while its local queue is full.
-async fn enqueue(producer: &FutureProducer, record: &Record) -> Result<DeliveryFuture, SinkError> {
+async fn enqueue(
+    producer: &FutureProducer,
+    record: &Record,
+    partition: Option<i32>,
+) -> Result<DeliveryFuture, SinkError> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for (key, value) in &record.headers {
         headers = headers.insert(Header {
@@ -257,6 +328,9 @@ async fn enqueue(producer: &FutureProducer, record: &Record) -> Result<DeliveryF
         .key(&record.key)
         .payload(&record.payload)
         .headers(headers);
+    if let Some(p) = partition {
+        future_record = future_record.partition(p);
+    }
     let started = Instant::now();
     loop {
         match producer.send_result(future_record) {

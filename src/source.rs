@@ -387,6 +387,38 @@ pub struct Progress {
     /// A transaction interrupted by a session's end: its GTID and how many of
     /// its rows were already handed over (they are skipped when re-read).
     interrupted: Option<(Gtid, u32)>,
+    /// Stop once a transaction at or after this point has been handed over
+    /// (bounded replays).
+    pub stop_at: Option<StopAt>,
+}
+
+/// Where a bounded read stops: after the transaction that reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopAt {
+    Gtid(GtidState),
+    Coord(BinlogCoord),
+}
+
+impl StopAt {
+    /// Whether `position` is at or past this point.
+    pub fn reached(&self, position: &Position) -> bool {
+        match self {
+            StopAt::Gtid(target) => target.iter().all(|g| position.gtid.contains(g)),
+            StopAt::Coord(target) => position.coord.as_ref().is_some_and(|c| {
+                c.partial_cmp(target)
+                    .is_some_and(|o| o != std::cmp::Ordering::Less)
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for StopAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopAt::Gtid(g) => write!(f, "GTID state {g}"),
+            StopAt::Coord(c) => write!(f, "{c}"),
+        }
+    }
 }
 
 impl Progress {
@@ -405,6 +437,7 @@ impl Progress {
             position,
             start,
             interrupted: None,
+            stop_at: None,
         }
     }
 }
@@ -419,6 +452,8 @@ pub enum Stopped {
     MidTransaction,
     /// The sink went away.
     SinkClosed,
+    /// A bounded read reached its end point.
+    Reached,
 }
 
 /// The reader: sessions against the server until shutdown or a definite
@@ -487,6 +522,13 @@ impl Reader {
     ) -> Result<Stopped, SourceError> {
         if *shutdown.borrow() {
             return Ok(Stopped::AtBoundary);
+        }
+        if progress
+            .stop_at
+            .as_ref()
+            .is_some_and(|s| s.reached(&progress.position))
+        {
+            return Ok(Stopped::Reached);
         }
         let mut conn = connect(&self.config, &self.opts).await?;
         let info = server_info(&mut conn).await?;

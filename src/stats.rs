@@ -26,6 +26,9 @@ pub struct Stats {
     pub transactions: IntCounter,
     /// `binlog_tailer_events_published_total{topic}` (counter): events the broker acknowledged.
     pub published: IntCounterVec,
+    /// `binlog_tailer_events_skipped_total` (counter): events not sent again after a restart
+    /// because their partition already held them.
+    pub skipped: IntCounter,
     /// `binlog_tailer_publish_errors_total{kind}` (counter): definite delivery failures.
     pub publish_errors: IntCounterVec,
     /// `binlog_tailer_events_in_flight` (gauge): events sent and not yet acknowledged.
@@ -119,6 +122,10 @@ impl Stats {
                 "binlog_tailer_events_published_total",
                 "Events the broker acknowledged, by topic.",
                 &["topic"],
+            ),
+            skipped: counter(
+                "binlog_tailer_events_skipped_total",
+                "Events not sent again after a restart because their partition already held them.",
             ),
             publish_errors: counter_vec(
                 "binlog_tailer_publish_errors_total",
