@@ -311,32 +311,86 @@ impl Store {
         })
     }
 
-    /// The newest `limit` history entries, newest first.
+    /// The newest `limit` history entries, newest first, with their numbers.
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub fn history(&self, limit: u32) -> Result<Vec<Checkpoint>, StoreError> {
+    pub fn history(&self, limit: u32) -> Result<Vec<(u64, Checkpoint)>, StoreError> {
+        self.history_where("1 = 1 ORDER BY seq DESC LIMIT ?1", limit as i64)
+    }
+
+    /// History entry number `seq`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn history_entry(&self, seq: u64) -> Result<Option<(u64, Checkpoint)>, StoreError> {
+        Ok(self
+            .history_where("seq = ?1", i64::try_from(seq).unwrap_or(i64::MAX))?
+            .into_iter()
+            .next())
+    }
+
+    /// The newest history entry whose transaction committed at or before
+    /// `unix_seconds`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn newest_at_or_before(
+        &self,
+        unix_seconds: i64,
+    ) -> Result<Option<(u64, Checkpoint)>, StoreError> {
+        Ok(self
+            .history_where(
+                "commit_time IS NOT NULL AND commit_time <= ?1 ORDER BY commit_time DESC, seq DESC LIMIT 1",
+                unix_seconds,
+            )?
+            .into_iter()
+            .next())
+    }
+
+    fn history_where(
+        &self,
+        condition: &str,
+        arg: i64,
+    ) -> Result<Vec<(u64, Checkpoint)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT position, source_server_id, commit_time, written_at_ms, events_published
-                 FROM history ORDER BY seq DESC LIMIT ?1",
-            )
+            .prepare(&format!(
+                "SELECT seq, position, source_server_id, commit_time, written_at_ms, events_published
+                 FROM history WHERE {condition}"
+            ))
             .map_err(self.sqlite())?;
         let rows = stmt
-            .query_map([limit], |r| {
+            .query_map([arg], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(0)?,
+                    (
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ),
                 ))
             })
             .map_err(self.sqlite())?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.sqlite())?;
-        rows.into_iter().map(|r| self.checkpoint_from(r)).collect()
+        rows.into_iter()
+            .map(|(seq, r)| Ok((u64::try_from(seq).unwrap_or(0), self.checkpoint_from(r)?)))
+            .collect()
+    }
+
+    /// Moves the live position on purpose (a rewind or a jump), records it in
+    /// the history, and starts a new epoch: records published before do not
+    /// count as already published from now on. Returns the new epoch.
+    ///
+    /// # Errors
+    /// When the write fails; nothing changes then.
+    pub fn set_live(&mut self, checkpoint: &Checkpoint) -> Result<u64, StoreError> {
+        let epoch = self.epoch()? + 1;
+        self.write(checkpoint, Some(epoch))?;
+        Ok(epoch)
     }
 
     /// Makes `checkpoint` the live position and appends it to the history,
@@ -345,6 +399,10 @@ impl Store {
     /// # Errors
     /// When the write fails; the previous checkpoint then stays in force.
     pub fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.write(checkpoint, None)
+    }
+
+    fn write(&mut self, checkpoint: &Checkpoint, new_epoch: Option<u64>) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sqlite = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -384,6 +442,14 @@ impl Store {
             [self.history_limit],
         )
         .map_err(sqlite)?;
+        if let Some(epoch) = new_epoch {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('epoch', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = ?1",
+                [i64::try_from(epoch).unwrap_or(i64::MAX)],
+            )
+            .map_err(sqlite)?;
+        }
         tx.commit().map_err(sqlite)
     }
 }
@@ -503,7 +569,10 @@ mod tests {
             })
         );
         let history = store.history(100).unwrap();
-        let positions: Vec<String> = history.iter().map(|c| c.position.to_string()).collect();
+        let positions: Vec<String> = history
+            .iter()
+            .map(|(_, c)| c.position.to_string())
+            .collect();
         assert_eq!(
             positions,
             [
@@ -514,6 +583,32 @@ mod tests {
         );
         let read_only = Store::open_existing(&dir).unwrap().unwrap();
         assert_eq!(read_only.current().unwrap().unwrap().events_published, 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn setting_the_live_position_starts_a_new_epoch() {
+        let dir = temp_dir("epoch");
+        let mut store = Store::open(&dir, 100).unwrap();
+        assert_eq!(store.epoch().unwrap(), 0);
+        store.save(&cp("0-1-10", 10)).unwrap();
+        store.save(&cp("0-1-20", 20)).unwrap();
+        let (seq, first) = store.history(10).unwrap().pop().unwrap();
+        assert_eq!(first.position.to_string(), "0-1-10");
+        assert_eq!(store.history_entry(seq).unwrap().unwrap().1, first);
+        assert_eq!(store.set_live(&first).unwrap(), 1);
+        assert_eq!(store.epoch().unwrap(), 1);
+        assert_eq!(
+            store.current().unwrap().unwrap().position.to_string(),
+            "0-1-10"
+        );
+        assert_eq!(
+            store.history(10).unwrap().len(),
+            3,
+            "the move is in the history too"
+        );
+        assert!(store.newest_at_or_before(1_699_999_999).unwrap().is_none());
+        assert!(store.newest_at_or_before(1_700_000_000).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

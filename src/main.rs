@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use binlog_tailer::checkpoint::Store;
 use binlog_tailer::config::Config;
 use binlog_tailer::pipeline::{self, Outcome, RunError};
+use binlog_tailer::position::Target;
 
 /// Exit codes, as documented in `--help` and the README.
 mod exit {
@@ -94,7 +95,29 @@ enum Command {
     /// Check the server settings, privileges, tables, broker and topics; exit
     /// 0 when all pass, 3 otherwise.
     Check,
-    /// Inspect the checkpoint store.
+    /// Publish the events between two positions again, and exit.
+    ///
+    /// Events after --from, up to and including --to (default: the live
+    /// checkpoint), are published with the same ids and payloads as the
+    /// first time, marked with the header binlog.replay=1, to --topic if
+    /// given (else to each table's topic). The live checkpoint is not
+    /// touched, so a running tailer is not disturbed.
+    ///
+    /// TARGET is one of: #N (an entry of `checkpoint list`), a GTID state
+    /// (0-1-42), file:offset (mariadb-bin.000003:1234), or an RFC 3339 time
+    /// (2026-11-26T10:32:00Z: the newest stored checkpoint at or before it).
+    Replay {
+        /// Start after this point.
+        #[arg(long, value_name = "TARGET")]
+        from: Target,
+        /// Stop after the transaction at this point (default: the live checkpoint).
+        #[arg(long, value_name = "TARGET")]
+        to: Option<Target>,
+        /// Publish to this topic instead of the tables' topics.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Inspect or move the checkpoint store.
     Checkpoint {
         #[command(subcommand)]
         command: CheckpointCommand,
@@ -108,6 +131,26 @@ enum CheckpointCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+    },
+    /// List stored checkpoints, newest first, numbered for `set` and `replay`.
+    List {
+        /// How many, at most.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Move the live position (rewind or jump); the next `run` resumes there
+    /// and publishes again what follows. Refused while a tailer runs on the
+    /// same state directory.
+    ///
+    /// TARGET: #N (an entry of `checkpoint list`), a GTID state (0-1-42),
+    /// file:offset, or an RFC 3339 time (the newest stored checkpoint at or
+    /// before it).
+    Set {
+        #[arg(value_name = "TARGET")]
+        target: Target,
     },
 }
 
@@ -144,6 +187,25 @@ fn main() -> ExitCode {
             Command::Checkpoint {
                 command: CheckpointCommand::Show { format },
             } => show_checkpoint(&config, format),
+            Command::Checkpoint {
+                command: CheckpointCommand::List { limit, format },
+            } => list_checkpoints(&config, limit, format),
+            Command::Checkpoint {
+                command: CheckpointCommand::Set { target },
+            } => match pipeline::set_checkpoint(&config, &target).await {
+                Ok((cp, epoch)) => {
+                    println!(
+                        "live checkpoint set to {} (epoch {epoch}); the next run resumes there",
+                        cp.position
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("binlog-tailer: {e}");
+                    exit::ERROR
+                }
+            },
+            Command::Replay { from, to, topic } => replay(config, from, to, topic).await,
         }
     }))
 }
@@ -161,7 +223,7 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
-async fn run(config: Config) -> u8 {
+fn shutdown_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -170,7 +232,27 @@ async fn run(config: Config) -> u8 {
         );
         let _ = stop_tx.send(true);
     });
-    match pipeline::run(Arc::new(config), stop_rx).await {
+    stop_rx
+}
+
+async fn run(config: Config) -> u8 {
+    exit_code(pipeline::run(Arc::new(config), shutdown_signal()).await)
+}
+
+async fn replay(config: Config, from: Target, to: Option<Target>, topic: Option<String>) -> u8 {
+    let result = pipeline::replay(
+        Arc::new(config),
+        &from,
+        to.as_ref(),
+        topic.as_deref(),
+        shutdown_signal(),
+    )
+    .await;
+    exit_code(result)
+}
+
+fn exit_code(result: Result<Outcome, RunError>) -> u8 {
+    match result {
         Ok(Outcome::Clean) => {
             tracing::info!("stopped cleanly");
             exit::OK
@@ -232,6 +314,65 @@ async fn check(config: Config) -> u8 {
             }
         }
     }
+}
+
+fn list_checkpoints(config: &Config, limit: u32, format: OutputFormat) -> u8 {
+    let store = match Store::open_existing(&config.checkpoint.dir) {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            eprintln!("no checkpoint store in {}", config.checkpoint.dir.display());
+            return exit::ERROR;
+        }
+        Err(e) => {
+            eprintln!("binlog-tailer: {e}");
+            return exit::ERROR;
+        }
+    };
+    let entries = match store.history(limit) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("binlog-tailer: {e}");
+            return exit::ERROR;
+        }
+    };
+    let time = |t: Option<i64>| {
+        t.map(binlog_tailer::map::rfc3339_seconds)
+            .unwrap_or_else(|| "-".into())
+    };
+    match format {
+        OutputFormat::Text => {
+            println!(
+                "{:>7}  {:<20}  {:<20}  {:>10}  position",
+                "entry", "written at", "commit time", "events"
+            );
+            for (seq, cp) in &entries {
+                println!(
+                    "{:>7}  {:<20}  {:<20}  {:>10}  {}",
+                    format!("#{seq}"),
+                    time(Some(cp.written_at_ms / 1000)),
+                    time(cp.commit_time),
+                    cp.events_published,
+                    cp.position
+                );
+            }
+        }
+        OutputFormat::Json => {
+            for (seq, cp) in &entries {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "entry": seq,
+                        "position": cp.position.to_string(),
+                        "source_server_id": cp.source_server_id,
+                        "commit_time": time(cp.commit_time),
+                        "written_at": time(Some(cp.written_at_ms / 1000)),
+                        "events_published": cp.events_published,
+                    })
+                );
+            }
+        }
+    }
+    exit::OK
 }
 
 fn show_checkpoint(config: &Config, format: OutputFormat) -> u8 {

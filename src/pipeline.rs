@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::checkpoint::{self, Checkpoint, Store, StoreError};
 use crate::config::{Config, ConfigError, ResumeBy, StartFrom};
 use crate::frontier::{self, Frontier, FrontierError};
-use crate::position::{BinlogCoord, GtidState};
+use crate::position::{BinlogCoord, GtidState, Position, Target};
 use crate::preflight::{self, Check, Problem};
 use crate::sink::{self, Acked, SinkError};
 use crate::source::{self, Progress, Reader, ServerInfo, SourceError, Start, StopAt, Stopped};
@@ -445,4 +445,159 @@ async fn progress_log(stats: Arc<Stats>) {
         }
         last = now;
     }
+}
+
+/// Resolves an operator's target to a position: history entries and times
+/// through the store, file coordinates through the server.
+async fn resolve_target(
+    target: &Target,
+    store: Option<&Store>,
+    conn: &mut mysql_async::Conn,
+) -> Result<Position, RunError> {
+    let from_store =
+        |found: Option<(u64, Checkpoint)>, what: String| -> Result<Position, RunError> {
+            found.map(|(_, cp)| cp.position).ok_or_else(|| {
+                RunError::Start(format!("{what}; see `binlog-tailer checkpoint list`"))
+            })
+        };
+    match target {
+        Target::Entry(n) => {
+            let store = store.ok_or_else(|| RunError::Start("there is no checkpoint store yet".into()))?;
+            from_store(store.history_entry(*n)?, format!("the history has no entry #{n}"))
+        }
+        Target::Time(t) => {
+            let store = store.ok_or_else(|| RunError::Start("there is no checkpoint store yet".into()))?;
+            from_store(
+                store.newest_at_or_before(*t)?,
+                format!(
+                    "no stored checkpoint committed at or before {}",
+                    crate::map::rfc3339_seconds(*t)
+                ),
+            )
+        }
+        Target::Gtid(state) => Ok(Position {
+            gtid: state.clone(),
+            coord: None,
+        }),
+        Target::Coord(coord) => match gtid_at(conn, coord).await? {
+            Some(gtid) => Ok(Position {
+                gtid,
+                coord: Some(coord.clone()),
+            }),
+            None => Err(RunError::Start(format!(
+                "the server has no binlog position {coord} (BINLOG_GTID_POS is NULL); use a file from \
+                 SHOW BINARY LOGS and an offset where a transaction begins or ends"
+            ))),
+        },
+    }
+}
+
+fn start_at(position: &Position) -> Start {
+    match &position.coord {
+        Some(coord) if position.gtid.is_empty() => Start::Coord {
+            coord: coord.clone(),
+            gtid: Some(GtidState::new()),
+        },
+        _ => Start::Gtid(position.gtid.clone()),
+    }
+}
+
+/// `checkpoint set`: moves the live position to `target` and starts a new
+/// epoch, so the next `run` publishes again from there. Refused while a
+/// tailer runs on the same state directory.
+///
+/// # Errors
+/// When the target cannot be resolved or the store not written.
+pub async fn set_checkpoint(
+    config: &Config,
+    target: &Target,
+) -> Result<(Checkpoint, u64), RunError> {
+    let mut store = Store::open(&config.checkpoint.dir, config.checkpoint.history_limit)?;
+    let password = config.source_password()?;
+    let opts = source::connection_opts(config, &password);
+    let mut conn = source::connect(config, &opts).await?;
+    let info = source::server_info(&mut conn).await?;
+    let position = resolve_target(target, Some(&store), &mut conn).await?;
+    let _ = conn.disconnect().await;
+    let checkpoint = Checkpoint {
+        position,
+        source_server_id: info.server_id,
+        commit_time: None,
+        written_at_ms: checkpoint::now_ms(),
+        events_published: store.current()?.map_or(0, |c| c.events_published),
+    };
+    let epoch = store.set_live(&checkpoint)?;
+    Ok((checkpoint, epoch))
+}
+
+/// `replay`: publishes the events after `from` up to and including `to`
+/// (default: the live checkpoint), to `topic` if given, and returns. The live
+/// checkpoint is not touched; records are marked `binlog.replay: 1`, carry
+/// the same ids and payloads as the originals, and are never skipped.
+///
+/// # Errors
+/// As [`run`], and when `from` or `to` cannot be resolved.
+pub async fn replay(
+    config: Arc<Config>,
+    from: &Target,
+    to: Option<&Target>,
+    topic: Option<&str>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Outcome, RunError> {
+    let config = match topic {
+        Some(topic) => {
+            let mut changed = (*config).clone();
+            for table in &mut changed.tables {
+                table.topic = topic.to_owned();
+            }
+            Arc::new(changed)
+        }
+        None => config,
+    };
+    let password = config.source_password()?;
+    let opts = source::connection_opts(&config, &password);
+    let store = Store::open_existing(&config.checkpoint.dir)?;
+
+    let checks = check(&config).await?;
+    let problems: Vec<Problem> = checks.into_iter().filter_map(|c| c.outcome.err()).collect();
+    if !problems.is_empty() {
+        return Err(RunError::Preflight(problems));
+    }
+    let mut conn = source::connect(&config, &opts).await?;
+    let charsets = source::charset_map(&mut conn).await?;
+    let start = start_at(&resolve_target(from, store.as_ref(), &mut conn).await?);
+    let end = match to {
+        Some(to) => resolve_target(to, store.as_ref(), &mut conn).await?,
+        None => store
+            .as_ref()
+            .map(Store::current)
+            .transpose()?
+            .flatten()
+            .map(|c| c.position)
+            .ok_or_else(|| {
+                RunError::Start("there is no live checkpoint to replay up to; give --to".into())
+            })?,
+    };
+    let _ = conn.disconnect().await;
+    let stop = if end.gtid.is_empty() {
+        match end.coord {
+            Some(coord) => StopAt::Coord(coord),
+            None => return Err(RunError::Start("--to names no position".into())),
+        }
+    } else {
+        StopAt::Gtid(end.gtid)
+    };
+    tracing::info!(from = %start, to = %stop, "replaying");
+    let frontier = read_frontier(&config, 0).await?;
+    stream(
+        config,
+        opts,
+        charsets,
+        start,
+        Some(stop),
+        sink::Mode::Replay { frontier },
+        None,
+        shutdown,
+    )
+    .await
 }

@@ -264,6 +264,66 @@ impl FromStr for Position {
     }
 }
 
+/// A point the operator names on the command line (`checkpoint set`,
+/// `replay --from/--to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `#N`: entry N of `checkpoint list`.
+    Entry(u64),
+    /// A GTID state: `0-1-42` or `0-1-42,1-2-7`.
+    Gtid(GtidState),
+    /// `file:offset` on the server read.
+    Coord(BinlogCoord),
+    /// An RFC 3339 time (`2026-11-26T10:32:00Z`): the newest stored
+    /// checkpoint whose transaction committed at or before it. Unix seconds.
+    Time(i64),
+}
+
+impl FromStr for Target {
+    type Err = ParsePositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(n) = s.strip_prefix('#') {
+            return n.parse().map(Target::Entry).map_err(|_| {
+                ParsePositionError::new(
+                    "history entry",
+                    s,
+                    "expected #N, a number from `checkpoint list`",
+                )
+            });
+        }
+        if let Ok(t) =
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        {
+            return Ok(Target::Time(t.unix_timestamp()));
+        }
+        if s.contains(':') {
+            return s.parse().map(Target::Coord);
+        }
+        let state: GtidState = s.parse()?;
+        if state.is_empty() {
+            return Err(ParsePositionError::new(
+                "target",
+                s,
+                "expected #N, a GTID state (0-1-42), file:offset, or an RFC 3339 time",
+            ));
+        }
+        Ok(Target::Gtid(state))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Entry(n) => write!(f, "#{n}"),
+            Target::Gtid(g) => write!(f, "{g}"),
+            Target::Coord(c) => write!(f, "{c}"),
+            Target::Time(t) => write!(f, "the newest checkpoint at or before Unix time {t}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +373,25 @@ mod tests {
         }
         let err = "0-1".parse::<Gtid>().unwrap_err().to_string();
         assert!(err.contains("domain-server-sequence"), "{err}");
+    }
+
+    #[test]
+    fn targets_parse_in_every_form() {
+        assert_eq!("#12".parse::<Target>(), Ok(Target::Entry(12)));
+        assert_eq!(
+            "0-1-42".parse::<Target>(),
+            Ok(Target::Gtid("0-1-42".parse().unwrap()))
+        );
+        assert_eq!(
+            "mariadb-bin.000002:345".parse::<Target>(),
+            Ok(Target::Coord(BinlogCoord::new("mariadb-bin.000002", 345)))
+        );
+        assert_eq!(
+            "2026-11-26T10:32:00Z".parse::<Target>(),
+            Ok(Target::Time(1_795_689_120))
+        );
+        assert!("#x".parse::<Target>().is_err());
+        assert!("".parse::<Target>().is_err());
     }
 
     #[test]

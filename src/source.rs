@@ -392,6 +392,15 @@ pub struct Progress {
     pub stop_at: Option<StopAt>,
 }
 
+impl Progress {
+    /// Whether a bounded read has reached its end point.
+    fn reached_stop(&self) -> bool {
+        self.stop_at
+            .as_ref()
+            .is_some_and(|s| s.reached(&self.position))
+    }
+}
+
 /// Where a bounded read stops: after the transaction that reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopAt {
@@ -523,11 +532,7 @@ impl Reader {
         if *shutdown.borrow() {
             return Ok(Stopped::AtBoundary);
         }
-        if progress
-            .stop_at
-            .as_ref()
-            .is_some_and(|s| s.reached(&progress.position))
-        {
+        if progress.reached_stop() {
             return Ok(Stopped::Reached);
         }
         let mut conn = connect(&self.config, &self.opts).await?;
@@ -777,6 +782,9 @@ impl Reader {
                         {
                             return Ok(Stopped::SinkClosed);
                         }
+                        if progress.reached_stop() {
+                            return Ok(Stopped::Reached);
+                        }
                     }
                 }
                 event_type::QUERY | event_type::QUERY_COMPRESSED => {
@@ -810,6 +818,9 @@ impl Reader {
                                 .await
                             {
                                 return Ok(Stopped::SinkClosed);
+                            }
+                            if progress.reached_stop() {
+                                return Ok(Stopped::Reached);
                             }
                         }
                     }
