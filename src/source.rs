@@ -375,6 +375,9 @@ struct Txn {
     rows: u32,
     /// Set once the standalone transaction's statement was read.
     statement_seen: bool,
+    /// Rows of an undecodable, untailed table were passed over: row indexes
+    /// after them are unknown.
+    uncounted: bool,
 }
 
 /// How far the reader got, kept across sessions.
@@ -474,6 +477,8 @@ pub struct Reader {
     stats: Arc<Stats>,
     layouts: HashMap<(String, String), Vec<(String, Logical)>>,
     tables: HashMap<u64, KnownTable>,
+    /// Untailed tables whose rows could not be decoded (warned once each).
+    undecodable: std::collections::HashSet<String>,
 }
 
 impl Reader {
@@ -485,6 +490,7 @@ impl Reader {
             stats,
             layouts: HashMap::new(),
             tables: HashMap::new(),
+            undecodable: std::collections::HashSet::new(),
         }
     }
 
@@ -698,6 +704,7 @@ impl Reader {
                         commit_time: header.timestamp(),
                         rows: 0,
                         statement_seen: false,
+                        uncounted: false,
                     });
                 }
                 event_type::TABLE_MAP => {
@@ -723,13 +730,38 @@ impl Reader {
                                 "rows event for table id {table_id}, which no TABLE_MAP announced"
                             ),
                             })?;
-                    let rows = decode::parse_rows(t, body, &known.map).map_err(|e| {
-                        SourceError::Decode {
-                            at: at(&Some(open.clone()), end, &file),
-                            source: e,
-                        }
-                    })?;
                     let table_name = format!("{}.{}", known.map.database, known.map.table);
+                    let rows = match decode::parse_rows(t, body, &known.map) {
+                        Ok(rows) => rows,
+                        // A table that is not tailed is only counted: a value
+                        // it cannot decode (an unsupported charset, say) must
+                        // not stop the tailer. Its row indexes are not needed
+                        // either: a transaction that also writes a tailed
+                        // table is refused below if its rows cannot be counted.
+                        Err(e) if known.layout.is_none() => {
+                            if self.undecodable.insert(table_name.clone()) {
+                                tracing::warn!(table = %table_name, error = %e, "cannot decode rows of a table that is not tailed; they are not counted");
+                            }
+                            open.uncounted = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(SourceError::Decode {
+                                at: at(&Some(open.clone()), end, &file),
+                                source: e,
+                            })
+                        }
+                    };
+                    if open.uncounted && known.layout.is_some() && rows.kind == RowsKind::Insert {
+                        return Err(SourceError::Table {
+                            at: at(&Some(open.clone()), end, &file),
+                            table: table_name,
+                            problem: "an earlier statement of this transaction wrote rows of another table that \
+                                      cannot be decoded, so this row's index in the transaction (part of its event \
+                                      id) is unknown; see the warning above for that table"
+                                .into(),
+                        });
+                    }
                     self.stats
                         .rows_seen(&table_name, rows.kind, rows.rows.len());
                     let skip = match progress.interrupted {

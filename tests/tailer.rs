@@ -422,3 +422,50 @@ async fn sigterm_mid_stream_loses_nothing_and_repeats_nothing() {
 async fn sigkill_mid_stream_loses_nothing_and_repeats_nothing() {
     stop_mid_stream(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_table_that_is_not_tailed_does_not_stop_the_tailer() {
+    let db = TestDb::create("otherchar").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "CREATE TABLE {}.legacy (id INT PRIMARY KEY, t VARCHAR(20) CHARACTER SET utf16) ENGINE=InnoDB",
+            db.name
+        ))
+        .await
+        .expect("legacy table");
+    common::tailer::wait_for_replica(&mut primary).await;
+    let topic = unique_name("otherchar");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        "otherchar",
+        &[Tailed {
+            table: db.table("orders"),
+            topic: topic.clone(),
+            event_type: "shop.order.created.v1".into(),
+        }],
+        &start,
+        "",
+    );
+    let mut tailer = setup.spawn();
+    primary
+        .query_drop(format!(
+            "INSERT INTO {}.legacy VALUES (1, 'utf-16 text')",
+            db.name
+        ))
+        .await
+        .expect("legacy insert");
+    primary
+        .query_drop(insert_sql(&db, &[Order::new(1), Order::new(2)]))
+        .await
+        .expect("orders");
+    let last = last_gtid(&mut primary).await;
+    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+    let log = tailer.log();
+    assert_eq!(tailer.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert!(
+        log.contains("cannot decode rows of a table that is not tailed"),
+        "{log}"
+    );
+    assert_eq!(consume_all(&topic).len(), 2);
+}
