@@ -183,14 +183,36 @@ pub struct TableConfig {
     /// CloudEvents `dataschema`: a URI naming the schema of `data`.
     #[serde(default)]
     pub dataschema: Option<String>,
-    /// Text columns whose values are JSON documents, published as JSON rather
-    /// than as strings. Columns declared `JSON` (MariaDB's LONGTEXT with a
-    /// `json_valid` check) are found without being listed.
+    /// Text columns holding JSON documents (MariaDB's `JSON` is LONGTEXT with
+    /// a `json_valid` check): published as JSON rather than as strings. The
+    /// binlog does not mark them, so they are listed here; `check` reports
+    /// columns the server declares JSON that are missing from the list.
     #[serde(default)]
     pub json_columns: Vec<String>,
+    /// MariaDB `UUID` columns (16 bytes in the binlog): published as UUID text.
+    #[serde(default)]
+    pub uuid_columns: Vec<String>,
+    /// MariaDB `INET6` columns (16 bytes in the binlog): published as address text.
+    #[serde(default)]
+    pub inet6_columns: Vec<String>,
 }
 
 impl TableConfig {
+    /// How column `name` is published.
+    pub fn logical(&self, name: &str) -> crate::map::Logical {
+        use crate::map::Logical;
+        let listed = |list: &[String]| list.iter().any(|c| c == name);
+        if listed(&self.json_columns) {
+            Logical::Json
+        } else if listed(&self.uuid_columns) {
+            Logical::Uuid
+        } else if listed(&self.inet6_columns) {
+            Logical::Inet6
+        } else {
+            Logical::Plain
+        }
+    }
+
     /// The database and table names.
     pub fn split_name(&self) -> Option<(&str, &str)> {
         self.table
@@ -205,7 +227,9 @@ fn default_tables() -> Vec<TableConfig> {
         topic: "shop.orders.v1".to_owned(),
         event_type: "shop.order.created.v1".to_owned(),
         dataschema: Some(DEFAULT_ORDERS_DATASCHEMA.to_owned()),
-        json_columns: Vec::new(),
+        json_columns: vec!["items".to_owned()],
+        uuid_columns: Vec::new(),
+        inet6_columns: Vec::new(),
     }]
 }
 

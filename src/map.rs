@@ -274,7 +274,12 @@ pub fn to_json(value: &Value, logical: Logical) -> Result<Json, String> {
                     .map_err(|_| "JSON column holds bytes that are not UTF-8".to_owned())?,
                 other => return Err(format!("JSON column holds a non-text value {other:?}")),
             };
-            serde_json::from_str(text).map_err(|e| format!("not a JSON document: {e}"))
+            serde_json::from_str(text).map_err(|e| {
+                format!(
+                    "not a JSON document ({e}), yet the column is listed in json_columns; if it no \
+                     longer holds JSON, take it off json_columns and restart"
+                )
+            })
         }
         Logical::Uuid => match value {
             Value::Null => Ok(Json::Null),

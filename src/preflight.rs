@@ -327,14 +327,17 @@ async fn check_table(conn: &mut Conn, config: &Config, table: &TableConfig) -> C
         )
         .await;
     match key {
-        Ok(columns) if !columns.is_empty() => Check::ok(
-            name,
-            format!(
-                "readable, primary key ({}) → topic {}",
-                columns.join(", "),
-                table.topic
-            ),
-        ),
+        Ok(columns) if !columns.is_empty() => {
+            let notes = special_columns(conn, db, tbl, table).await;
+            Check::ok(
+                name,
+                format!(
+                    "readable, primary key ({}) → topic {}{notes}",
+                    columns.join(", "),
+                    table.topic
+                ),
+            )
+        }
         Ok(_) => Check::problem(
             name,
             "no primary key",
@@ -347,6 +350,58 @@ async fn check_table(conn: &mut Conn, config: &Config, table: &TableConfig) -> C
             "a readable primary key",
             "grant SELECT on the table",
         ),
+    }
+}
+
+/// Compares the columns the server declares JSON, UUID or INET6 with the
+/// table's `json_columns`, `uuid_columns` and `inet6_columns`; returns notes
+/// for the differences (they are published as plain text or bytes).
+async fn special_columns(conn: &mut Conn, db: &str, tbl: &str, table: &TableConfig) -> String {
+    use crate::map::Logical;
+    let types: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, tbl),
+        )
+        .await
+        .unwrap_or_default();
+    let checks: Vec<String> = conn
+        .exec(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, tbl),
+        )
+        .await
+        .unwrap_or_default();
+    let mut notes = Vec::new();
+    for (column, data_type) in &types {
+        let json = checks.iter().any(|c| {
+            c.trim()
+                .eq_ignore_ascii_case(&format!("json_valid(`{column}`)"))
+        });
+        let declared = match data_type.as_str() {
+            "uuid" => Some((Logical::Uuid, "UUID", "uuid_columns")),
+            "inet6" => Some((Logical::Inet6, "INET6", "inet6_columns")),
+            _ if json => Some((Logical::Json, "JSON", "json_columns")),
+            _ => None,
+        };
+        let configured = table.logical(column);
+        match declared {
+            Some((logical, what, key)) if configured != logical => notes.push(format!(
+                "column {column} is {what} on the server but not in {key}, so it is published as {}",
+                if logical == Logical::Json { "a string" } else { "base64 bytes" }
+            )),
+            None if configured != Logical::Plain => notes.push(format!(
+                "column {column} is listed as {configured:?} but the server declares it {data_type}"
+            )),
+            _ => {}
+        }
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("; note: {}", notes.join("; "))
     }
 }
 

@@ -275,8 +275,10 @@ pub async fn run(
             _ = tokio::time::sleep_until((last_progress + STALL_WARNING).into()), if waiting => {
                 tracing::warn!(
                     unacknowledged = in_flight,
+                    max_in_flight,
                     waited = ?last_progress.elapsed(),
-                    "waiting for the broker: no acknowledgement lately; reading pauses while {in_flight} events wait (nothing is dropped)"
+                    "waiting for the broker: no acknowledgement lately; {in_flight} events are sent and unacknowledged, \
+                     and reading pauses if kafka.max_in_flight ({max_in_flight}) is reached. Nothing is dropped"
                 );
                 last_progress = Instant::now();
             }

@@ -140,7 +140,7 @@ pub enum SourceError {
     Ended { at: At },
     #[error(
         "the server cannot serve the binlog from {requested}: {message}. \
-         The server still has GTID state {server_gtids:?} and binlogs {server_files:?}. \
+         The server still has transactions {server_gtids} in binlogs {server_files:?}. \
          The events in between are gone from this server: restore them (a server that still \
          has them, or a backup) or, accepting the gap, move the checkpoint with `start.from` \
          on a new state directory. Nothing was skipped."
@@ -475,7 +475,6 @@ pub struct Reader {
     opts: Opts,
     charsets: CharsetMap,
     stats: Arc<Stats>,
-    layouts: HashMap<(String, String), Vec<(String, Logical)>>,
     tables: HashMap<u64, KnownTable>,
     /// Untailed tables whose rows could not be decoded (warned once each).
     undecodable: std::collections::HashSet<String>,
@@ -488,7 +487,6 @@ impl Reader {
             opts,
             charsets,
             stats,
-            layouts: HashMap::new(),
             tables: HashMap::new(),
             undecodable: std::collections::HashSet::new(),
         }
@@ -543,8 +541,6 @@ impl Reader {
         }
         let mut conn = connect(&self.config, &self.opts).await?;
         let info = server_info(&mut conn).await?;
-        // A session-scoped query connection for table metadata.
-        let mut meta_conn = connect(&self.config, &self.opts).await?;
 
         let heartbeat_ns = self.config.source.heartbeat.as_nanos();
         let mut setup = vec![
@@ -571,7 +567,7 @@ impl Reader {
             .with_pos(offset);
         let mut stream = match conn.get_binlog_stream(request).await {
             Ok(stream) => stream,
-            Err(e) => return Err(self.stream_error(e, progress, &mut meta_conn).await),
+            Err(e) => return Err(self.stream_error(e, progress).await),
         };
         self.stats.set_source_connected(true);
         self.tables.clear();
@@ -621,9 +617,7 @@ impl Reader {
                         at: at(&txn, 0, &file),
                     })
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(self.stream_error(e, progress, &mut meta_conn).await)
-                }
+                Ok(Some(Err(e))) => return Err(self.stream_error(e, progress).await),
                 Ok(Some(Ok(event))) => event,
             };
             let header = event.header();
@@ -708,8 +702,7 @@ impl Reader {
                     });
                 }
                 event_type::TABLE_MAP => {
-                    self.table_map(body, &mut meta_conn)
-                        .await
+                    self.table_map(body)
                         .map_err(|e| e.at(at(&txn, end, &file)))?;
                 }
                 t if event_type::is_rows(t) => {
@@ -943,22 +936,41 @@ impl Reader {
         true
     }
 
-    async fn stream_error(
-        &self,
-        error: mysql_async::Error,
-        progress: &Progress,
-        conn: &mut Conn,
-    ) -> SourceError {
+    async fn stream_error(&self, error: mysql_async::Error, progress: &Progress) -> SourceError {
         if let mysql_async::Error::Server(e) = &error {
             if e.code == server_error::FATAL_READING_BINLOG {
-                let server_gtids = gtid_binlog_pos(conn)
-                    .await
-                    .map(|g| g.to_string())
-                    .unwrap_or_default();
-                let server_files = binlog_files(conn).await.unwrap_or_default();
+                // What the server still has: its oldest binlog and the GTID
+                // state where it begins, so the gap is plain to see.
+                let (server_gtids, server_files) = match connect(&self.config, &self.opts).await {
+                    Ok(mut conn) => {
+                        let files = binlog_files(&mut conn).await.unwrap_or_default();
+                        let oldest = match files.first() {
+                            Some(first) => conn
+                                .exec_first::<Option<String>, _, _>(
+                                    "SELECT BINLOG_GTID_POS(?, 4)",
+                                    (first.as_str(),),
+                                )
+                                .await
+                                .ok()
+                                .flatten()
+                                .flatten()
+                                .unwrap_or_default(),
+                            None => String::new(),
+                        };
+                        let newest = gtid_binlog_pos(&mut conn)
+                            .await
+                            .map(|g| g.to_string())
+                            .unwrap_or_default();
+                        (
+                            format!("from {oldest:?} (start of its oldest binlog) to {newest:?}"),
+                            files,
+                        )
+                    }
+                    Err(_) => ("unknown (could not ask)".to_owned(), Vec::new()),
+                };
                 return SourceError::Unavailable {
                     requested: progress.start.to_string(),
-                    message: e.message.clone(),
+                    message: e.message.trim_end_matches('.').to_owned(),
                     server_gtids,
                     server_files,
                 };
@@ -989,7 +1001,7 @@ impl Reader {
 
     /// Parses a TABLE_MAP (unless identical to the one known for its id) and,
     /// for a tailed table, resolves how its rows are published.
-    async fn table_map(&mut self, body: &[u8], conn: &mut Conn) -> Result<(), TableError> {
+    fn table_map(&mut self, body: &[u8]) -> Result<(), TableError> {
         if let Some(known) = table_map_id(body).and_then(|id| self.tables.get(&id)) {
             if known.raw == body {
                 return Ok(());
@@ -998,7 +1010,7 @@ impl Reader {
         let map = decode::parse_table_map(body, &self.charsets).map_err(TableError::Decode)?;
         let config = Arc::clone(&self.config);
         let layout = match config.table(&map.database, &map.table) {
-            Some(table_config) => Some(Arc::new(self.layout(&map, table_config, conn).await?)),
+            Some(table_config) => Some(Arc::new(self.layout(&map, table_config)?)),
             None => None,
         };
         self.tables.insert(
@@ -1012,11 +1024,10 @@ impl Reader {
         Ok(())
     }
 
-    async fn layout(
-        &mut self,
+    fn layout(
+        &self,
         map: &TableMap,
         table_config: &TableConfig,
-        conn: &mut Conn,
     ) -> Result<TableLayout, TableError> {
         let full = format!("{}.{}", map.database, map.table);
         let names = map
@@ -1041,29 +1052,11 @@ impl Reader {
                         .into(),
             });
         }
-        let key = (map.database.clone(), map.table.clone());
-        let cached = self.layouts.get(&key).filter(|cols| {
-            cols.len() == names.len() && cols.iter().zip(&names).all(|((a, _), b)| a == b)
-        });
-        let logical: Vec<Logical> = match cached {
-            Some(cols) => cols.iter().map(|(_, l)| *l).collect(),
-            None => {
-                let logical = logical_types(
-                    conn,
-                    &map.database,
-                    &map.table,
-                    &names,
-                    &table_config.json_columns,
-                )
-                .await
-                .map_err(TableError::Query)?;
-                self.layouts.insert(
-                    key,
-                    names.iter().cloned().zip(logical.iter().copied()).collect(),
-                );
-                logical
-            }
-        };
+        // The binlog does not say which text or binary columns hold JSON,
+        // UUIDs or INET6 addresses; the configuration does. Taking it from
+        // the configuration (never from the server's current schema) keeps
+        // a replay byte-identical to the original, whatever DDL came since.
+        let logical: Vec<Logical> = names.iter().map(|n| table_config.logical(n)).collect();
         Ok(TableLayout {
             database: map.database.clone(),
             table: map.table.clone(),
@@ -1089,7 +1082,6 @@ impl Reader {
 enum TableError {
     Decode(DecodeError),
     Table { table: String, problem: String },
-    Query(mysql_async::Error),
 }
 
 impl TableError {
@@ -1097,57 +1089,8 @@ impl TableError {
         match self {
             TableError::Decode(source) => SourceError::Decode { at, source },
             TableError::Table { table, problem } => SourceError::Table { at, table, problem },
-            TableError::Query(e) => SourceError::Query(e),
         }
     }
-}
-
-/// Which columns hold JSON, UUID or INET6 values: the binlog cannot tell
-/// (MariaDB's JSON is LONGTEXT with a `json_valid` check; UUID and INET6 are
-/// fixed-size binary), so ask the server's data dictionary.
-async fn logical_types(
-    conn: &mut Conn,
-    database: &str,
-    table: &str,
-    names: &[String],
-    json_columns: &[String],
-) -> Result<Vec<Logical>, mysql_async::Error> {
-    let types: Vec<(String, String)> = conn
-        .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (database, table),
-        )
-        .await?;
-    let checks: Vec<String> = conn
-        .exec(
-            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
-             WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
-            (database, table),
-        )
-        .await?;
-    let json_checked = |name: &str| {
-        let wanted = format!("json_valid(`{name}`)");
-        checks
-            .iter()
-            .any(|c| c.trim().eq_ignore_ascii_case(&wanted))
-    };
-    Ok(names
-        .iter()
-        .map(|name| {
-            let data_type = types
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, t)| t.to_ascii_lowercase());
-            match data_type.as_deref() {
-                Some("uuid") => Logical::Uuid,
-                Some("inet6") => Logical::Inet6,
-                Some("json") => Logical::Json,
-                _ if json_columns.iter().any(|j| j == name) || json_checked(name) => Logical::Json,
-                _ => Logical::Plain,
-            }
-        })
-        .collect())
 }
 
 /// The table id of a TABLE_MAP body (6 bytes, little-endian), to look up a

@@ -95,6 +95,20 @@ pub struct Tailed {
     pub event_type: String,
 }
 
+/// The JSON/UUID/INET6 column lists of the test tables, by their event type:
+/// order tables are shaped like shop.orders (`items` is JSON; `meta` is the
+/// JSON column the schema-change test adds and drops); the all-types table
+/// has one column of each.
+pub fn special_columns(event_type: &str) -> &'static str {
+    match event_type {
+        "shop.order.created.v1" => "json_columns = [\"items\", \"meta\"]\n",
+        "test.alltypes.created.v1" => {
+            "json_columns = [\"j\"]\nuuid_columns = [\"u\"]\ninet6_columns = [\"ip\"]\n"
+        }
+        _ => "",
+    }
+}
+
 /// A configuration file and state directory of a test's own.
 pub struct TailerSetup {
     pub dir: PathBuf,
@@ -145,8 +159,11 @@ drain_timeout = "20s"
         );
         for t in tables {
             text.push_str(&format!(
-                "\n[[tables]]\ntable = \"{}\"\ntopic = \"{}\"\nevent_type = \"{}\"\ndataschema = \"urn:binlog-tailer:schema:order_created.v1\"\n",
-                t.table, t.topic, t.event_type
+                "\n[[tables]]\ntable = \"{}\"\ntopic = \"{}\"\nevent_type = \"{}\"\ndataschema = \"urn:binlog-tailer:schema:order_created.v1\"\n{}",
+                t.table,
+                t.topic,
+                t.event_type,
+                special_columns(&t.event_type)
             ));
         }
         text.push_str(extra);

@@ -1,0 +1,426 @@
+//! The Kafka broker goes away for over 30 s while orders keep being
+//! committed: the tailer stays up, its checkpoint stands still, and once the
+//! broker is back every committed order arrives exactly once.
+//!
+//! Its own test binary: it stops the shared broker (SIGTERM to the PID that
+//! `tests/env/services.sh` recorded), and cargo runs test binaries one after
+//! another. The broker is started again by `services.sh up`, also when the
+//! test fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use binlog_tailer::position::Gtid;
+use common::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
+};
+use common::{connect, unique_name, Server, User};
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value as Json};
+
+// ------------------------------------------------------------ services
+
+/// The services' state directory, as `tests/env/services.sh` computes it.
+fn services_state() -> PathBuf {
+    std::env::var_os("BT_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/services"))
+}
+
+/// `bash tests/env/services.sh up`: starts whatever is down and waits until
+/// it answers. Returns how long it took.
+fn services_up() -> Result<Duration, String> {
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/services.sh"))
+        .arg("up")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("running tests/env/services.sh up: {e}"))?;
+    if out.status.success() {
+        Ok(started.elapsed())
+    } else {
+        Err(format!(
+            "tests/env/services.sh up failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Brings the services back when dropped, even when the test panics.
+struct RestoreServices {
+    pending: bool,
+}
+
+impl RestoreServices {
+    fn armed() -> Self {
+        RestoreServices { pending: true }
+    }
+
+    /// Restores now; returns how long `services.sh up` took.
+    fn now(&mut self) -> Duration {
+        let took = services_up().unwrap_or_else(|e| panic!("{e}"));
+        self.pending = false;
+        took
+    }
+}
+
+impl Drop for RestoreServices {
+    fn drop(&mut self) {
+        if self.pending {
+            if let Err(e) = services_up() {
+                eprintln!("restoring the services: {e}");
+            }
+        }
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM to the PID recorded in `<state>/<name>/pid`, then waits for the
+/// process to exit. Returns the PID and how long the exit took.
+fn stop_service(name: &str, timeout: Duration) -> (u32, Duration) {
+    let state = services_state();
+    let pidfile = state.join(name).join("pid");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("{}: {e}; are the services up?", pidfile.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: not a PID: {e}", pidfile.display()));
+    // The same check as services.sh: a recycled PID is not ours.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        alive(pid) && String::from_utf8_lossy(&cmdline).contains(&*state.to_string_lossy()),
+        "{name} (pid {pid} from {}) is not running; run `make services-up`",
+        pidfile.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {pid} failed");
+    while alive(pid) {
+        assert!(
+            started.elapsed() < timeout,
+            "{name} (pid {pid}) did not exit within {timeout:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (pid, started.elapsed())
+}
+
+// ------------------------------------------------------------ orders
+
+/// An order as the writer inserts it, and as its event's `data` must carry it.
+fn order_values(id: u64) -> String {
+    let o = expected_data(id);
+    format!(
+        "({id}, {}, '{}', '{}', 'created', '{}', '{}')",
+        o["customer_id"],
+        o["amount"].as_str().unwrap_or_default(),
+        o["currency"].as_str().unwrap_or_default(),
+        o["items"].to_string().replace('\'', "''"),
+        o["created_at"].as_str().unwrap_or_default()
+    )
+}
+
+fn expected_data(id: u64) -> Json {
+    const AMOUNTS: [&str; 5] = ["0.01", "19.99", "1234567890.00", "250.50", "0.00"];
+    const CURRENCIES: [&str; 3] = ["EUR", "USD", "JPY"];
+    json!({
+        "id": id,
+        "customer_id": id % 7 + 1,
+        "amount": AMOUNTS[(id % 5) as usize],
+        "currency": CURRENCIES[(id % 3) as usize],
+        "status": "created",
+        "items": [{"sku": format!("sku-{id}"), "qty": id % 4 + 1}],
+        "created_at": format!("2026-11-26 10:{:02}:{:02}.{:06}", id % 60, (id * 7) % 60, id * 1001 % 1_000_000),
+    })
+}
+
+/// Inserts single-row order transactions on the primary at a steady rate
+/// until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    last: Arc<Mutex<Option<Gtid>>>,
+    task: tokio::task::JoinHandle<Vec<u64>>,
+}
+
+impl Writer {
+    fn start(db: &TestDb, every: Duration) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let last = Arc::new(Mutex::new(None));
+        let (s, c, l, name) = (
+            Arc::clone(&stop),
+            Arc::clone(&count),
+            Arc::clone(&last),
+            db.name.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut primary = connect(Server::Primary, User::Admin).await;
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ids = Vec::new();
+            let mut id = 0;
+            while !s.load(Ordering::SeqCst) {
+                ticker.tick().await;
+                id += 1;
+                primary
+                    .query_drop(format!(
+                        "INSERT INTO {name}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
+                        order_values(id)
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("insert order {id}: {e}"));
+                let gtid = last_gtid(&mut primary).await;
+                *l.lock().expect("lock") = Some(gtid);
+                ids.push(id);
+                c.store(id, Ordering::SeqCst);
+            }
+            ids
+        });
+        Writer {
+            stop,
+            count,
+            last,
+            task,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn last(&self) -> Option<Gtid> {
+        *self.last.lock().expect("lock")
+    }
+
+    /// Stops; returns the ids inserted (committed) and the last GTID.
+    async fn finish(self) -> (Vec<u64>, Gtid) {
+        self.stop.store(true, Ordering::SeqCst);
+        let ids = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the writer stops within 30 s")
+            .expect("the writer did not fail");
+        let last = (*self.last.lock().expect("lock")).expect("the writer committed something");
+        (ids, last)
+    }
+}
+
+/// Each order id with its messages: exactly once means one message per id.
+fn by_order(messages: &[Consumed]) -> BTreeMap<u64, Vec<&Consumed>> {
+    let mut by_id: BTreeMap<u64, Vec<&Consumed>> = BTreeMap::new();
+    for m in messages {
+        let id = m.payload["data"]["id"].as_u64().expect("data.id");
+        by_id.entry(id).or_default().push(m);
+    }
+    by_id
+}
+
+// ------------------------------------------------------------ the test
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
+    const OUTAGE: Duration = Duration::from_secs(32);
+    // Acknowledgements received before the broker died may still be written
+    // by the checkpointer (interval 200 ms) just after it exits.
+    const GRACE: Duration = Duration::from_secs(1);
+
+    let mut restore = RestoreServices::armed();
+    let db = TestDb::create("kafka_outage").await;
+    let topic = unique_name("kafka_outage");
+    let setup = TailerSetup::new(
+        "kafka_outage",
+        &[Tailed {
+            table: db.table("orders"),
+            topic: topic.clone(),
+            event_type: "shop.order.created.v1".into(),
+        }],
+        &replica_gtid_state().await,
+        "",
+    );
+    let mut tailer = setup.spawn();
+    let writer = Writer::start(&db, Duration::from_millis(50));
+
+    // Streaming normally first.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while setup.checkpoint().is_none_or(|c| c.events_published < 40) {
+        assert!(
+            Instant::now() < deadline,
+            "no progress before the outage; log:\n{}",
+            tailer.log()
+        );
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before_outage = writer.count();
+
+    // The broker goes away.
+    // (Blocking calls here run on the test's own thread; the writer and the
+    // rest of the runtime keep going on the worker threads.)
+    let (kafka_pid, stop_took) = stop_service("kafka", Duration::from_secs(120));
+    let down_at = Instant::now();
+    let at_exit = writer.count();
+
+    let mut baseline = None;
+    let mut moves = Vec::new();
+    let mut samples = 0;
+    let mut exited = None;
+    while down_at.elapsed() < OUTAGE {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            exited = Some(status);
+            break;
+        }
+        let cp = setup.checkpoint().expect("a checkpoint");
+        if down_at.elapsed() < GRACE {
+            continue;
+        }
+        samples += 1;
+        match &baseline {
+            None => baseline = Some(cp),
+            Some(b) if b.position != cp.position || b.events_published != cp.events_published => {
+                moves.push(format!(
+                    "{:.1}s after the broker exited: {} ({} events) -> {} ({} events)",
+                    down_at.elapsed().as_secs_f64(),
+                    b.position,
+                    b.events_published,
+                    cp.position,
+                    cp.events_published
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let during = writer.count() - at_exit;
+    let log_during_outage = tailer.log();
+    if let Some(status) = exited {
+        panic!("the tailer exited ({status}) while the broker was down; log:\n{log_during_outage}");
+    }
+    let baseline = baseline.expect("samples during the outage");
+
+    // The broker comes back.
+    let up_took = restore.now();
+    let back_at = Instant::now();
+    let outage = down_at.elapsed();
+    let written_while_down = writer.count() - at_exit;
+    let last_before_back = writer.last().expect("a GTID");
+    setup.wait_checkpoint(
+        last_before_back,
+        Duration::from_secs(120),
+        Some(&mut tailer),
+    );
+    let catch_up = back_at.elapsed();
+
+    // A few more seconds of normal streaming, then stop writing.
+    let count_at_back = writer.count();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (ids, last) = writer.finish().await;
+    let after = ids.len() as u64 - count_at_back;
+    setup.wait_checkpoint(last, Duration::from_secs(120), Some(&mut tailer));
+    let log = tailer.log();
+    let status = tailer.terminate(Duration::from_secs(60));
+
+    let messages = consume_all(&topic);
+    let by_id = by_order(&messages);
+    let repeated: Vec<u64> = by_id
+        .iter()
+        .filter(|(_, ms)| ms.len() > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let missing: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !by_id.contains_key(id))
+        .collect();
+    let waiting_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("waiting for the broker"))
+        .collect();
+    let reconnect_lines = log_during_outage
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
+
+    println!("broker outage (kafka pid {kafka_pid}):");
+    println!(
+        "  SIGTERM to exit:               {:.1} s",
+        stop_took.as_secs_f64()
+    );
+    println!(
+        "  broker away (exit -> answering): {:.1} s (services.sh up took {:.1} s)",
+        outage.as_secs_f64(),
+        up_took.as_secs_f64()
+    );
+    println!("  orders before the outage:      {before_outage}");
+    println!("  orders during the outage:      {during} sampled, {written_while_down} until the broker answered");
+    println!("  orders after it was back:      {after}");
+    println!(
+        "  checkpoint during the outage:  {} ({} events), {samples} samples, {} moves",
+        baseline.position,
+        baseline.events_published,
+        moves.len()
+    );
+    println!(
+        "  catch-up after the broker was back: {:.1} s",
+        catch_up.as_secs_f64()
+    );
+    println!(
+        "  messages: {} for {} orders; {} repeated, {} missing",
+        messages.len(),
+        ids.len(),
+        repeated.len(),
+        missing.len()
+    );
+    println!("  log lines with \"waiting for the broker\": {}; WARN/ERROR lines during the outage: {reconnect_lines}", waiting_lines.len());
+
+    assert!(missing.is_empty(), "orders lost: {missing:?}");
+    assert!(
+        repeated.is_empty(),
+        "orders published more than once: {repeated:?}"
+    );
+    assert_eq!(
+        by_id.keys().copied().collect::<Vec<_>>(),
+        ids,
+        "the topic holds exactly the committed orders"
+    );
+    for (id, ms) in &by_id {
+        assert_eq!(ms[0].payload["data"], expected_data(*id), "order {id}");
+    }
+    assert!(
+        moves.is_empty(),
+        "the checkpoint moved while the broker was down:\n{}",
+        moves.join("\n")
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM after catching up exits 0; log:\n{log}"
+    );
+    assert!(
+        !waiting_lines.is_empty(),
+        "the tailer's log never says it is \"waiting for the broker\" during a {:.0} s outage; \
+         log during the outage:\n{log_during_outage}",
+        outage.as_secs_f64()
+    );
+}

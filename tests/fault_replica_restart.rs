@@ -1,0 +1,515 @@
+//! The replica the tailer reads is restarted (SIGTERM, down for a few
+//! seconds, started again by `services.sh up`) while orders keep being
+//! committed on the primary: the tailer reconnects and every committed order
+//! arrives exactly once.
+//!
+//! Its own test binary: it stops the shared replica, and cargo runs test
+//! binaries one after another. The replica is started again by
+//! `services.sh up`, also when the test fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use binlog_tailer::position::Gtid;
+use common::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
+};
+use common::{connect, unique_name, Server, User};
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value as Json};
+
+// ------------------------------------------------------------ services
+
+/// The services' state directory, as `tests/env/services.sh` computes it.
+fn services_state() -> PathBuf {
+    std::env::var_os("BT_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/services"))
+}
+
+/// `bash tests/env/services.sh up`: starts whatever is down and waits until
+/// it answers. Returns how long it took.
+fn services_up() -> Result<Duration, String> {
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/services.sh"))
+        .arg("up")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("running tests/env/services.sh up: {e}"))?;
+    if out.status.success() {
+        Ok(started.elapsed())
+    } else {
+        Err(format!(
+            "tests/env/services.sh up failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Brings the services back when dropped, even when the test panics.
+struct RestoreServices {
+    pending: bool,
+}
+
+impl RestoreServices {
+    fn armed() -> Self {
+        RestoreServices { pending: true }
+    }
+
+    /// Restores now; returns how long `services.sh up` took.
+    fn now(&mut self) -> Duration {
+        let took = services_up().unwrap_or_else(|e| panic!("{e}"));
+        self.pending = false;
+        took
+    }
+}
+
+impl Drop for RestoreServices {
+    fn drop(&mut self) {
+        if self.pending {
+            if let Err(e) = services_up() {
+                eprintln!("restoring the services: {e}");
+            }
+        }
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM to the PID recorded in `<state>/<name>/pid`, then waits for the
+/// process to exit. Returns the PID and how long the exit took.
+fn stop_service(name: &str, timeout: Duration) -> (u32, Duration) {
+    let state = services_state();
+    let pidfile = state.join(name).join("pid");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("{}: {e}; are the services up?", pidfile.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: not a PID: {e}", pidfile.display()));
+    // The same check as services.sh: a recycled PID is not ours.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        alive(pid) && String::from_utf8_lossy(&cmdline).contains(&*state.to_string_lossy()),
+        "{name} (pid {pid} from {}) is not running; run `make services-up`",
+        pidfile.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {pid} failed");
+    while alive(pid) {
+        assert!(
+            started.elapsed() < timeout,
+            "{name} (pid {pid}) did not exit within {timeout:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (pid, started.elapsed())
+}
+
+// ------------------------------------------------------------ orders
+
+/// An order as the writer inserts it, and as its event's `data` must carry it.
+fn order_values(id: u64) -> String {
+    let o = expected_data(id);
+    format!(
+        "({id}, {}, '{}', '{}', 'created', '{}', '{}')",
+        o["customer_id"],
+        o["amount"].as_str().unwrap_or_default(),
+        o["currency"].as_str().unwrap_or_default(),
+        o["items"].to_string().replace('\'', "''"),
+        o["created_at"].as_str().unwrap_or_default()
+    )
+}
+
+fn expected_data(id: u64) -> Json {
+    const AMOUNTS: [&str; 5] = ["0.01", "19.99", "1234567890.00", "250.50", "0.00"];
+    const CURRENCIES: [&str; 3] = ["EUR", "USD", "JPY"];
+    json!({
+        "id": id,
+        "customer_id": id % 7 + 1,
+        "amount": AMOUNTS[(id % 5) as usize],
+        "currency": CURRENCIES[(id % 3) as usize],
+        "status": "created",
+        "items": [{"sku": format!("sku-{id}"), "qty": id % 4 + 1}],
+        "created_at": format!("2026-11-26 10:{:02}:{:02}.{:06}", id % 60, (id * 7) % 60, id * 1001 % 1_000_000),
+    })
+}
+
+/// Inserts single-row order transactions on the primary at a steady rate
+/// until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    last: Arc<Mutex<Option<Gtid>>>,
+    task: tokio::task::JoinHandle<Vec<u64>>,
+}
+
+impl Writer {
+    /// One transaction every `every`; every `big_every`-th of them (if not
+    /// 0) inserts `big_rows` orders in one statement, the others one.
+    fn start(db: &TestDb, every: Duration, big_every: u64, big_rows: u64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let last = Arc::new(Mutex::new(None));
+        let (s, c, l, name) = (
+            Arc::clone(&stop),
+            Arc::clone(&count),
+            Arc::clone(&last),
+            db.name.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut primary = connect(Server::Primary, User::Admin).await;
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ids = Vec::new();
+            let mut id = 0;
+            let mut txn = 0;
+            while !s.load(Ordering::SeqCst) {
+                ticker.tick().await;
+                txn += 1;
+                let rows = if big_every > 0 && txn % big_every == 0 {
+                    big_rows
+                } else {
+                    1
+                };
+                let batch: Vec<u64> = (id + 1..=id + rows).collect();
+                let values: Vec<String> = batch.iter().map(|&i| order_values(i)).collect();
+                primary
+                    .query_drop(format!(
+                        "INSERT INTO {name}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
+                        values.join(", ")
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("insert orders {batch:?}: {e}"));
+                let gtid = last_gtid(&mut primary).await;
+                *l.lock().expect("lock") = Some(gtid);
+                id += rows;
+                ids.extend(batch);
+                c.store(id, Ordering::SeqCst);
+            }
+            ids
+        });
+        Writer {
+            stop,
+            count,
+            last,
+            task,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn last(&self) -> Option<Gtid> {
+        *self.last.lock().expect("lock")
+    }
+
+    /// Stops; returns the ids inserted (committed) and the last GTID.
+    async fn finish(self) -> (Vec<u64>, Gtid) {
+        self.stop.store(true, Ordering::SeqCst);
+        let ids = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the writer stops within 30 s")
+            .expect("the writer did not fail");
+        let last = (*self.last.lock().expect("lock")).expect("the writer committed something");
+        (ids, last)
+    }
+}
+
+/// Each order id with its messages: exactly once means one message per id.
+fn by_order(messages: &[Consumed]) -> BTreeMap<u64, Vec<&Consumed>> {
+    let mut by_id: BTreeMap<u64, Vec<&Consumed>> = BTreeMap::new();
+    for m in messages {
+        let id = m.payload["data"]["id"].as_u64().expect("data.id");
+        by_id.entry(id).or_default().push(m);
+    }
+    by_id
+}
+
+/// The sum of a topic's high watermarks: how many events it holds.
+struct Watermarks {
+    consumer: rdkafka::consumer::BaseConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+impl Watermarks {
+    fn new(topic: &str) -> Watermarks {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", common::kafka_bootstrap())
+            .set("group.id", unique_name("watermarks"))
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(20))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        Watermarks {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        use rdkafka::consumer::Consumer;
+        self.partitions
+            .iter()
+            .map(|&p| {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                u64::try_from(high - low).unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// One transaction of `rows` orders from `first` on the primary (statements
+/// of 5,000 rows); returns its GTID.
+async fn big_transaction(db: &TestDb, first: u64, rows: u64) -> Gtid {
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    let mut tx = primary
+        .start_transaction(mysql_async::TxOpts::default())
+        .await
+        .expect("begin");
+    let mut id = first;
+    while id < first + rows {
+        let end = (id + 5_000).min(first + rows);
+        let values: Vec<String> = (id..end).map(order_values).collect();
+        tx.query_drop(format!(
+            "INSERT INTO {}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
+            db.name,
+            values.join(", ")
+        ))
+        .await
+        .expect("insert");
+        id = end;
+    }
+    tx.commit().await.expect("commit");
+    last_gtid(&mut primary).await
+}
+
+// ------------------------------------------------------------ the test
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_restart_mid_stream_loses_nothing_repeats_nothing() {
+    // The replica stays down this long after it exited, so the tailer's
+    // reconnects meet a closed port, not only a fresh server.
+    const DOWN: Duration = Duration::from_secs(6);
+
+    let mut restore = RestoreServices::armed();
+    let db = TestDb::create("replica_restart").await;
+    let topic = unique_name("replica_restart");
+    let setup = TailerSetup::new(
+        "replica_restart",
+        &[Tailed {
+            table: db.table("orders"),
+            topic: topic.clone(),
+            event_type: "shop.order.created.v1".into(),
+        }],
+        &replica_gtid_state().await,
+        "",
+    );
+    let mut tailer = setup.spawn();
+    // ~20 transactions/s; every 10th holds 200 orders, so the restart may
+    // land inside a transaction.
+    let writer = Writer::start(&db, Duration::from_millis(50), 10, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while setup.checkpoint().is_none_or(|c| c.events_published < 300) {
+        assert!(
+            Instant::now() < deadline,
+            "no progress before the restart; log:\n{}",
+            tailer.log()
+        );
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = writer.count();
+    let published_before = setup.checkpoint().map_or(0, |c| c.events_published);
+
+    // (Blocking calls here run on the test's own thread; the writer and the
+    // rest of the runtime keep going on the worker threads.)
+    let (replica_pid, stop_took) = stop_service("replica", Duration::from_secs(120));
+    let down_at = Instant::now();
+    while down_at.elapsed() < DOWN {
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!(
+                "the tailer exited ({status}) while the replica was down; log:\n{}",
+                tailer.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let up_took = restore.now();
+    let back_at = Instant::now();
+    let down_for = down_at.elapsed();
+    let written_while_down = writer.count() - before;
+    let last_before_back = writer.last().expect("a GTID");
+    setup.wait_checkpoint(
+        last_before_back,
+        Duration::from_secs(120),
+        Some(&mut tailer),
+    );
+    let catch_up = back_at.elapsed();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut ids, last) = writer.finish().await;
+    setup.wait_checkpoint(last, Duration::from_secs(120), Some(&mut tailer));
+
+    // Second restart, while the tailer is inside one large transaction: the
+    // topic holds part of it, so the reader has not handed all of it over
+    // (at most max_in_flight 20,000 + the 1,024-item channel more than the
+    // topic holds).
+    const BIG: u64 = 100_000;
+    let published = Watermarks::new(&topic);
+    let base = published.total();
+    let first = ids.last().copied().unwrap_or(0) + 1;
+    let big_gtid = big_transaction(&db, first, BIG).await;
+    ids.extend(first..first + BIG);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let at_stop = loop {
+        let now = published.total() - base;
+        if now >= 2_000 {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the large transaction did not start arriving within 180 s ({now} events); log:\n{}",
+            tailer.log()
+        );
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let re_reads_before = tailer
+        .log()
+        .matches("re-reading an interrupted transaction")
+        .count();
+    let (_, stop2_took) = stop_service("replica", Duration::from_secs(120));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+        panic!(
+            "the tailer exited ({status}) while the replica was down; log:\n{}",
+            tailer.log()
+        );
+    }
+    let up2_took = restore.now();
+    let back2_at = Instant::now();
+    setup.wait_checkpoint(big_gtid, Duration::from_secs(240), Some(&mut tailer));
+    let catch_up2 = back2_at.elapsed();
+    let inside = tailer
+        .log()
+        .matches("re-reading an interrupted transaction")
+        .count()
+        - re_reads_before;
+    println!(
+        "second restart inside a {BIG}-row transaction: stopped when {at_stop} of its events were in the topic \
+         (exit took {:.1} s, up {:.1} s); completed {:.1} s after the replica was back; \
+         resumed inside the transaction: {}",
+        stop2_took.as_secs_f64(),
+        up2_took.as_secs_f64(),
+        catch_up2.as_secs_f64(),
+        if inside > 0 { "yes" } else { "no (the rest was already read)" }
+    );
+
+    let log = tailer.log();
+    let status = tailer.terminate(Duration::from_secs(60));
+
+    let messages = consume_all(&topic);
+    let by_id = by_order(&messages);
+    let repeated: Vec<u64> = by_id
+        .iter()
+        .filter(|(_, ms)| ms.len() > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let missing: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !by_id.contains_key(id))
+        .collect();
+    let reconnects = log.matches("reconnecting").count();
+    let resumed_inside = log.matches("re-reading an interrupted transaction").count();
+
+    println!("replica restart (pid {replica_pid}):");
+    println!(
+        "  SIGTERM to exit:            {:.1} s",
+        stop_took.as_secs_f64()
+    );
+    println!(
+        "  replica away (exit -> in sync again): {:.1} s (services.sh up took {:.1} s)",
+        down_for.as_secs_f64(),
+        up_took.as_secs_f64()
+    );
+    println!("  orders before the restart:  {before} ({published_before} acknowledged)");
+    println!("  orders while it was away:   {written_while_down}");
+    println!("  orders in all:              {}", ids.len());
+    println!(
+        "  catch-up after it was back: {:.1} s",
+        catch_up.as_secs_f64()
+    );
+    println!(
+        "  reconnects logged: {reconnects} ({resumed_inside} re-reading an interrupted transaction)"
+    );
+    println!(
+        "  messages: {} for {} orders; {} repeated, {} missing",
+        messages.len(),
+        ids.len(),
+        repeated.len(),
+        missing.len()
+    );
+
+    assert!(missing.is_empty(), "orders lost: {missing:?}");
+    assert!(
+        repeated.is_empty(),
+        "orders published more than once: {repeated:?}"
+    );
+    assert_eq!(
+        by_id.keys().copied().collect::<Vec<_>>(),
+        ids,
+        "the topic holds exactly the committed orders"
+    );
+    for (id, ms) in &by_id {
+        assert_eq!(ms[0].payload["data"], expected_data(*id), "order {id}");
+    }
+    assert!(
+        reconnects >= 1,
+        "the log shows no reconnect across a replica restart:\n{log}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM after catching up exits 0; log:\n{log}"
+    );
+}
