@@ -81,11 +81,37 @@ pub enum StoreError {
 /// Name of the lock file inside the state directory.
 pub const LOCK_FILE_NAME: &str = "checkpoint.lock";
 
+/// How much history the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many entries.
+    pub max_entries: u32,
+    /// Entries older than this are dropped (the newest is always kept).
+    pub max_age: std::time::Duration,
+    /// A history entry is added at most this often (every save still moves
+    /// the live position); deliberate moves are always recorded.
+    pub every: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_entries: 100_000,
+            max_age: std::time::Duration::from_secs(7 * 24 * 3600),
+            every: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// An open store.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    history_limit: u32,
+    retention: Retention,
     /// Held while a writable store is open: one writer per state directory.
     _lock: Option<std::fs::File>,
 }
@@ -97,7 +123,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the directory cannot be created, or the file exists
     /// and is not a sound store of this program.
-    pub fn open(dir: &Path, history_limit: u32) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, retention: Retention) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             dir: dir.to_owned(),
             source,
@@ -114,7 +140,10 @@ impl Store {
         let store = Store {
             conn,
             path,
-            history_limit: history_limit.max(1),
+            retention: Retention {
+                max_entries: retention.max_entries.max(1),
+                ..retention
+            },
             _lock: Some(lock),
         };
         store.verify()?;
@@ -143,7 +172,7 @@ impl Store {
         let store = Store {
             conn,
             path,
-            history_limit: 1,
+            retention: Retention::default(),
             _lock: None,
         };
         store.verify()?;
@@ -425,23 +454,34 @@ impl Store {
             ],
         )
         .map_err(sqlite)?;
-        tx.execute(
-            "INSERT INTO history (position, source_server_id, commit_time, written_at_ms, events_published)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                position,
-                checkpoint.source_server_id,
-                checkpoint.commit_time,
-                checkpoint.written_at_ms,
-                events
-            ],
-        )
-        .map_err(sqlite)?;
-        tx.execute(
-            "DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?1",
-            [self.history_limit],
-        )
-        .map_err(sqlite)?;
+        let newest: Option<i64> = tx
+            .query_row("SELECT MAX(written_at_ms) FROM history", [], |r| r.get(0))
+            .map_err(sqlite)?;
+        let due =
+            newest.is_none_or(|t| checkpoint.written_at_ms - t >= millis(self.retention.every));
+        if due || new_epoch.is_some() {
+            tx.execute(
+                "INSERT INTO history (position, source_server_id, commit_time, written_at_ms, events_published)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    position,
+                    checkpoint.source_server_id,
+                    checkpoint.commit_time,
+                    checkpoint.written_at_ms,
+                    events
+                ],
+            )
+            .map_err(sqlite)?;
+            tx.execute(
+                "DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?1
+                    OR (written_at_ms < ?2 AND seq < (SELECT MAX(seq) FROM history))",
+                params![
+                    self.retention.max_entries,
+                    checkpoint.written_at_ms - millis(self.retention.max_age)
+                ],
+            )
+            .map_err(sqlite)?;
+        }
         if let Some(epoch) = new_epoch {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('epoch', ?1)
@@ -528,6 +568,56 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    fn every_save(max_entries: u32) -> Retention {
+        Retention {
+            max_entries,
+            every: std::time::Duration::ZERO,
+            ..Retention::default()
+        }
+    }
+
+    #[test]
+    fn history_is_written_at_most_every_interval_and_aged_out() {
+        let dir = temp_dir("every");
+        let mut store = Store::open(
+            &dir,
+            Retention {
+                max_entries: 100,
+                max_age: std::time::Duration::from_secs(3600),
+                every: std::time::Duration::from_secs(10),
+            },
+        )
+        .unwrap();
+        let at = |pos: &str, ms: i64| Checkpoint {
+            written_at_ms: ms,
+            ..cp(pos, 1)
+        };
+        let t0 = 1_700_000_000_000;
+        store.save(&at("0-1-1", t0)).unwrap();
+        store.save(&at("0-1-2", t0 + 4_000)).unwrap();
+        store.save(&at("0-1-3", t0 + 11_000)).unwrap();
+        let kept: Vec<String> = store
+            .history(10)
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.position.to_string())
+            .collect();
+        assert_eq!(kept, ["0-1-3", "0-1-1"], "one entry per 10 s");
+        assert_eq!(
+            store.current().unwrap().unwrap().position.to_string(),
+            "0-1-3"
+        );
+        store.save(&at("0-1-4", t0 + 2 * 3_600_000)).unwrap();
+        let kept: Vec<String> = store
+            .history(10)
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.position.to_string())
+            .collect();
+        assert_eq!(kept, ["0-1-4"], "entries older than an hour are dropped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "bt-store-{name}-{}-{}",
@@ -552,7 +642,7 @@ mod tests {
     fn saves_survive_reopening_and_history_is_bounded() {
         let dir = temp_dir("reopen");
         {
-            let mut store = Store::open(&dir, 3).unwrap();
+            let mut store = Store::open(&dir, every_save(3)).unwrap();
             assert_eq!(store.current().unwrap(), None);
             for i in 1..=5 {
                 store
@@ -560,7 +650,7 @@ mod tests {
                     .unwrap();
             }
         }
-        let store = Store::open(&dir, 3).unwrap();
+        let store = Store::open(&dir, every_save(3)).unwrap();
         assert_eq!(
             store.current().unwrap(),
             Some(cp("0-1-5@mariadb-bin.000001:500", 5)).map(|mut c| {
@@ -589,7 +679,7 @@ mod tests {
     #[test]
     fn setting_the_live_position_starts_a_new_epoch() {
         let dir = temp_dir("epoch");
-        let mut store = Store::open(&dir, 100).unwrap();
+        let mut store = Store::open(&dir, every_save(100)).unwrap();
         assert_eq!(store.epoch().unwrap(), 0);
         store.save(&cp("0-1-10", 10)).unwrap();
         store.save(&cp("0-1-20", 20)).unwrap();
@@ -615,14 +705,16 @@ mod tests {
     #[test]
     fn one_writer_per_state_directory() {
         let dir = temp_dir("lock");
-        let first = Store::open(&dir, 10).unwrap();
-        let err = Store::open(&dir, 10).err().expect("second writer refused");
+        let first = Store::open(&dir, every_save(10)).unwrap();
+        let err = Store::open(&dir, every_save(10))
+            .err()
+            .expect("second writer refused");
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         // Readers are welcome.
         assert!(Store::open_existing(&dir).unwrap().is_some());
         drop(first);
         assert!(
-            Store::open(&dir, 10).is_ok(),
+            Store::open(&dir, every_save(10)).is_ok(),
             "the lock goes with the store"
         );
         std::fs::remove_dir_all(&dir).unwrap();
@@ -642,7 +734,7 @@ mod tests {
 
         let garbage = b"this is not a database, but it is somebody's file".repeat(100);
         std::fs::write(&path, &garbage).unwrap();
-        let err = Store::open(&dir, 10)
+        let err = Store::open(&dir, every_save(10))
             .err()
             .expect("garbage refused")
             .to_string();
@@ -651,7 +743,7 @@ mod tests {
 
         // An empty file is not a fresh store either.
         std::fs::write(&path, b"").unwrap();
-        let err = Store::open(&dir, 10)
+        let err = Store::open(&dir, every_save(10))
             .err()
             .expect("empty refused")
             .to_string();
@@ -664,7 +756,7 @@ mod tests {
         // A real store with bytes flipped in the middle.
         std::fs::remove_file(&path).unwrap();
         {
-            let mut store = Store::open(&dir, 10).unwrap();
+            let mut store = Store::open(&dir, every_save(10)).unwrap();
             for i in 1..50 {
                 store.save(&cp(&format!("0-1-{i}"), i)).unwrap();
             }
@@ -680,7 +772,10 @@ mod tests {
             *b ^= 0xff;
         }
         std::fs::write(&path, &bytes).unwrap();
-        assert!(Store::open(&dir, 10).is_err(), "corrupt store refused");
+        assert!(
+            Store::open(&dir, every_save(10)).is_err(),
+            "corrupt store refused"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "file unchanged");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -296,9 +296,26 @@ pub struct CheckpointConfig {
     /// How often the acknowledged position is written, at most.
     #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
     pub interval: Duration,
-    /// How many past checkpoints the store keeps.
+    /// How many past checkpoints the store keeps, at most.
     #[serde(default = "default_history")]
     pub history_limit: u32,
+    /// Past checkpoints older than this are dropped.
+    #[serde(default = "default_history_max_age", with = "humantime_serde")]
+    pub history_max_age: Duration,
+    /// A past checkpoint is kept at most this often (the live position still
+    /// moves every `interval`).
+    #[serde(default = "default_history_every", with = "humantime_serde")]
+    pub history_every: Duration,
+}
+
+impl CheckpointConfig {
+    pub fn retention(&self) -> crate::checkpoint::Retention {
+        crate::checkpoint::Retention {
+            max_entries: self.history_limit,
+            max_age: self.history_max_age,
+            every: self.history_every,
+        }
+    }
 }
 
 impl Default for CheckpointConfig {
@@ -307,6 +324,8 @@ impl Default for CheckpointConfig {
             dir: default_state_dir(),
             interval: default_checkpoint_interval(),
             history_limit: default_history(),
+            history_max_age: default_history_max_age(),
+            history_every: default_history_every(),
         }
     }
 }
@@ -381,7 +400,13 @@ fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
 }
 fn default_history() -> u32 {
-    10_000
+    100_000
+}
+fn default_history_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_history_every() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(30)

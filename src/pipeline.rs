@@ -99,7 +99,7 @@ pub async fn run(
 ) -> Result<Outcome, RunError> {
     let password = config.source_password()?;
     let opts = source::connection_opts(&config, &password);
-    let store = Store::open(&config.checkpoint.dir, config.checkpoint.history_limit)?;
+    let store = Store::open(&config.checkpoint.dir, config.checkpoint.retention())?;
     let stored = store.current()?;
 
     let checks = check(&config).await?;
@@ -512,7 +512,7 @@ pub async fn set_checkpoint(
     config: &Config,
     target: &Target,
 ) -> Result<(Checkpoint, u64), RunError> {
-    let mut store = Store::open(&config.checkpoint.dir, config.checkpoint.history_limit)?;
+    let mut store = Store::open(&config.checkpoint.dir, config.checkpoint.retention())?;
     let password = config.source_password()?;
     let opts = source::connection_opts(config, &password);
     let mut conn = source::connect(config, &opts).await?;

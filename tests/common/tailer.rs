@@ -148,6 +148,7 @@ linger = "2ms"
 [checkpoint]
 dir = "{state}"
 interval = "200ms"
+history_every = "0s"
 
 [shutdown]
 drain_timeout = "20s"
