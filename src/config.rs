@@ -42,6 +42,37 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; loopback by default. Port 0 picks a free port
+    /// (logged at start).
+    #[serde(default = "default_http_listen")]
+    pub listen: std::net::SocketAddr,
+    /// `/readyz` answers 503 when the replication lag is above this.
+    #[serde(default = "default_ready_max_lag", with = "humantime_serde")]
+    pub ready_max_lag: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http_listen(),
+            ready_max_lag: default_ready_max_lag(),
+        }
+    }
+}
+
+fn default_http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
+}
+fn default_ready_max_lag() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// The MariaDB server to read, usually a replica.

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod frontier;
+pub mod http;
 pub mod map;
 pub mod pipeline;
 pub mod position;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::checkpoint::{self, Checkpoint, Store, StoreError};
 use crate::config::{Config, ConfigError, ResumeBy, StartFrom};
 use crate::frontier::{self, Frontier, FrontierError};
+use crate::http;
 use crate::position::{BinlogCoord, GtidState, Position, Target};
 use crate::preflight::{self, Check, Problem};
 use crate::sink::{self, Acked, SinkError};
@@ -129,7 +130,32 @@ pub async fn run(
         tracing::info!(topic, partition, gtid = %last.gtid, row = last.row, epoch, "the partition already holds events up to here");
     }
     let base_events = stored.as_ref().map_or(0, |c| c.events_published);
-    stream(
+    let stats = new_stats(&config);
+    if let Some(cp) = &stored {
+        stats.checkpoint_position(cp);
+    }
+    let listener = http::bind(config.http.listen).await.map_err(|e| {
+        RunError::Start(format!(
+            "cannot listen on http.listen = {}: {e}; choose another address (port 0 picks a free one)",
+            config.http.listen
+        ))
+    })?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz on http://{addr}");
+    }
+    let (http_stop, http_stop_rx) = watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&stats),
+        config.http.ready_max_lag,
+        http_stop_rx,
+    ));
+    let monitor = tokio::spawn(monitor(
+        Arc::clone(&config),
+        opts.clone(),
+        Arc::clone(&stats),
+    ));
+    let outcome = stream(
         config,
         opts,
         charsets,
@@ -137,9 +163,93 @@ pub async fn run(
         None,
         sink::Mode::Live { epoch, frontier },
         Some((store, base_events)),
+        stats,
         shutdown,
     )
-    .await
+    .await;
+    monitor.abort();
+    let _ = http_stop.send(true);
+    let _ = server.await;
+    outcome
+}
+
+fn new_stats(config: &Config) -> Arc<Stats> {
+    Arc::new(Stats::new(
+        config.tables.iter().map(|t| t.table.clone()).collect(),
+    ))
+}
+
+/// Keeps the derived gauges fresh: lag and checkpoint age every second;
+/// readiness; and, every 5 s, how far the server's binlog is ahead of what
+/// was read (bytes and transactions), from a query connection of its own.
+async fn monitor(config: Arc<Config>, opts: mysql_async::Opts, stats: Arc<Stats>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut conn: Option<mysql_async::Conn> = None;
+    for tick in 0u64.. {
+        ticker.tick().await;
+        stats.refresh();
+        let ready = http::not_ready_reasons(&stats, config.http.ready_max_lag).is_empty();
+        stats.ready.set(i64::from(ready));
+        if tick % 5 != 0 {
+            continue;
+        }
+        if conn.is_none() {
+            conn = source::connect(&config, &opts).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match server_lag(c, &stats.read_position()).await {
+            Ok((bytes, transactions)) => {
+                stats.lag_bytes.set(bytes);
+                stats.lag_transactions.set(transactions);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not measure the lag behind the server");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Bytes and transactions between `read` and the end of the server's binlog.
+async fn server_lag(
+    conn: &mut mysql_async::Conn,
+    read: &Position,
+) -> Result<(i64, i64), SourceError> {
+    use mysql_async::prelude::Queryable;
+    let files: Vec<(String, u64)> = conn
+        .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
+            (
+                row.get::<String, _>(0).unwrap_or_default(),
+                row.get::<u64, _>(1).unwrap_or_default(),
+            )
+        })
+        .await
+        .map_err(SourceError::Query)?;
+    let bytes = match &read.coord {
+        Some(coord) => {
+            let mut behind: u64 = 0;
+            let mut seen = false;
+            for (file, size) in &files {
+                if *file == coord.file {
+                    seen = true;
+                    behind += size.saturating_sub(coord.offset);
+                } else if seen {
+                    behind += size;
+                }
+            }
+            i64::try_from(behind).unwrap_or(i64::MAX)
+        }
+        None => 0,
+    };
+    let server = source::gtid_binlog_pos(conn).await?;
+    let transactions: u64 = server
+        .iter()
+        .map(|g| {
+            g.seq
+                .saturating_sub(read.gtid.get(g.domain).map_or(0, |r| r.seq))
+        })
+        .sum();
+    Ok((bytes, i64::try_from(transactions).unwrap_or(i64::MAX)))
 }
 
 /// The topics of the configured tables, each once.
@@ -171,12 +281,10 @@ async fn stream(
     stop_at: Option<StopAt>,
     mode: sink::Mode,
     checkpoint: Option<(Store, u64)>,
+    stats: Arc<Stats>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Outcome, RunError> {
-    let stats = Arc::new(Stats::new(
-        config.tables.iter().map(|t| t.table.clone()).collect(),
-    ));
-    let producer = sink::create_producer(&config.kafka)?;
+    let producer = sink::create_producer(&config.kafka, Arc::clone(&stats))?;
     let (items_tx, items_rx) = mpsc::channel(1024);
     let (acked_tx, acked_rx) = watch::channel(None);
     let mut sink_task = tokio::spawn(sink::run(
@@ -391,12 +499,7 @@ async fn checkpointer(
                 })
                 .await
                 .map_err(|e| RunError::Internal(format!("checkpoint write: {e}")))??;
-                stats.checkpoint_time.set(cp.written_at_ms / 1000);
-                if let Some(gtid) = cp.position.gtid.iter().last() {
-                    stats
-                        .checkpoint_seq
-                        .set(i64::try_from(gtid.seq).unwrap_or(i64::MAX));
-                }
+                stats.checkpoint_position(&cp);
                 last = Some(cp);
             }
         }
@@ -589,6 +692,7 @@ pub async fn replay(
     };
     tracing::info!(from = %start, to = %stop, "replaying");
     let frontier = read_frontier(&config, 0).await?;
+    let stats = new_stats(&config);
     stream(
         config,
         opts,
@@ -597,6 +701,7 @@ pub async fn replay(
         Some(stop),
         sink::Mode::Replay { frontier },
         None,
+        stats,
         shutdown,
     )
     .await

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::KafkaConfig;
@@ -128,12 +128,39 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// The producer's librdkafka context: turns librdkafka's statistics (every
+/// second) into `binlog_tailer_broker_connected`.
+pub struct SinkContext {
+    stats: Arc<Stats>,
+}
+
+impl rdkafka::ClientContext for SinkContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Bootstrap entries have node id -1; a real broker connection is "UP".
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.stats.broker_connected.set(i64::from(up));
+    }
+}
+
+/// The producer type the sink uses.
+pub type TailerProducer = FutureProducer<SinkContext>;
+
 /// Creates the producer.
 ///
 /// # Errors
 /// When librdkafka refuses the configuration.
-pub fn create_producer(config: &KafkaConfig) -> Result<FutureProducer, SinkError> {
-    producer_config(config).create().map_err(SinkError::Create)
+pub fn create_producer(
+    config: &KafkaConfig,
+    stats: Arc<Stats>,
+) -> Result<TailerProducer, SinkError> {
+    let mut client = producer_config(config);
+    client.set("statistics.interval.ms", "1000");
+    client
+        .create_with_context(SinkContext { stats })
+        .map_err(SinkError::Create)
 }
 
 enum Pending {
@@ -175,7 +202,7 @@ const STALL_WARNING: Duration = Duration::from_secs(5);
 /// # Errors
 /// [`SinkError`] on a definite failure; the last `Acked` sent stays valid.
 pub async fn run(
-    producer: FutureProducer,
+    producer: TailerProducer,
     mut items: mpsc::Receiver<Item>,
     acked: watch::Sender<Option<Acked>>,
     max_in_flight: usize,
@@ -315,7 +342,7 @@ async fn front_delivery(pending: &mut VecDeque<Pending>) -> Result<(), KafkaErro
 
 /// Hands a record to librdkafka, waiting while its local queue is full.
 async fn enqueue(
-    producer: &FutureProducer,
+    producer: &TailerProducer,
     record: &Record,
     partition: Option<i32>,
 ) -> Result<DeliveryFuture, SinkError> {
@@ -357,6 +384,6 @@ async fn enqueue(
 
 /// Waits until every record handed to the producer is delivered or `timeout`
 /// passes; returns whether everything was flushed.
-pub fn flush(producer: &FutureProducer, timeout: Duration) -> bool {
+pub fn flush(producer: &TailerProducer, timeout: Duration) -> bool {
     producer.flush(timeout).is_ok()
 }

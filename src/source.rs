@@ -924,6 +924,7 @@ impl Reader {
             return false;
         }
         self.stats.transaction(txn.commit_time);
+        self.stats.set_read_position(&position);
         progress.position = position;
         progress.interrupted = None;
         progress.start = match (&progress.start, &progress.position.coord) {

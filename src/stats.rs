@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::decode::RowsKind;
 
@@ -43,7 +45,31 @@ pub struct Stats {
     pub checkpoint_time: IntGauge,
     /// `binlog_tailer_checkpoint_gtid_sequence` (gauge): GTID sequence number of the checkpoint (domain of the last transaction).
     pub checkpoint_seq: IntGauge,
-    /// Unix seconds of the last heartbeat or event; lag is 0 when idle and caught up.
+    /// `binlog_tailer_build_info{version}` (gauge, always 1).
+    pub build_info: IntGaugeVec,
+    /// `binlog_tailer_broker_connected` (gauge, 0/1): the producer has a broker connection up.
+    pub broker_connected: IntGauge,
+    /// `binlog_tailer_ready` (gauge, 0/1): what `/readyz` answers.
+    pub ready: IntGauge,
+    /// `binlog_tailer_replication_lag_seconds` (gauge, seconds): commit time of the last
+    /// transaction read → now; 0 once the server says (by a heartbeat) there is nothing more.
+    pub replication_lag: IntGauge,
+    /// `binlog_tailer_lag_bytes` (gauge, bytes): binlog bytes between what was read and the
+    /// server's end.
+    pub lag_bytes: IntGauge,
+    /// `binlog_tailer_lag_transactions` (gauge): transactions the server has that were not read.
+    pub lag_transactions: IntGauge,
+    /// `binlog_tailer_checkpoint_age_seconds` (gauge, seconds): since the last checkpoint write.
+    pub checkpoint_age: IntGauge,
+    /// `binlog_tailer_checkpoint_binlog_file_index` (gauge): numeric suffix of the checkpoint's file.
+    pub checkpoint_file_index: IntGauge,
+    /// `binlog_tailer_checkpoint_binlog_offset` (gauge, bytes): the checkpoint's offset in it.
+    pub checkpoint_offset: IntGauge,
+    /// Whether a heartbeat came after the last event: nothing more to read.
+    caught_up: std::sync::atomic::AtomicBool,
+    /// The coordinate and GTID state of the last transaction read.
+    read_position: std::sync::Mutex<crate::position::Position>,
+    /// Unix seconds of the last heartbeat or event.
     last_activity: AtomicI64,
     tailed: Vec<String>,
 }
@@ -98,7 +124,54 @@ impl Stats {
             .register(Box::new(publish_latency.clone()))
             .unwrap_or_else(|e| unreachable!("histogram: {e}"));
 
-        Stats {
+        let build_info = IntGaugeVec::new(
+            Opts::new("binlog_tailer_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .unwrap_or_else(|e| unreachable!("build_info: {e}"));
+        registry
+            .register(Box::new(build_info.clone()))
+            .unwrap_or_else(|e| unreachable!("build_info: {e}"));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        let stats = Stats {
+            build_info,
+            broker_connected: gauge(
+                "binlog_tailer_broker_connected",
+                "1 while the producer has a connection to a Kafka broker up, else 0.",
+            ),
+            ready: gauge(
+                "binlog_tailer_ready",
+                "1 when /readyz answers ready, else 0.",
+            ),
+            replication_lag: gauge(
+                "binlog_tailer_replication_lag_seconds",
+                "Commit time of the last transaction read to now; 0 when idle and caught up.",
+            ),
+            lag_bytes: gauge(
+                "binlog_tailer_lag_bytes",
+                "Binlog bytes between what was read and the end of the server's binlog.",
+            ),
+            lag_transactions: gauge(
+                "binlog_tailer_lag_transactions",
+                "Transactions in the server's binlog not read yet.",
+            ),
+            checkpoint_age: gauge(
+                "binlog_tailer_checkpoint_age_seconds",
+                "Seconds since the last checkpoint was written.",
+            ),
+            checkpoint_file_index: gauge(
+                "binlog_tailer_checkpoint_binlog_file_index",
+                "Numeric suffix of the checkpoint's binlog file.",
+            ),
+            checkpoint_offset: gauge(
+                "binlog_tailer_checkpoint_binlog_offset",
+                "Offset of the checkpoint in its binlog file.",
+            ),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
+            read_position: std::sync::Mutex::new(crate::position::Position::default()),
             source_connected: gauge(
                 "binlog_tailer_source_connected",
                 "1 while streaming the binlog from MariaDB, else 0.",
@@ -156,7 +229,11 @@ impl Stats {
             registry,
             last_activity: AtomicI64::new(0),
             tailed,
-        }
+        };
+        // Series that exist from the start, so that rates and alerts on them
+        // have data before the first error.
+        stats.publish_errors.with_label_values(&["other"]);
+        stats
     }
 
     pub fn set_source_connected(&self, connected: bool) {
@@ -174,6 +251,22 @@ impl Stats {
 
     pub fn heartbeat(&self) {
         self.last_activity.store(now_secs(), Ordering::Relaxed);
+        self.caught_up.store(true, Ordering::Relaxed);
+    }
+
+    /// The position of the last transaction read (for the lag in bytes and
+    /// transactions).
+    pub fn read_position(&self) -> crate::position::Position {
+        self.read_position
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_read_position(&self, position: &crate::position::Position) {
+        if let Ok(mut p) = self.read_position.lock() {
+            p.clone_from(position);
+        }
     }
 
     pub fn rows_seen(&self, table: &str, kind: RowsKind, n: usize) {
@@ -195,16 +288,43 @@ impl Stats {
     pub fn transaction(&self, commit_time: u32) {
         self.transactions.inc();
         self.last_commit_time.set(i64::from(commit_time));
+        self.caught_up.store(false, Ordering::Relaxed);
     }
 
     /// Seconds between the last transaction's commit and now; 0 when nothing
-    /// was read yet.
+    /// was read yet, or when a heartbeat since said there is nothing more.
     pub fn lag_seconds(&self) -> i64 {
         let commit = self.last_commit_time.get();
-        if commit == 0 {
+        if commit == 0 || self.caught_up.load(Ordering::Relaxed) {
             return 0;
         }
         (now_secs() - commit).max(0)
+    }
+
+    /// Publishes a checkpoint's time and position.
+    pub fn checkpoint_position(&self, cp: &crate::checkpoint::Checkpoint) {
+        self.checkpoint_time.set(cp.written_at_ms / 1000);
+        if let Some(gtid) = cp.position.gtid.iter().last() {
+            self.checkpoint_seq
+                .set(i64::try_from(gtid.seq).unwrap_or(i64::MAX));
+        }
+        if let Some(coord) = &cp.position.coord {
+            if let (_, Some(index)) = coord.split_file() {
+                self.checkpoint_file_index
+                    .set(i64::try_from(index).unwrap_or(i64::MAX));
+            }
+            self.checkpoint_offset
+                .set(i64::try_from(coord.offset).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Refreshes the gauges derived from time (call every second or so).
+    pub fn refresh(&self) {
+        self.replication_lag.set(self.lag_seconds());
+        let written = self.checkpoint_time.get();
+        if written > 0 {
+            self.checkpoint_age.set((now_secs() - written).max(0));
+        }
     }
 }
 

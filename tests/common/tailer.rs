@@ -152,6 +152,9 @@ history_every = "0s"
 
 [shutdown]
 drain_timeout = "20s"
+
+[http]
+listen = "127.0.0.1:0"
 "#,
             port = Server::Replica.port(),
             user = User::Tailer.credentials().0,
@@ -178,6 +181,18 @@ drain_timeout = "20s"
         let text = text.replacen(
             &format!("port = {}", Server::Replica.port()),
             &format!("port = {port}"),
+            1,
+        );
+        std::fs::write(&self.config, text).expect("config");
+        self
+    }
+
+    /// Sets the HTTP endpoint's address (the default in tests is port 0).
+    pub fn with_http_listen(self, addr: std::net::SocketAddr) -> TailerSetup {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let text = text.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{addr}\""),
             1,
         );
         std::fs::write(&self.config, text).expect("config");

@@ -1,0 +1,106 @@
+//! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz` (the
+//! process is alive), `/readyz` (connected to MariaDB and Kafka, and the
+//! replication lag under `http.ready_max_lag`; otherwise 503 with the
+//! reasons, one per line).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::stats::Stats;
+
+#[derive(Clone)]
+struct AppState {
+    stats: Arc<Stats>,
+    ready_max_lag: Duration,
+}
+
+/// Why the tailer is not ready; empty when it is.
+pub fn not_ready_reasons(stats: &Stats, ready_max_lag: Duration) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if stats.source_connected.get() != 1 {
+        reasons.push("not connected to MariaDB (binlog stream down; reconnecting)".to_owned());
+    }
+    if stats.broker_connected.get() != 1 {
+        reasons.push("no connection to a Kafka broker".to_owned());
+    }
+    let lag = stats.lag_seconds();
+    if u64::try_from(lag).unwrap_or(0) > ready_max_lag.as_secs() {
+        reasons.push(format!(
+            "replication lag {lag} s is above http.ready_max_lag ({} s)",
+            ready_max_lag.as_secs()
+        ));
+    }
+    reasons
+}
+
+/// Binds the endpoint (port 0 picks a free one).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    ready_max_lag: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState {
+            stats,
+            ready_max_lag,
+        });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.stats.refresh();
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&state.stats.registry.gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain".to_owned())],
+            format!("encoding metrics: {e}\n").into_bytes(),
+        ),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    state.stats.refresh();
+    let reasons = not_ready_reasons(&state.stats, state.ready_max_lag);
+    state.stats.ready.set(i64::from(reasons.is_empty()));
+    if reasons.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", reasons.join("\n")),
+        )
+    }
+}
