@@ -245,6 +245,7 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
     const GRACE: Duration = Duration::from_secs(1);
 
     let mut restore = RestoreServices::armed();
+    let http_port = common::free_port();
     let db = TestDb::create("kafka_outage").await;
     let topic = unique_name("kafka_outage");
     let setup = TailerSetup::new(
@@ -256,7 +257,8 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
         }],
         &replica_gtid_state().await,
         "",
-    );
+    )
+    .with_http_listen(([127, 0, 0, 1], http_port).into());
     let mut tailer = setup.spawn();
     let writer = Writer::start(&db, Duration::from_millis(50));
 
@@ -286,6 +288,7 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
     let mut moves = Vec::new();
     let mut samples = 0;
     let mut exited = None;
+    let mut not_ready = None;
     while down_at.elapsed() < OUTAGE {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Some(status) = tailer.child.try_wait().expect("try_wait") {
@@ -293,6 +296,11 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
             break;
         }
         let cp = setup.checkpoint().expect("a checkpoint");
+        if not_ready.is_none() {
+            if let Ok((503, body)) = common::http_get(http_port, "/readyz") {
+                not_ready = Some((down_at.elapsed(), body));
+            }
+        }
         if down_at.elapsed() < GRACE {
             continue;
         }
@@ -318,6 +326,17 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
         panic!("the tailer exited ({status}) while the broker was down; log:\n{log_during_outage}");
     }
     let baseline = baseline.expect("samples during the outage");
+    let (not_ready_after, not_ready_body) =
+        not_ready.expect("/readyz answered 503 at some point while the broker was down");
+    assert!(
+        not_ready_body.contains("Kafka"),
+        "/readyz says why: {not_ready_body}"
+    );
+    println!(
+        "  /readyz: 503 {:.1} s after the broker exited: {}",
+        not_ready_after.as_secs_f64(),
+        not_ready_body.trim().replace('\n', " / ")
+    );
 
     // The broker comes back.
     let up_took = restore.now();
