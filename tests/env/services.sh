@@ -90,20 +90,35 @@ tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- install
 
-install_mariadb() {
-  command -v mariadbd >/dev/null && command -v mariadb >/dev/null && return 0
-  [ "$(id -u)" = 0 ] || die "mariadb-server is not installed; run: sudo apt-get install mariadb-server mariadb-client"
-  log "installing Debian's mariadb-server and mariadb-client"
-  # Keep the package from starting the system-wide server on port 3306: we run
-  # our own instances. A policy-rc.d that is already there is left alone.
+# Installs Debian packages, keeping them from starting system-wide services
+# (we run our own instances). A policy-rc.d that is already there is left alone.
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "missing packages: $*; run: sudo apt-get install $*"
+  log "installing Debian packages: $*"
   local policy=/usr/sbin/policy-rc.d made_policy=
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
   fi
   local rc=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null; } || rc=$?
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } || rc=$?
   [ -n "$made_policy" ] && rm -f "$policy"
-  [ "$rc" = 0 ] || die "apt-get install mariadb-server failed (exit $rc)"
+  [ "$rc" = 0 ] || die "apt-get install $* failed (exit $rc)"
+}
+
+install_mariadb() {
+  command -v mariadbd >/dev/null && command -v mariadb >/dev/null && return 0
+  apt_install mariadb-server mariadb-client
+}
+
+# What the tests need besides the services: Prometheus and promtool (the
+# dashboard and alert-rule test), docker-compose (checking docker/compose.yml;
+# no engine runs here), openssl (the TLS test).
+install_test_tools() {
+  local missing=()
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v openssl >/dev/null || missing+=(openssl)
+  [ ${#missing[@]} = 0 ] || apt_install "${missing[@]}"
 }
 
 install_kafka() {
@@ -126,6 +141,7 @@ install_kafka() {
 cmd_install() {
   install_mariadb
   install_kafka
+  install_test_tools
 }
 
 # ---------------------------------------------------------------- MariaDB
