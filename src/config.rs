@@ -457,11 +457,9 @@ pub enum ConfigError {
     BadOverride { text: String },
     #[error("{field}: {message}")]
     Field { field: String, message: String },
-    #[error(
-        "no password for source.user: set the environment variable {env} or source.password_file"
-    )]
+    #[error("no database password: set the environment variable {env} or the password_file key")]
     NoPassword { env: String },
-    #[error("cannot read source.password_file {path}: {source}")]
+    #[error("cannot read the password file {path}: {source}")]
     PasswordFile {
         path: PathBuf,
         source: std::io::Error,
@@ -479,47 +477,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Config, ConfigError> {
-        let mut doc = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid {
-                        origin: path.display().to_string(),
-                        message: e.to_string(),
-                    })?
-            }
-            None => toml::Table::new(),
-        };
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        env.sort();
-        for (key, value) in env {
-            let path: Vec<String> = key[ENV_PREFIX.len()..]
-                .split("__")
-                .map(|p| p.to_ascii_lowercase())
-                .collect();
-            set_path(&mut doc, &path, &value, &key)?;
-        }
-        for text in overrides {
-            let (key, value) = text
-                .split_once('=')
-                .filter(|(k, _)| !k.trim().is_empty())
-                .ok_or_else(|| ConfigError::BadOverride { text: text.clone() })?;
-            let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
-            set_path(&mut doc, &path, value, &format!("--set {key}"))?;
-        }
-        let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-        let config: Config = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                origin,
-                message: e.to_string(),
-            })?;
+        let config: Config = load_layered(path, ENV_PREFIX, env, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -604,17 +562,10 @@ impl Config {
     /// # Errors
     /// When neither gives one.
     pub fn source_password(&self) -> Result<String, ConfigError> {
-        if let Some(path) = &self.source.password_file {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-                    path: path.clone(),
-                    source,
-                })?;
-            return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
-        }
-        std::env::var(&self.source.password_env).map_err(|_| ConfigError::NoPassword {
-            env: self.source.password_env.clone(),
-        })
+        read_secret(
+            self.source.password_file.as_deref(),
+            &self.source.password_env,
+        )
     }
 
     /// The configured table for `database.table`, if tailed.
@@ -623,6 +574,80 @@ impl Config {
             .iter()
             .find(|t| t.split_name() == Some((database, table)))
     }
+}
+
+/// Loads any configuration type the way the tailer's is loaded: the TOML
+/// file (if any), then environment variables `<env_prefix><SECTION>__<KEY>`,
+/// then `--set section.key=value` overrides; unknown keys are the type's to
+/// refuse (`deny_unknown_fields`).
+///
+/// # Errors
+/// A [`ConfigError`] naming the file, variable or key at fault.
+pub fn load_layered<T: serde::de::DeserializeOwned>(
+    path: Option<&Path>,
+    env_prefix: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[String],
+) -> Result<T, ConfigError> {
+    let mut doc = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Invalid {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+        }
+        None => toml::Table::new(),
+    };
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(env_prefix))
+        .collect();
+    env.sort();
+    for (key, value) in env {
+        let path: Vec<String> = key[env_prefix.len()..]
+            .split("__")
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        set_path(&mut doc, &path, &value, &key)?;
+    }
+    for text in overrides {
+        let (key, value) = text
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| ConfigError::BadOverride { text: text.clone() })?;
+        let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
+        set_path(&mut doc, &path, value, &format!("--set {key}"))?;
+    }
+    let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+    toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            origin,
+            message: e.to_string(),
+        })
+}
+
+/// Reads a secret from `file` if given, else from the environment variable
+/// `env`.
+///
+/// # Errors
+/// [`ConfigError::NoPassword`] or [`ConfigError::PasswordFile`].
+pub fn read_secret(file: Option<&Path>, env: &str) -> Result<String, ConfigError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    std::env::var(env).map_err(|_| ConfigError::NoPassword {
+        env: env.to_owned(),
+    })
 }
 
 /// Sets `path` in the TOML document to `raw`, read as a TOML value when it

@@ -19,6 +19,7 @@ pub mod decode;
 pub mod frontier;
 pub mod http;
 pub mod map;
+pub mod order;
 pub mod pipeline;
 pub mod position;
 pub mod preflight;

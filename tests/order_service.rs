@@ -1,0 +1,192 @@
+//! order-service against the real primary: orders are stored and read back;
+//! bad input is refused with a body naming the problem and writes nothing;
+//! a database that cannot be reached answers 503.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::tailer::TestDb;
+use common::{connect, free_port, http_get, http_request, unique_name, Server, User};
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value as Json};
+
+/// A running order-service, stopped by PID when dropped.
+pub struct OrderService {
+    child: Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+}
+
+impl OrderService {
+    pub fn start(database: &str, db_port: u16) -> OrderService {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name("orders-svc"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let port = free_port();
+        let config = dir.join("order-service.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[database]\nhost = \"127.0.0.1\"\nport = {db_port}\nuser = \"{user}\"\nname = \"{database}\"\ntimeout = \"2s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+                user = User::OrdersApp.credentials().0
+            ),
+        )
+        .expect("config");
+        let log = dir.join("order-service.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_order-service"))
+            .arg("--config")
+            .arg(&config)
+            .env("ORDER_SERVICE_DB_PASSWORD", User::OrdersApp.credentials().1)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start order-service");
+        let service = OrderService { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(http_get(port, "/healthz"), Ok((200, _))) {
+            assert!(
+                Instant::now() < deadline,
+                "order-service did not start; log:\n{}",
+                std::fs::read_to_string(&service.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+
+    pub fn post(&self, body: &Json) -> (u16, Json) {
+        let (status, text) = http_request(
+            self.port,
+            "POST",
+            "/orders",
+            Some(body.to_string().as_bytes()),
+        )
+        .expect("POST");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Json::String(text)),
+        )
+    }
+}
+
+impl Drop for OrderService {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn grant_orders_app(db: &TestDb) {
+    let mut admin = connect(Server::Primary, User::Admin).await;
+    admin
+        .query_drop(format!(
+            "GRANT SELECT, INSERT ON {}.* TO '{}'@'127.0.0.1'",
+            db.name,
+            User::OrdersApp.credentials().0
+        ))
+        .await
+        .expect("grant");
+}
+
+async fn row_count(db: &TestDb) -> u64 {
+    let mut admin = connect(Server::Primary, User::Admin).await;
+    admin
+        .query_first(format!("SELECT COUNT(*) FROM {}.orders", db.name))
+        .await
+        .expect("count")
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_stored_and_bad_input_writes_nothing() {
+    let db = TestDb::create("ordersvc").await;
+    grant_orders_app(&db).await;
+    let service = OrderService::start(&db.name, Server::Primary.port());
+
+    let order = json!({"customer_id": 42, "amount": "19.9", "currency": "EUR",
+                       "items": [{"sku": "book-1", "qty": 2}]});
+    let (status, created) = service.post(&order);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().expect("id");
+    assert_eq!(created["amount"], "19.90");
+    assert_eq!(created["currency"], "EUR");
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["items"], json!([{"sku": "book-1", "qty": 2}]));
+    assert!(
+        created["created_at"]
+            .as_str()
+            .is_some_and(|t| t.len() == 26),
+        "{created}"
+    );
+    let (status, read) = http_get(service.port, &format!("/orders/{id}")).expect("GET");
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Json>(&read).expect("json"), created);
+    assert_eq!(
+        http_get(service.port, "/orders/999999999").expect("GET").0,
+        404
+    );
+    assert_eq!(http_get(service.port, "/orders/abc").expect("GET").0, 400);
+    assert_eq!(row_count(&db).await, 1);
+
+    // Every bad input: 4xx, a body naming the problem, nothing written.
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "not valid JSON"),
+        (b"[1, 2]".to_vec(), 422, "JSON object"),
+        (json!({"customer_id": "42", "amount": "1.00", "currency": "EUR", "items": [{"sku": "a", "qty": 1}]}).to_string().into_bytes(), 422, "customer_id"),
+        (json!({"customer_id": 1, "amount": "-5.00", "currency": "EUR", "items": [{"sku": "a", "qty": 1}]}).to_string().into_bytes(), 422, "negative"),
+        (json!({"customer_id": 1, "amount": "1.234", "currency": "EUR", "items": [{"sku": "a", "qty": 1}]}).to_string().into_bytes(), 422, "amount"),
+        (json!({"customer_id": 1, "amount": 12.5, "currency": "EUR", "items": [{"sku": "a", "qty": 1}]}).to_string().into_bytes(), 422, "amount"),
+        (json!({"customer_id": 1, "amount": "1.00", "currency": "XXY", "items": [{"sku": "a", "qty": 1}]}).to_string().into_bytes(), 422, "ISO 4217"),
+        (json!({"customer_id": 1, "amount": "1.00", "currency": "EUR", "items": []}).to_string().into_bytes(), 422, "items"),
+        (json!({"customer_id": 1, "amount": "1.00", "currency": "EUR", "items": [{"sku": "a", "qty": 0}]}).to_string().into_bytes(), 422, "items[0].qty"),
+        (json!({"customer_id": 1, "amount": "1.00", "currency": "EUR"}).to_string().into_bytes(), 422, "items"),
+        (format!("{{\"customer_id\": 1, \"pad\": \"{}\"}}", "x".repeat(100_000)).into_bytes(), 413, "larger than"),
+    ];
+    for (body, want_status, needle) in &cases {
+        let (status, text) =
+            http_request(service.port, "POST", "/orders", Some(body)).expect("POST");
+        assert_eq!(
+            status,
+            *want_status,
+            "{}: {text}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert!(
+            text.contains(needle),
+            "the body names the problem ({needle}): {text}"
+        );
+    }
+    assert_eq!(row_count(&db).await, 1, "bad input wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_answers_503_and_writes_nothing() {
+    // Nothing listens on this port: the database is "down".
+    let service = OrderService::start("shop", free_port());
+    let (status, body) = service.post(
+        &json!({"customer_id": 1, "amount": "1.00", "currency": "EUR",
+                                               "items": [{"sku": "a", "qty": 1}]}),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unavailable") && e.contains("nothing was written")),
+        "{body}"
+    );
+    assert_eq!(http_get(service.port, "/readyz").expect("readyz").0, 503);
+    assert_eq!(http_get(service.port, "/healthz").expect("healthz").0, 200);
+}
