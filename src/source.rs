@@ -141,9 +141,10 @@ pub enum SourceError {
     #[error(
         "the server cannot serve the binlog from {requested}: {message}. \
          The server still has transactions {server_gtids} in binlogs {server_files:?}. \
-         The events in between are gone from this server: restore them (a server that still \
-         has them, or a backup) or, accepting the gap, move the checkpoint with `start.from` \
-         on a new state directory. Nothing was skipped."
+         The events in between are gone from this server: read a server that still has them \
+         (any server of the topology, by GTID), restore the binlogs, or, accepting the gap, \
+         move the checkpoint past it with `binlog-tailer checkpoint set <GTID state>`. \
+         Nothing was skipped."
     )]
     Unavailable {
         requested: String,

@@ -375,7 +375,9 @@ EOF
 }
 
 cmd_down() {
-  # The tailer that `make demo` started, if any, before what it reads from.
+  # What `make demo` started, if anything, before what it depends on.
+  stop_pid payment-service "$state/payment-service/pid" 30
+  stop_pid order-service "$state/order-service/pid" 30
   stop_pid binlog-tailer "$state/tailer/pid" 60
   stop_pid kafka "$state/kafka/pid" 60
   stop_pid replica "$state/replica/pid" 120
