@@ -59,7 +59,8 @@ pub struct Stats {
     pub lag_bytes: IntGauge,
     /// `binlog_tailer_lag_transactions` (gauge): transactions the server has that were not read.
     pub lag_transactions: IntGauge,
-    /// `binlog_tailer_checkpoint_age_seconds` (gauge, seconds): since the last checkpoint write.
+    /// `binlog_tailer_checkpoint_age_seconds` (gauge, seconds): since the last checkpoint write,
+    /// or 0 while the checkpoint is current (nothing read is waiting to be checkpointed).
     pub checkpoint_age: IntGauge,
     /// `binlog_tailer_checkpoint_binlog_file_index` (gauge): numeric suffix of the checkpoint's file.
     pub checkpoint_file_index: IntGauge,
@@ -69,6 +70,8 @@ pub struct Stats {
     caught_up: std::sync::atomic::AtomicBool,
     /// The coordinate and GTID state of the last transaction read.
     read_position: std::sync::Mutex<crate::position::Position>,
+    /// The GTID state of the last checkpoint written.
+    checkpointed: std::sync::Mutex<crate::position::GtidState>,
     /// Unix seconds of the last heartbeat or event.
     last_activity: AtomicI64,
     tailed: Vec<String>,
@@ -172,6 +175,7 @@ impl Stats {
             ),
             caught_up: std::sync::atomic::AtomicBool::new(false),
             read_position: std::sync::Mutex::new(crate::position::Position::default()),
+            checkpointed: std::sync::Mutex::new(crate::position::GtidState::default()),
             source_connected: gauge(
                 "binlog_tailer_source_connected",
                 "1 while streaming the binlog from MariaDB, else 0.",
@@ -304,6 +308,9 @@ impl Stats {
     /// Publishes a checkpoint's time and position.
     pub fn checkpoint_position(&self, cp: &crate::checkpoint::Checkpoint) {
         self.checkpoint_time.set(cp.written_at_ms / 1000);
+        if let Ok(mut c) = self.checkpointed.lock() {
+            c.clone_from(&cp.position.gtid);
+        }
         if let Some(gtid) = cp.position.gtid.iter().last() {
             self.checkpoint_seq
                 .set(i64::try_from(gtid.seq).unwrap_or(i64::MAX));
@@ -321,8 +328,19 @@ impl Stats {
     /// Refreshes the gauges derived from time (call every second or so).
     pub fn refresh(&self) {
         self.replication_lag.set(self.lag_seconds());
+        // Nothing waits to be checkpointed (no event in flight, the last
+        // transaction read is the one checkpointed): the checkpoint is
+        // current, however long ago it was written.
+        let current = self.in_flight.get() == 0
+            && self
+                .checkpointed
+                .lock()
+                .map(|c| *c == self.read_position().gtid)
+                .unwrap_or(false);
         let written = self.checkpoint_time.get();
-        if written > 0 {
+        if current {
+            self.checkpoint_age.set(0);
+        } else if written > 0 {
             self.checkpoint_age.set((now_secs() - written).max(0));
         }
     }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on this machine.
+# `make demo`: the whole system on this machine.
 #   1. bring the services up (MariaDB primary + replica, Kafka);
-#   2. build binlog-tailer and start it against the replica, with
-#      config/example.toml (it keeps running; `make services-down` stops it);
-#   3. insert a few orders on the primary as the order service's user;
-#   4. wait until the tailer has checkpointed them (so the broker has
-#      acknowledged every event), and print their events from Kafka.
+#   2. build the binaries; start binlog-tailer against the replica and the
+#      order-service against the primary (they keep running;
+#      `make services-down` stops them);
+#   3. post a few orders to the order-service with curl;
+#   4. wait until the tailer has checkpointed them (every event acknowledged
+#      by Kafka) and print their OrderCreated events.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -13,57 +14,101 @@ cd "$repo"
 . tests/env/defaults.env
 state=${BT_STATE_DIR:-$repo/target/services}
 kafka_libs=${BT_KAFKA_LIBS:-$repo/target/kafka-libs}
-tailer_dir=$state/tailer
-config=$repo/config/example.toml
 topic=shop.orders.v1
 
 bash tests/env/services.sh up
 
 echo
-echo "== building binlog-tailer"
-cargo build --release --locked --bin binlog-tailer
-bin=${CARGO_TARGET_DIR:-$repo/target}/release/binlog-tailer
+echo "== building binlog-tailer and order-service (release)"
+cargo build --release --locked --bins
+bin=${CARGO_TARGET_DIR:-$repo/target}/release
 
-export BINLOG_TAILER_SOURCE_PASSWORD=$BT_TAILER_PASSWORD
-tailer() {
-  "$bin" --config "$config" --set "source.port=$BT_REPLICA_PORT" \
-    --set "kafka.bootstrap_servers=\"127.0.0.1:$BT_KAFKA_PORT\"" \
-    --set "checkpoint.dir=\"$tailer_dir/state\"" "$@"
+# Starts a background process once; its PID, log and files under $state/NAME
+# (services.sh down stops it by that PID).
+start_once() {
+  local name=$1
+  shift
+  local dir=$state/$name pid
+  mkdir -p "$dir"
+  pid=$(cat "$dir/pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "== $name already running (pid $pid)"
+    return 0
+  fi
+  echo "== starting $name (log: $dir/$name.log)"
+  setsid "$@" >>"$dir/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
 }
 
-mkdir -p "$tailer_dir"
-pid=$(cat "$tailer_dir/pid" 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-  echo "== binlog-tailer already running (pid $pid)"
-else
-  echo
-  echo "== preflight: binlog-tailer check"
-  tailer check
-  echo
-  echo "== starting binlog-tailer run (log: $tailer_dir/tailer.log)"
-  setsid "$bin" --config "$config" --set "source.port=$BT_REPLICA_PORT" \
+wait_http() { # name port
+  local deadline=$((SECONDS + 60))
+  until curl -fsS "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      tail -n 30 "$state/$1/$1.log" >&2
+      echo "$1 did not answer on port $2 within 60 s" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+tailer_dir=$state/tailer
+export BINLOG_TAILER_SOURCE_PASSWORD=$BT_TAILER_PASSWORD
+tailer() {
+  "$bin/binlog-tailer" --config "$repo/config/example.toml" --set "source.port=$BT_REPLICA_PORT" \
     --set "kafka.bootstrap_servers=\"127.0.0.1:$BT_KAFKA_PORT\"" \
-    --set "checkpoint.dir=\"$tailer_dir/state\"" run >>"$tailer_dir/tailer.log" 2>&1 </dev/null &
-  echo $! >"$tailer_dir/pid"
-fi
+    --set "checkpoint.dir=\"$tailer_dir/state\"" \
+    --set "http.listen=\"127.0.0.1:$BT_TAILER_HTTP_PORT\"" "$@"
+}
+echo
+echo "== preflight: binlog-tailer check"
+tailer check
+start_once tailer "$bin/binlog-tailer" --config "$repo/config/example.toml" --set "source.port=$BT_REPLICA_PORT" \
+  --set "kafka.bootstrap_servers=\"127.0.0.1:$BT_KAFKA_PORT\"" \
+  --set "checkpoint.dir=\"$tailer_dir/state\"" \
+  --set "http.listen=\"127.0.0.1:$BT_TAILER_HTTP_PORT\"" run
+wait_http tailer "$BT_TAILER_HTTP_PORT"
+
+# The order service: its configuration is the shipped example with the
+# local ports (written under $state, so services.sh recognises the process).
+mkdir -p "$state/order-service"
+sed -e "s/^port = 13306 /port = $BT_PRIMARY_PORT /" \
+  -e "s/^listen = \"127.0.0.1:8080\"/listen = \"127.0.0.1:$BT_ORDER_SERVICE_PORT\"/" \
+  "$repo/config/order-service.example.toml" >"$state/order-service/order-service.toml"
+export ORDER_SERVICE_DB_PASSWORD=$BT_ORDERS_APP_PASSWORD
+start_once order-service "$bin/order-service" --config "$state/order-service/order-service.toml"
+wait_http order-service "$BT_ORDER_SERVICE_PORT"
 
 echo
-echo "== three orders inserted on the primary as $BT_ORDERS_APP_USER (the order service's user)"
-gtid=$(mariadb --no-defaults -h127.0.0.1 -P"$BT_PRIMARY_PORT" -u"$BT_ORDERS_APP_USER" -p"$BT_ORDERS_APP_PASSWORD" -N -e "
-  INSERT INTO shop.orders (customer_id, amount, currency, items) VALUES
-    (42, '19.99', 'EUR', '[{\"sku\":\"book-1\",\"qty\":1}]'),
-    (7, '250.00', 'USD', '[{\"sku\":\"desk\",\"qty\":1}]'),
-    (42, '3.50', 'EUR', '[{\"sku\":\"pen\",\"qty\":5}]');
-  SELECT @@last_gtid;")
-echo "committed as GTID $gtid"
+echo "== three orders posted to the order-service (it writes only to MariaDB)"
+ids=()
+for body in \
+  '{"customer_id": 42, "amount": "19.99", "currency": "EUR", "items": [{"sku": "book-1", "qty": 1}]}' \
+  '{"customer_id": 7, "amount": "250.00", "currency": "USD", "items": [{"sku": "desk", "qty": 1}]}' \
+  '{"customer_id": 42, "amount": "3.50", "currency": "EUR", "items": [{"sku": "pen", "qty": 5}]}'; do
+  echo "\$ curl -X POST http://127.0.0.1:$BT_ORDER_SERVICE_PORT/orders -d '$body'"
+  response=$(curl -fsS -X POST "http://127.0.0.1:$BT_ORDER_SERVICE_PORT/orders" \
+    -H 'Content-Type: application/json' -d "$body")
+  echo "$response"
+  ids+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$response")")
+done
+echo "\$ curl -X POST http://127.0.0.1:$BT_ORDER_SERVICE_PORT/orders -d '{\"customer_id\": 1, \"amount\": \"-5\", ...}'"
+curl -sS -X POST "http://127.0.0.1:$BT_ORDER_SERVICE_PORT/orders" -H 'Content-Type: application/json' \
+  -d '{"customer_id": 1, "amount": "-5", "currency": "EUR", "items": [{"sku": "x", "qty": 1}]}' \
+  -w ' (HTTP %{http_code})\n'
 
+# The primary's position after those commits: once the tailer's checkpoint
+# covers it, every event before it is acknowledged by Kafka.
+gtid=$(mariadb --no-defaults -h127.0.0.1 -P"$BT_PRIMARY_PORT" -u"$BT_ADMIN_USER" -p"$BT_ADMIN_PASSWORD" -N \
+  -e 'SELECT @@gtid_binlog_pos')
 echo
-echo "== waiting for the tailer to checkpoint $gtid (every event acknowledged by Kafka)"
-seq=${gtid##*-}
-domain=${gtid%%-*}
+echo "== waiting for binlog-tailer to checkpoint $gtid"
 deadline=$((SECONDS + 60))
-until tailer checkpoint show --format json 2>/dev/null |
-  python3 -c "import json,sys; g=json.load(sys.stdin)['gtid']; sys.exit(0 if any(p.split('-')[0]=='$domain' and int(p.split('-')[2])>=$seq for p in g.split(',') if p) else 1)" 2>/dev/null; do
+until tailer checkpoint show --format json 2>/dev/null | python3 -c '
+import json, sys
+want = {int(g.split("-")[0]): int(g.split("-")[2]) for g in sys.argv[1].split(",") if g}
+have = {int(g.split("-")[0]): int(g.split("-")[2]) for g in json.load(sys.stdin)["gtid"].split(",") if g}
+sys.exit(0 if all(have.get(d, -1) >= s for d, s in want.items()) else 1)' "$gtid" 2>/dev/null; do
   if ! kill -0 "$(cat "$tailer_dir/pid")" 2>/dev/null; then
     tail -n 30 "$tailer_dir/tailer.log" >&2
     echo "binlog-tailer exited; its log is above" >&2
@@ -80,18 +125,24 @@ tailer checkpoint show
 
 echo
 echo "== their OrderCreated events in Kafka topic $topic (key, then the CloudEvents JSON)"
+pattern=$(printf '"subject":"%s",|' "${ids[@]}")
 java -cp "$kafka_libs/*" org.apache.kafka.tools.consumer.ConsoleConsumer \
   --bootstrap-server "127.0.0.1:$BT_KAFKA_PORT" --topic "$topic" --from-beginning --timeout-ms 8000 \
   --property print.key=true --property key.separator=' ' 2>/dev/null |
-  grep -F "\"binloggtid\":\"$gtid\"" || { echo "no events for $gtid in $topic" >&2; exit 1; }
+  grep -E "${pattern%|}" || { echo "no events for orders ${ids[*]} in $topic" >&2; exit 1; }
 
-cat <<EOF
+echo
+echo "== the tailer's readiness and a few of its metrics"
+curl -sS "http://127.0.0.1:$BT_TAILER_HTTP_PORT/readyz"
+curl -sS "http://127.0.0.1:$BT_TAILER_HTTP_PORT/metrics" |
+  grep -E '^binlog_tailer_(events_published_total|replication_lag_seconds|checkpoint_age_seconds|source_connected|broker_connected)[ {]'
 
-binlog-tailer keeps streaming from the replica (pid $(cat "$tailer_dir/pid"), log $tailer_dir/tailer.log).
-Insert more orders on the primary and watch them arrive:
-  mariadb -h127.0.0.1 -P$BT_PRIMARY_PORT -u$BT_ORDERS_APP_USER -p$BT_ORDERS_APP_PASSWORD \\
-    -e "INSERT INTO shop.orders (customer_id, amount, currency, items) VALUES (1, '9.99', 'EUR', '[]')"
-  java -cp '$kafka_libs/*' org.apache.kafka.tools.consumer.ConsoleConsumer \\
-    --bootstrap-server 127.0.0.1:$BT_KAFKA_PORT --topic $topic --from-beginning
-Stop everything with: make services-down
-EOF
+echo
+echo "Running (stop everything with: make services-down):"
+echo "  binlog-tailer  pid $(cat "$tailer_dir/pid"), http://127.0.0.1:$BT_TAILER_HTTP_PORT/metrics, log $tailer_dir/tailer.log"
+echo "  order-service  pid $(cat "$state/order-service/pid"), http://127.0.0.1:$BT_ORDER_SERVICE_PORT, log $state/order-service/order-service.log"
+echo "Post an order and watch its event arrive:"
+echo "  curl -X POST http://127.0.0.1:$BT_ORDER_SERVICE_PORT/orders -H 'Content-Type: application/json' \\"
+echo "    -d '{\"customer_id\": 1, \"amount\": \"9.99\", \"currency\": \"EUR\", \"items\": [{\"sku\": \"tea\", \"qty\": 2}]}'"
+echo "  java -cp '$kafka_libs/*' org.apache.kafka.tools.consumer.ConsoleConsumer \\"
+echo "    --bootstrap-server 127.0.0.1:$BT_KAFKA_PORT --topic $topic --from-beginning"
