@@ -94,6 +94,11 @@ pub struct SourceConfig {
     /// The replica server id this tailer registers with. It must differ from
     /// every server and replica in the replication topology.
     pub server_id: u32,
+    /// The replica server id `replay` registers with, so that a replay can run
+    /// beside the live tailer (MariaDB disconnects one of two replicas with
+    /// the same id). Default: server_id + 1.
+    #[serde(default)]
+    pub replay_server_id: Option<u32>,
     /// A logical name for the database cluster, used in each event's
     /// CloudEvents `source`. Keep it when moving between a replica and its
     /// primary, so event identities stay the same.
@@ -487,6 +492,12 @@ impl Config {
             field: field.to_owned(),
             message,
         };
+        if self.source.replay_server_id == Some(self.source.server_id) {
+            return Err(field(
+                "source.replay_server_id",
+                "must differ from source.server_id, or a replay disconnects the live tailer".into(),
+            ));
+        }
         if self.source.server_id == 0 {
             return Err(field(
                 "source.server_id",

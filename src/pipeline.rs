@@ -310,6 +310,9 @@ async fn stream(
     let mut reader = Reader::new(Arc::clone(&config), opts, charsets, Arc::clone(&stats));
     let mut progress = Progress::new(start);
     progress.stop_at = stop_at;
+    // Until the first transaction is read, what has been read is where the
+    // reader starts (the lag and checkpoint-age gauges depend on it).
+    stats.set_read_position(&progress.position);
     let source_result = reader.run(&mut progress, items_tx, shutdown).await;
     progress_log.abort();
 
@@ -647,15 +650,20 @@ pub async fn replay(
     topic: Option<&str>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Outcome, RunError> {
-    let config = match topic {
-        Some(topic) => {
-            let mut changed = (*config).clone();
+    // A replay registers with its own replica id, so that it can run beside
+    // the live tailer, and publishes to --topic if given.
+    let config = {
+        let mut changed = (*config).clone();
+        changed.source.server_id = config
+            .source
+            .replay_server_id
+            .unwrap_or_else(|| config.source.server_id.wrapping_add(1).max(1));
+        if let Some(topic) = topic {
             for table in &mut changed.tables {
                 table.topic = topic.to_owned();
             }
-            Arc::new(changed)
         }
-        None => config,
+        Arc::new(changed)
     };
     let password = config.source_password()?;
     let opts = source::connection_opts(&config, &password);

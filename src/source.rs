@@ -103,6 +103,8 @@ pub mod server_error {
     pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
     pub const SERVER_SHUTDOWN: u16 = 1053;
     pub const CONNECTION_KILLED: u16 = 1927;
+    /// `ER_SLAVE_SAME_ID`: another replica registered with our server id.
+    pub const SAME_SERVER_ID: u16 = 4052;
 }
 
 /// Where a source error happened.
@@ -159,6 +161,12 @@ pub enum SourceError {
          the tailed tables"
     )]
     AccessDenied { message: String },
+    #[error(
+        "another replica connected to the server with this tailer's replica id {server_id}, and \
+         the server disconnected this one ({message}). Every tailer and replica needs its own \
+         source.server_id (replay uses source.replay_server_id)"
+    )]
+    SameServerId { server_id: u32, message: String },
     #[error("decoding the binlog at {at}: {source}")]
     Decode { at: At, source: DecodeError },
     #[error("mapping a row at {at}: {source}")]
@@ -982,6 +990,12 @@ impl Reader {
                 server_error::ACCESS_DENIED | server_error::SPECIFIC_ACCESS_DENIED
             ) {
                 return SourceError::AccessDenied {
+                    message: e.message.clone(),
+                };
+            }
+            if e.code == server_error::SAME_SERVER_ID {
+                return SourceError::SameServerId {
+                    server_id: self.config.source.server_id,
                     message: e.message.clone(),
                 };
             }

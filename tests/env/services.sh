@@ -93,6 +93,11 @@ tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Installs Debian packages, keeping them from starting system-wide services
 # (we run our own instances). A policy-rc.d that is already there is left alone.
 apt_install() {
+  local recommends=--no-install-recommends
+  if [ "${1:-}" = --with-recommends ]; then
+    recommends=
+    shift
+  fi
   [ "$(id -u)" = 0 ] || die "missing packages: $*; run: sudo apt-get install $*"
   log "installing Debian packages: $*"
   local policy=/usr/sbin/policy-rc.d made_policy=
@@ -100,14 +105,14 @@ apt_install() {
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
   fi
   local rc=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } || rc=$?
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $recommends "$@" >/dev/null; } || rc=$?
   [ -n "$made_policy" ] && rm -f "$policy"
   [ "$rc" = 0 ] || die "apt-get install $* failed (exit $rc)"
 }
 
 install_mariadb() {
   command -v mariadbd >/dev/null && command -v mariadb >/dev/null && return 0
-  apt_install mariadb-server mariadb-client
+  apt_install --with-recommends mariadb-server mariadb-client
 }
 
 # What the tests need besides the services: Prometheus and promtool (the

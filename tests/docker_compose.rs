@@ -1,0 +1,831 @@
+//! docker/compose.yml, without a Docker engine: `docker-compose config`
+//! (Debian's docker-compose) must accept it, and what it resolves to must
+//! say what the local services of tests/env/services.sh say: the same
+//! MariaDB binlog settings, server ids, users, privileges, schemas and
+//! passwords, the same Kafka settings, the tailer reading the replica with
+//! the configuration of config/example.toml, Prometheus loading
+//! dashboards/alerts.yml and scraping the tailer, Grafana provisioning the
+//! dashboard. Nothing here starts a container.
+//!
+//! The second test also hands the tailer's compose configuration
+//! (docker/binlog-tailer.toml) to the real binary's `check`, pointed at the
+//! local services: it parses, and passes the preflight against servers set up
+//! like the compose file's.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use binlog_tailer::config::Config;
+use serde_json::Value as Json;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+// ---------------------------------------------------------------- installing
+
+/// Whether `cmd` is an executable on PATH.
+fn on_path(cmd: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Installs Debian packages whose commands are missing, the way
+/// tests/env/services.sh installs MariaDB: as root, with a policy-rc.d that
+/// keeps the packages from starting system-wide services (one already there
+/// is left alone), and without recommended packages (docker-compose would
+/// bring a Docker engine, prometheus a node exporter).
+fn ensure_debian_packages(commands: &[&str], packages: &[&str]) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if commands.iter().all(|c| on_path(c)) {
+        return;
+    }
+    let list = packages.join(" ");
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert!(
+        String::from_utf8_lossy(&uid.stdout).trim() == "0",
+        "{commands:?} not found, and installing them needs root: run \
+         `sudo apt-get install --no-install-recommends {list}`"
+    );
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = !policy.exists();
+    if made_policy {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod policy-rc.d");
+    }
+    eprintln!("installing Debian's {list}");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run apt-get")
+    };
+    let update = apt(&["update", "-qq"]);
+    let mut install_args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install_args.extend_from_slice(packages);
+    let install = apt(&install_args);
+    if made_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    for (what, out) in [("update", &update), ("install", &install)] {
+        assert!(
+            out.status.success(),
+            "apt-get {what} {list} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for c in commands {
+        assert!(on_path(c), "{c} still missing after installing {list}");
+    }
+}
+
+// ---------------------------------------------------------------- reading the files
+
+/// The body of the first `cat [>file] <<EOF ... EOF` heredoc after the line
+/// that contains `marker`.
+fn heredoc_after(text: &str, marker: &str) -> Vec<String> {
+    let mut lines = text.lines().skip_while(|l| !l.contains(marker));
+    assert!(
+        lines.next().is_some(),
+        "services.sh has no line with {marker:?}"
+    );
+    lines
+        .skip_while(|l| !(l.trim_start().starts_with("cat ") && l.trim_end().ends_with("<<EOF")))
+        .skip(1)
+        .take_while(|l| l.trim() != "EOF")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `key = value` (or a bare `key`) lines of a MariaDB option file, keys with
+/// `-` written as `_` (MariaDB treats them alike); comments and section
+/// headers skipped.
+fn cnf_pairs(lines: &[String]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.trim().replace('-', "_"), v.trim().to_owned())
+        })
+        .collect()
+}
+
+fn cnf_file(rel: &str) -> BTreeMap<String, String> {
+    let lines: Vec<String> = read(rel).lines().map(str::to_owned).collect();
+    cnf_pairs(&lines)
+}
+
+/// `key=value` lines of a Java properties heredoc.
+fn properties(lines: &[String]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// tests/env/defaults.env: `NAME=${NAME:-value}` → (NAME, value).
+fn defaults_env() -> BTreeMap<String, String> {
+    read("tests/env/defaults.env")
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('=')?;
+            let value = rest
+                .strip_prefix(&format!("${{{name}:-"))?
+                .strip_suffix('}')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// GRANT statements of a script, one line each, with the host parts made
+/// equal ('127.0.0.1' on loopback, '%' in the compose network).
+fn grants(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("GRANT "))
+        .map(|l| l.replace("'127.0.0.1'", "'%'"))
+        .collect()
+}
+
+/// A YAML file as JSON, through python3's yaml module (a dependency of
+/// Debian's docker-compose, so present once it is installed).
+fn yaml_to_json(yaml: &str, what: &str) -> Json {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(yaml.as_bytes()).expect("write YAML");
+    }
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{what} is not YAML python3 can read: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+}
+
+/// A scalar of the resolved compose file as text (compose may keep `1` a
+/// number and `"1"` a string).
+fn text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A service's environment as a map, whichever form compose printed.
+fn environment(service: &Json) -> BTreeMap<String, String> {
+    match &service["environment"] {
+        Json::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        Json::Array(list) => list
+            .iter()
+            .filter_map(|e| {
+                let e = text(e);
+                let (k, v) = e.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A service's bind mounts and volumes: target → source (absolute host path
+/// for bind mounts, volume name otherwise).
+fn mounts(service: &Json) -> BTreeMap<String, String> {
+    service["volumes"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| match v {
+                    Json::String(s) => {
+                        let mut parts = s.split(':');
+                        let source = parts.next()?.to_owned();
+                        let target = parts.next()?.to_owned();
+                        Some((target, source))
+                    }
+                    Json::Object(_) => Some((text(&v["target"]), text(&v["source"]))),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Published ports: (host address, host port, container port).
+fn ports(service: &Json) -> Vec<(String, String, String)> {
+    service["ports"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| match p {
+                    Json::String(s) => {
+                        let s = s.split('/').next().unwrap_or(s);
+                        let parts: Vec<&str> = s.split(':').collect();
+                        match parts.as_slice() {
+                            [ip, host, container] => Some((
+                                (*ip).to_owned(),
+                                (*host).to_owned(),
+                                (*container).to_owned(),
+                            )),
+                            [host, container] => {
+                                Some((String::new(), (*host).to_owned(), (*container).to_owned()))
+                            }
+                            _ => None,
+                        }
+                    }
+                    Json::Object(_) => Some((
+                        text(&p["host_ip"]),
+                        text(&p["published"]),
+                        text(&p["target"]),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn depends_on(service: &Json) -> BTreeSet<String> {
+    match &service["depends_on"] {
+        Json::Object(map) => map.keys().cloned().collect(),
+        Json::Array(list) => list.iter().map(text).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn command(service: &Json) -> Vec<String> {
+    match &service["command"] {
+        Json::Array(list) => list.iter().map(text).collect(),
+        Json::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The target a host path (relative to the repository) is mounted at.
+fn mounted_at(service: &Json, name: &str, rel: &str) -> String {
+    let source = repo().join(rel);
+    mounts(service)
+        .into_iter()
+        .find(|(_, s)| Path::new(s) == source)
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} does not mount {rel}; its volumes: {}",
+                service["volumes"]
+            )
+        })
+}
+
+/// `docker-compose -f docker/compose.yml config`, with the BT_* variables of
+/// the test's environment removed so that the compose file's defaults apply:
+/// (its YAML, as JSON).
+fn compose_config() -> Json {
+    ensure_debian_packages(&["docker-compose"], &["docker-compose"]);
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(repo())
+        .args(["-f", "docker/compose.yml", "config"])
+        .stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BT_") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd.output().expect("run docker-compose");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "docker-compose -f docker/compose.yml config failed ({}):\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("WARNING"),
+        "docker-compose config warns:\n{stderr}"
+    );
+    yaml_to_json(&stdout, "docker-compose config's output")
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[test]
+fn compose_file_is_valid_and_says_what_the_local_services_say() {
+    let config = compose_config();
+    let services = config["services"].as_object().expect("services");
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "mariadb-primary",
+            "mariadb-replica",
+            "kafka",
+            "binlog-tailer",
+            "prometheus",
+            "grafana"
+        ]),
+        "the services of docker/compose.yml"
+    );
+    let service = |name: &str| &services[name];
+    let services_sh = read("tests/env/services.sh");
+    let defaults = defaults_env();
+
+    // ---- MariaDB: the binlog settings, each server's role, its ports.
+    let local_cnf = cnf_pairs(&heredoc_after(&services_sh, "write_mariadb_cnf() {"));
+    let local_replica_cnf = cnf_pairs(&heredoc_after(&services_sh, "if [ \"$name\" = replica ]"));
+    for key in [
+        "log_bin",
+        "binlog_format",
+        "binlog_row_image",
+        "binlog_row_metadata",
+        "log_slave_updates",
+        "gtid_strict_mode",
+    ] {
+        assert!(
+            local_cnf.contains_key(key),
+            "services.sh no longer sets {key}; this test reads it from there"
+        );
+    }
+    let shared = cnf_file("docker/mariadb/binlog.cnf");
+    for (role, port_var, role_cnf) in [
+        ("primary", "BT_PRIMARY_PORT", "docker/mariadb/primary.cnf"),
+        ("replica", "BT_REPLICA_PORT", "docker/mariadb/replica.cnf"),
+    ] {
+        let name = format!("mariadb-{role}");
+        let svc = service(&name);
+        assert!(
+            text(&svc["image"]).starts_with("mariadb:"),
+            "{name} runs the mariadb image"
+        );
+        // Both option files reach the server's include directory.
+        for rel in ["docker/mariadb/binlog.cnf", role_cnf] {
+            let target = mounted_at(svc, &name, rel);
+            assert!(
+                target.starts_with("/etc/mysql/conf.d/") && target.ends_with(".cnf"),
+                "{name} mounts {rel} at {target}, where the server does not read it"
+            );
+        }
+        let mut effective = shared.clone();
+        effective.extend(cnf_file(role_cnf));
+        // Every setting of the local servers that is not about where the
+        // files and sockets are has the same value.
+        for (key, value) in &local_cnf {
+            if value.contains('$') || key == "bind_address" {
+                continue;
+            }
+            assert_eq!(
+                effective.get(key),
+                Some(value),
+                "{name}: {key} differs from tests/env/services.sh"
+            );
+        }
+        // server_id as services.sh starts each server.
+        let started = services_sh
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with(&format!("start_mariadb {role} "))
+            })
+            .unwrap_or_else(|| panic!("services.sh does not start the {role}"));
+        let id = started.split_whitespace().last().expect("server id");
+        assert_eq!(
+            effective.get("server_id").map(String::as_str),
+            Some(id),
+            "{name}: server_id"
+        );
+        // Replica only: relay log and read_only as services.sh; never on the primary.
+        for (key, value) in &local_replica_cnf {
+            if role == "replica" {
+                assert_eq!(effective.get(key), Some(value), "{name}: {key}");
+            } else {
+                assert!(
+                    !effective.contains_key(key),
+                    "{name} sets the replica's {key}"
+                );
+            }
+        }
+        // Users and passwords: tests/env/defaults.env's defaults.
+        let env = environment(svc);
+        let users = defaults
+            .iter()
+            .filter(|(var, _)| var.ends_with("_USER") || var.ends_with("_PASSWORD"));
+        for (var, value) in users {
+            assert_eq!(env.get(var), Some(value), "{name}: {var}");
+        }
+        // Published on the host's loopback at the local services' port.
+        assert!(
+            ports(svc).contains(&(
+                "127.0.0.1".into(),
+                defaults[port_var].clone(),
+                "3306".into()
+            )),
+            "{name} is not published on 127.0.0.1:{}: {:?}",
+            defaults[port_var],
+            ports(svc)
+        );
+    }
+
+    // ---- The primary's first start: the same users, privileges and schemas.
+    let primary = service("mariadb-primary");
+    let init = mounted_at(primary, "mariadb-primary", "docker/mariadb/primary-init.sh");
+    assert!(
+        init.starts_with("/docker-entrypoint-initdb.d/"),
+        "primary-init.sh at {init}"
+    );
+    let schemas = mounted_at(primary, "mariadb-primary", "schemas");
+    let primary_init = read("docker/mariadb/primary-init.sh");
+    let bootstrap: String = services_sh
+        .lines()
+        .skip_while(|l| !l.starts_with("bootstrap_primary()"))
+        .take_while(|l| *l != "}")
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        grants(&primary_init),
+        grants(&bootstrap),
+        "docker/mariadb/primary-init.sh grants differ from services.sh's bootstrap_primary"
+    );
+    assert!(
+        grants(&bootstrap).len() >= 6,
+        "services.sh's grants, as read"
+    );
+    for entry in std::fs::read_dir(repo().join("schemas")).expect("schemas/") {
+        let file = entry.expect("schemas/ entry").file_name();
+        let file = file.to_string_lossy();
+        if file.ends_with(".sql") {
+            assert!(
+                primary_init.contains(&format!("docker_process_sql <{schemas}/{file}")),
+                "primary-init.sh does not apply schemas/{file}"
+            );
+        }
+    }
+
+    // ---- The replica follows the primary by GTID.
+    let replica = service("mariadb-replica");
+    let init = mounted_at(replica, "mariadb-replica", "docker/mariadb/replica-init.sh");
+    assert!(
+        init.starts_with("/docker-entrypoint-initdb.d/"),
+        "replica-init.sh at {init}"
+    );
+    let replica_init = read("docker/mariadb/replica-init.sh");
+    for needed in [
+        "MASTER_HOST = '$BT_PRIMARY_HOST'",
+        "MASTER_PORT = 3306",
+        "MASTER_USER = '$BT_REPL_USER'",
+        "MASTER_USE_GTID = slave_pos",
+        "START SLAVE",
+    ] {
+        assert!(
+            replica_init.contains(needed),
+            "replica-init.sh lacks {needed:?}"
+        );
+    }
+    assert!(
+        services_sh.contains("MASTER_USE_GTID = slave_pos"),
+        "services.sh no longer replicates by GTID"
+    );
+    assert_eq!(
+        environment(replica)
+            .get("BT_PRIMARY_HOST")
+            .map(String::as_str),
+        Some("mariadb-primary")
+    );
+    assert!(depends_on(replica).contains("mariadb-primary"));
+
+    // ---- Kafka: KRaft, the local broker's settings.
+    let kafka = service("kafka");
+    let kafka_env = environment(kafka);
+    let local_kafka = properties(&heredoc_after(&services_sh, "write_kafka_properties() {"));
+    assert!(
+        local_kafka.len() >= 15,
+        "services.sh's Kafka properties, as read"
+    );
+    for (key, value) in &local_kafka {
+        let var = format!(
+            "KAFKA_{}",
+            key.replace('_', "__")
+                .replace('.', "_")
+                .to_ascii_uppercase()
+        );
+        let found = kafka_env
+            .get(&var)
+            .unwrap_or_else(|| panic!("kafka: {key} (services.sh) has no {var}"));
+        // Addresses and paths are the container's own; the extra HOST
+        // listener changes the protocol map.
+        if value.contains('$') || key == "listener.security.protocol.map" {
+            continue;
+        }
+        assert_eq!(found, value, "kafka: {key} differs from services.sh");
+    }
+    assert_eq!(
+        kafka_env["KAFKA_PROCESS_ROLES"], "broker,controller",
+        "KRaft"
+    );
+    assert!(
+        ports(kafka).contains(&(
+            "127.0.0.1".into(),
+            defaults["BT_KAFKA_PORT"].clone(),
+            "19092".into()
+        )),
+        "kafka is not published on 127.0.0.1:{}: {:?}",
+        defaults["BT_KAFKA_PORT"],
+        ports(kafka)
+    );
+    assert!(
+        kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+            .contains(&format!("127.0.0.1:{}", defaults["BT_KAFKA_PORT"])),
+        "the host listener is advertised at the published port"
+    );
+
+    // ---- binlog-tailer: built here, reading the replica, the example's settings.
+    let tailer = service("binlog-tailer");
+    assert_eq!(
+        Path::new(&text(&tailer["build"]["context"])),
+        repo(),
+        "binlog-tailer is built from the repository root"
+    );
+    assert_eq!(text(&tailer["build"]["dockerfile"]), "docker/Dockerfile");
+    let stage = text(&tailer["build"]["target"]);
+    let dockerfile = read("docker/Dockerfile");
+    assert!(
+        dockerfile.contains(&format!(" AS {stage}\n")),
+        "docker/Dockerfile has no stage {stage}"
+    );
+    let config_path = mounted_at(tailer, "binlog-tailer", "docker/binlog-tailer.toml");
+    let cmd = command(tailer);
+    assert!(
+        cmd.windows(2)
+            .any(|w| w[0] == "--config" && w[1] == config_path)
+            && cmd.last().map(String::as_str) == Some("run"),
+        "binlog-tailer runs with --config {config_path}: {cmd:?}"
+    );
+    let tailer_config = Config::load(
+        Some(&repo().join("docker/binlog-tailer.toml")),
+        std::iter::empty(),
+        &[],
+    )
+    .expect("docker/binlog-tailer.toml is a valid configuration");
+    assert_eq!(
+        tailer_config.source.host, "mariadb-replica",
+        "the tailer reads the replica"
+    );
+    assert_eq!(tailer_config.source.port, 3306);
+    assert_eq!(tailer_config.source.user, defaults["BT_TAILER_USER"]);
+    assert!(![1, 2].contains(&tailer_config.source.server_id));
+    assert_eq!(
+        environment(tailer).get(&tailer_config.source.password_env),
+        Some(&defaults["BT_TAILER_PASSWORD"]),
+        "the tailer's password comes from {}",
+        tailer_config.source.password_env
+    );
+    assert_eq!(tailer_config.kafka.bootstrap_servers, "kafka:9092");
+    assert!(kafka_env["KAFKA_ADVERTISED_LISTENERS"].contains("//kafka:9092"));
+    let deps = depends_on(tailer);
+    assert!(
+        deps.contains("mariadb-replica") && deps.contains("kafka"),
+        "{deps:?}"
+    );
+    let http_port = tailer_config.http.listen.port();
+    assert!(
+        tailer_config.http.listen.ip().is_unspecified(),
+        "the tailer must listen beyond its container's loopback for Prometheus"
+    );
+    let metrics_port = defaults
+        .get("BT_TAILER_HTTP_PORT")
+        .cloned()
+        .unwrap_or_else(|| "9187".to_owned());
+    assert!(
+        ports(tailer).contains(&(
+            "127.0.0.1".into(),
+            metrics_port.clone(),
+            http_port.to_string()
+        )),
+        "binlog-tailer's /metrics is not published on 127.0.0.1:{metrics_port}: {:?}",
+        ports(tailer)
+    );
+    assert!(
+        mounts(tailer).contains_key(&tailer_config.checkpoint.dir.display().to_string()),
+        "the checkpoint directory is a volume"
+    );
+    // The same settings as config/example.toml, but for the addresses.
+    let example = Config::load(
+        Some(&repo().join("config/example.toml")),
+        std::iter::empty(),
+        &[
+            "source.host=\"mariadb-replica\"".to_owned(),
+            "source.port=3306".to_owned(),
+            "kafka.bootstrap_servers=\"kafka:9092\"".to_owned(),
+            format!(
+                "checkpoint.dir=\"{}\"",
+                tailer_config.checkpoint.dir.display()
+            ),
+            format!("http.listen=\"{}\"", tailer_config.http.listen),
+        ],
+    )
+    .expect("config/example.toml");
+    assert_eq!(
+        format!("{tailer_config:#?}"),
+        format!("{example:#?}"),
+        "docker/binlog-tailer.toml differs from config/example.toml beyond the addresses"
+    );
+
+    // ---- Prometheus: the rules of dashboards/alerts.yml, scraping the tailer.
+    let prometheus = service("prometheus");
+    let prom_config_path = mounted_at(prometheus, "prometheus", "docker/prometheus/prometheus.yml");
+    assert!(
+        command(prometheus).contains(&format!("--config.file={prom_config_path}")),
+        "prometheus reads {prom_config_path}"
+    );
+    let rules_path = mounted_at(prometheus, "prometheus", "dashboards/alerts.yml");
+    let prom_config = yaml_to_json(&read("docker/prometheus/prometheus.yml"), "prometheus.yml");
+    let rule_files: Vec<String> = prom_config["rule_files"]
+        .as_array()
+        .map(|l| l.iter().map(text).collect())
+        .unwrap_or_default();
+    assert_eq!(rule_files, vec![rules_path.clone()], "rule_files");
+    let job = prom_config["scrape_configs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_name"] == "binlog-tailer"))
+        .expect("a scrape job named binlog-tailer (the alerts select it)");
+    let targets: Vec<String> = job["static_configs"][0]["targets"]
+        .as_array()
+        .map(|l| l.iter().map(text).collect())
+        .unwrap_or_default();
+    assert_eq!(targets, vec![format!("binlog-tailer:{http_port}")]);
+    assert!(read("dashboards/alerts.yml").contains("job=\"binlog-tailer\""));
+    // promtool checks the configuration and the rule file it names.
+    ensure_debian_packages(&["promtool"], &["prometheus"]);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name("compose"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let checked = dir.join("prometheus.yml");
+    std::fs::write(
+        &checked,
+        read("docker/prometheus/prometheus.yml").replace(
+            &rules_path,
+            &repo().join("dashboards/alerts.yml").display().to_string(),
+        ),
+    )
+    .expect("write prometheus.yml copy");
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(&checked)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check config docker/prometheus/prometheus.yml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // ---- Grafana: the data source is this Prometheus, the dashboard is provisioned.
+    let grafana = service("grafana");
+    let provisioning = mounted_at(grafana, "grafana", "docker/grafana/provisioning");
+    assert_eq!(provisioning, "/etc/grafana/provisioning");
+    let dashboards_dir = mounted_at(grafana, "grafana", "dashboards");
+    let providers = yaml_to_json(
+        &read("docker/grafana/provisioning/dashboards/binlog-tailer.yml"),
+        "the dashboard provider",
+    );
+    assert_eq!(
+        text(&providers["providers"][0]["options"]["path"]),
+        dashboards_dir,
+        "the provider reads where dashboards/ is mounted"
+    );
+    assert_eq!(text(&providers["providers"][0]["type"]), "file");
+    assert!(repo().join("dashboards/binlog-tailer.json").is_file());
+    let datasources = yaml_to_json(
+        &read("docker/grafana/provisioning/datasources/prometheus.yml"),
+        "the data source",
+    );
+    let ds = &datasources["datasources"][0];
+    assert_eq!(text(&ds["type"]), "prometheus");
+    assert_eq!(text(&ds["url"]), "http://prometheus:9090");
+    assert_eq!(
+        text(&ds["jsonData"]["timeInterval"]),
+        text(&prom_config["global"]["scrape_interval"]),
+        "Grafana's timeInterval is Prometheus' scrape interval ($__rate_interval = 1m)"
+    );
+    let home = environment(grafana)
+        .get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(home, format!("{dashboards_dir}/binlog-tailer.json"));
+
+    // ---- The Dockerfile builds with Cargo.toml's toolchain.
+    let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml");
+    let rust_version = manifest["package"]["rust-version"]
+        .as_str()
+        .expect("rust-version");
+    assert!(
+        dockerfile.contains(&format!("ARG RUST_VERSION={rust_version}\n")),
+        "docker/Dockerfile builds with Rust {rust_version} (Cargo.toml's rust-version)"
+    );
+    let ignore = read("docker/Dockerfile.dockerignore");
+    let copied_from_context: BTreeSet<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[1..words.len() - 1].to_vec()
+        })
+        .collect();
+    for copied in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "benches",
+        "config/example.toml",
+    ] {
+        assert!(
+            copied_from_context.contains(copied),
+            "the Dockerfile copies {copied}: {copied_from_context:?}"
+        );
+        assert!(
+            ignore.contains(&format!("!{copied}")),
+            "Dockerfile.dockerignore lets {copied} into the context"
+        );
+        assert!(repo().join(copied).exists());
+    }
+    eprintln!(
+        "docker-compose config: {} services; {} MariaDB settings, {} grants and {} Kafka \
+         settings compared with tests/env/services.sh",
+        names.len(),
+        local_cnf.len() + local_replica_cnf.len(),
+        grants(&bootstrap).len(),
+        local_kafka.len()
+    );
+}
+
+/// docker/binlog-tailer.toml with only its addresses pointed at the local
+/// services passes `binlog-tailer check`: the server settings, privileges,
+/// table and topic it expects are the ones the compose file sets up.
+/// (Creates the topic shop.orders.v1 on the local broker if missing, as
+/// `make demo` does.)
+#[test]
+fn the_compose_tailer_configuration_passes_check_against_the_local_services() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name("compose_check"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
+        .current_dir(repo())
+        .args(["--config", "docker/binlog-tailer.toml", "check"])
+        .env(
+            "BINLOG_TAILER_SOURCE_PASSWORD",
+            common::tailer::tailer_password(),
+        )
+        .env("BINLOG_TAILER__SOURCE__HOST", "127.0.0.1")
+        .env(
+            "BINLOG_TAILER__SOURCE__PORT",
+            common::Server::Replica.port().to_string(),
+        )
+        .env(
+            "BINLOG_TAILER__KAFKA__BOOTSTRAP_SERVERS",
+            common::kafka_bootstrap(),
+        )
+        .env("BINLOG_TAILER__CHECKPOINT__DIR", dir.join("state"))
+        .env("BINLOG_TAILER__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run binlog-tailer check");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "binlog-tailer check with docker/binlog-tailer.toml failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
