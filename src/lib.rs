@@ -20,6 +20,7 @@ pub mod frontier;
 pub mod http;
 pub mod map;
 pub mod order;
+pub mod payment;
 pub mod pipeline;
 pub mod position;
 pub mod preflight;

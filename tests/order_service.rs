@@ -4,90 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::services::OrderService;
 use common::tailer::TestDb;
-use common::{connect, free_port, http_get, http_request, unique_name, Server, User};
+use common::{connect, free_port, http_get, http_request, Server, User};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value as Json};
-
-/// A running order-service, stopped by PID when dropped.
-pub struct OrderService {
-    child: Child,
-    pub port: u16,
-    log: std::path::PathBuf,
-}
-
-impl OrderService {
-    pub fn start(database: &str, db_port: u16) -> OrderService {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name("orders-svc"));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let port = free_port();
-        let config = dir.join("order-service.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[database]\nhost = \"127.0.0.1\"\nport = {db_port}\nuser = \"{user}\"\nname = \"{database}\"\ntimeout = \"2s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
-                user = User::OrdersApp.credentials().0
-            ),
-        )
-        .expect("config");
-        let log = dir.join("order-service.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_order-service"))
-            .arg("--config")
-            .arg(&config)
-            .env("ORDER_SERVICE_DB_PASSWORD", User::OrdersApp.credentials().1)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start order-service");
-        let service = OrderService { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http_get(port, "/healthz"), Ok((200, _))) {
-            assert!(
-                Instant::now() < deadline,
-                "order-service did not start; log:\n{}",
-                std::fs::read_to_string(&service.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        service
-    }
-
-    pub fn post(&self, body: &Json) -> (u16, Json) {
-        let (status, text) = http_request(
-            self.port,
-            "POST",
-            "/orders",
-            Some(body.to_string().as_bytes()),
-        )
-        .expect("POST");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Json::String(text)),
-        )
-    }
-}
-
-impl Drop for OrderService {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn grant_orders_app(db: &TestDb) {
     let mut admin = connect(Server::Primary, User::Admin).await;

@@ -168,18 +168,46 @@ pub fn http_request(
         request.extend_from_slice(b"\r\n");
     }
     stream.write_all(&request)?;
-    let mut response = Vec::new();
-    // A server may answer (413) and close before reading the whole body.
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
+    // Read the head, then exactly Content-Length bytes of body (or to the end
+    // when the server sends none): waiting for the server to close could add
+    // a delay of its own to every request.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break raw.len();
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end.min(raw.len())]).into_owned();
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    loop {
+        let have = raw.len().saturating_sub(head_end);
+        if length.is_some_and(|len| have >= len) {
+            break;
+        }
+        // A server may answer (413) and close before reading our whole body.
+        let n = stream.read(&mut chunk).unwrap_or_default();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = String::from_utf8_lossy(raw.get(head_end..).unwrap_or_default()).into_owned();
     Ok((status, body))
 }
+pub mod services;

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: the whole system on this machine.
 #   1. bring the services up (MariaDB primary + replica, Kafka);
-#   2. build the binaries; start binlog-tailer against the replica and the
-#      order-service against the primary (they keep running;
-#      `make services-down` stops them);
+#   2. build the binaries; start binlog-tailer against the replica, the
+#      order-service against the primary, and the payment-service on the
+#      tailer's topic (they keep running; `make services-down` stops them);
 #   3. post a few orders to the order-service with curl;
 #   4. wait until the tailer has checkpointed them (every event acknowledged
-#      by Kafka) and print their OrderCreated events.
+#      by Kafka), print their OrderCreated events, and show the payment the
+#      payment-service charged for each.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -19,7 +20,7 @@ topic=shop.orders.v1
 bash tests/env/services.sh up
 
 echo
-echo "== building binlog-tailer and order-service (release)"
+echo "== building binlog-tailer, order-service and payment-service (release)"
 cargo build --release --locked --bins
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 
@@ -79,6 +80,19 @@ export ORDER_SERVICE_DB_PASSWORD=$BT_ORDERS_APP_PASSWORD
 start_once order-service "$bin/order-service" --config "$state/order-service/order-service.toml"
 wait_http order-service "$BT_ORDER_SERVICE_PORT"
 
+# The payment service: its own database (payments), its consumer group; the
+# dead-letter topic must exist before it starts.
+java -cp "$kafka_libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$BT_KAFKA_PORT" \
+  --create --if-not-exists --topic "$topic.dlq" --partitions 3 --replication-factor 1 >/dev/null
+mkdir -p "$state/payment-service"
+sed -e "s/^port = 13306$/port = $BT_PRIMARY_PORT/" \
+  -e "s/^bootstrap_servers = \"127.0.0.1:19092\"/bootstrap_servers = \"127.0.0.1:$BT_KAFKA_PORT\"/" \
+  -e "s/^listen = \"127.0.0.1:9188\"/listen = \"127.0.0.1:$BT_PAYMENT_SERVICE_PORT\"/" \
+  "$repo/config/payment-service.example.toml" >"$state/payment-service/payment-service.toml"
+export PAYMENT_SERVICE_DB_PASSWORD=$BT_PAYMENTS_APP_PASSWORD
+start_once payment-service "$bin/payment-service" --config "$state/payment-service/payment-service.toml"
+wait_http payment-service "$BT_PAYMENT_SERVICE_PORT"
+
 echo
 echo "== three orders posted to the order-service (it writes only to MariaDB)"
 ids=()
@@ -132,6 +146,22 @@ java -cp "$kafka_libs/*" org.apache.kafka.tools.consumer.ConsoleConsumer \
   grep -E "${pattern%|}" || { echo "no events for orders ${ids[*]} in $topic" >&2; exit 1; }
 
 echo
+echo "== their payments, charged by the payment-service into its own database"
+for id in "${ids[@]}"; do
+  deadline=$((SECONDS + 60))
+  until payment=$(curl -fsS "http://127.0.0.1:$BT_PAYMENT_SERVICE_PORT/payments/$id" 2>/dev/null); do
+    if ((SECONDS > deadline)); then
+      tail -n 30 "$state/payment-service/payment-service.log" >&2
+      echo "no payment for order $id within 60 s" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  echo "\$ curl http://127.0.0.1:$BT_PAYMENT_SERVICE_PORT/payments/$id"
+  echo "$payment"
+done
+
+echo
 echo "== the tailer's readiness and a few of its metrics"
 curl -sS "http://127.0.0.1:$BT_TAILER_HTTP_PORT/readyz"
 curl -sS "http://127.0.0.1:$BT_TAILER_HTTP_PORT/metrics" |
@@ -141,8 +171,10 @@ echo
 echo "Running (stop everything with: make services-down):"
 echo "  binlog-tailer  pid $(cat "$tailer_dir/pid"), http://127.0.0.1:$BT_TAILER_HTTP_PORT/metrics, log $tailer_dir/tailer.log"
 echo "  order-service  pid $(cat "$state/order-service/pid"), http://127.0.0.1:$BT_ORDER_SERVICE_PORT, log $state/order-service/order-service.log"
+echo "  payment-service pid $(cat "$state/payment-service/pid"), http://127.0.0.1:$BT_PAYMENT_SERVICE_PORT, log $state/payment-service/payment-service.log"
 echo "Post an order and watch its event arrive:"
 echo "  curl -X POST http://127.0.0.1:$BT_ORDER_SERVICE_PORT/orders -H 'Content-Type: application/json' \\"
 echo "    -d '{\"customer_id\": 1, \"amount\": \"9.99\", \"currency\": \"EUR\", \"items\": [{\"sku\": \"tea\", \"qty\": 2}]}'"
 echo "  java -cp '$kafka_libs/*' org.apache.kafka.tools.consumer.ConsoleConsumer \\"
 echo "    --bootstrap-server 127.0.0.1:$BT_KAFKA_PORT --topic $topic --from-beginning"
+echo "  curl http://127.0.0.1:$BT_PAYMENT_SERVICE_PORT/payments/<order id>"
