@@ -1,7 +1,7 @@
 # Entry points. See README.md.
 SERVICES := bash tests/env/services.sh
 
-.PHONY: demo test bench services-up services-down services-status services-clean lint
+.PHONY: demo test bench bench-system services-up services-down services-status services-clean lint
 
 ## demo: bring the services up and show orders flowing through them
 demo:
@@ -15,6 +15,10 @@ test:
 bench:
 	$(SERVICES) up
 	cargo bench --locked --bench backlog
+
+## bench-system: load on the system make demo runs: orders/s accepted and paid end to end
+bench-system:
+	python3 tests/env/system-load.py 4000 8
 
 services-up:
 	$(SERVICES) up
