@@ -3,9 +3,13 @@
 //! say what the local services of tests/env/services.sh say: the same
 //! MariaDB binlog settings, server ids, users, privileges, schemas and
 //! passwords, the same Kafka settings, the tailer reading the replica with
-//! the configuration of config/example.toml, Prometheus loading
-//! dashboards/alerts.yml and scraping the tailer, Grafana provisioning the
-//! dashboard. Nothing here starts a container.
+//! the configuration of config/example.toml, the order-service and the
+//! payment-service writing to the primary as their own users with the
+//! configurations of their example files, the topics (the dead-letter topic
+//! above all) created before the payment-service starts, every image built
+//! from its own stage of docker/Dockerfile, Prometheus loading
+//! dashboards/alerts.yml and scraping the three services, Grafana
+//! provisioning the dashboard. Nothing here starts a container.
 //!
 //! The second test also hands the tailer's compose configuration
 //! (docker/binlog-tailer.toml) to the real binary's `check`, pointed at the
@@ -20,6 +24,8 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use binlog_tailer::config::Config;
+use binlog_tailer::order::OrderConfig;
+use binlog_tailer::payment::PaymentConfig;
 use serde_json::Value as Json;
 
 fn repo() -> PathBuf {
@@ -289,6 +295,161 @@ fn depends_on(service: &Json) -> BTreeSet<String> {
     }
 }
 
+/// `depends_on` as dependency → condition (`service_started` for the short
+/// form).
+fn depends_on_conditions(service: &Json) -> BTreeMap<String, String> {
+    match &service["depends_on"] {
+        Json::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let condition = match &v["condition"] {
+                    Json::Null => "service_started".to_owned(),
+                    c => text(c),
+                };
+                (k.clone(), condition)
+            })
+            .collect(),
+        Json::Array(list) => list
+            .iter()
+            .map(|d| (text(d), "service_started".to_owned()))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// `entrypoint` or `command` as a list of words.
+fn words(v: &Json) -> Vec<String> {
+    match v {
+        Json::Array(list) => list.iter().map(text).collect(),
+        Json::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The text of the Dockerfile stage `FROM ... AS <stage>`, up to the next `FROM`.
+fn dockerfile_stage<'a>(dockerfile: &'a str, stage: &str) -> &'a str {
+    let header = format!(" AS {stage}\n");
+    let start = dockerfile
+        .match_indices(&header)
+        .map(|(i, _)| i)
+        .find(|&i| {
+            dockerfile[..i]
+                .rsplit('\n')
+                .next()
+                .is_some_and(|l| l.starts_with("FROM "))
+        })
+        .unwrap_or_else(|| panic!("docker/Dockerfile has no stage {stage}"));
+    let body = &dockerfile[start + header.len()..];
+    let end = body
+        .match_indices("\nFROM ")
+        .map(|(i, _)| i + 1)
+        .next()
+        .unwrap_or(body.len());
+    &body[..end]
+}
+
+/// The targets of a Prometheus scrape job.
+fn scrape_targets(prom_config: &Json, job_name: &str) -> Vec<String> {
+    let job = prom_config["scrape_configs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_name"] == job_name))
+        .unwrap_or_else(|| panic!("prometheus.yml has no scrape job named {job_name}"));
+    job["static_configs"]
+        .as_array()
+        .map(|configs| {
+            configs
+                .iter()
+                .flat_map(|c| c["targets"].as_array().cloned().unwrap_or_default())
+                .map(|t| text(&t))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One of the system's own services, built from docker/Dockerfile: its
+/// compose entry builds the stage named after the binary from the repository
+/// root, runs it with `--config` at the path its compose configuration file
+/// (`config_rel`) is mounted at (followed by `tail`), publishes `http_port`
+/// on the host's loopback at `host_port`; the stage runs the binary the build
+/// stage built, as a user of its own, with a health check on `/healthz` at
+/// that port.
+fn check_own_image(
+    service: &Json,
+    name: &str,
+    config_rel: &str,
+    tail: &[&str],
+    http_port: u16,
+    host_port: &str,
+    dockerfile: &str,
+) {
+    assert_eq!(
+        Path::new(&text(&service["build"]["context"])),
+        repo(),
+        "{name} is built from the repository root"
+    );
+    assert_eq!(text(&service["build"]["dockerfile"]), "docker/Dockerfile");
+    assert_eq!(
+        text(&service["build"]["target"]),
+        name,
+        "{name} is built from its own stage"
+    );
+    assert_eq!(text(&service["image"]), format!("{name}:local"));
+    let config_path = mounted_at(service, name, config_rel);
+    assert_eq!(
+        config_path,
+        format!("/etc/{name}/{name}.toml"),
+        "{name}'s configuration is mounted where the image expects it"
+    );
+    let mut expected = vec!["--config".to_owned(), config_path];
+    expected.extend(tail.iter().map(|w| (*w).to_owned()));
+    assert_eq!(command(service), expected, "{name}'s command");
+    assert!(
+        ports(service).contains(&(
+            "127.0.0.1".into(),
+            host_port.to_owned(),
+            http_port.to_string()
+        )),
+        "{name}'s HTTP port {http_port} is not published on 127.0.0.1:{host_port}: {:?}",
+        ports(service)
+    );
+    assert_eq!(
+        text(&service["restart"]),
+        "on-failure",
+        "{name} is restarted after an error exit"
+    );
+
+    let build = dockerfile_stage(dockerfile, "build");
+    assert!(
+        build.contains("cargo build --release --locked --bins"),
+        "the build stage builds every binary in one cargo build"
+    );
+    assert!(
+        build.contains(&format!("target/release/{name}")),
+        "the build stage installs {name} into /out"
+    );
+    let stage = dockerfile_stage(dockerfile, name);
+    for needed in [
+        format!("COPY --from=build /out/{name} /usr/local/bin/{name}\n"),
+        "useradd --system ".to_owned(),
+        format!("USER {name}\n"),
+        format!("EXPOSE {http_port}\n"),
+        "STOPSIGNAL SIGTERM\n".to_owned(),
+        "HEALTHCHECK ".to_owned(),
+        format!("CMD curl -fsS http://127.0.0.1:{http_port}/healthz || exit 1\n"),
+        format!("ENTRYPOINT [\"{name}\"]\n"),
+        format!("/etc/{name}/"),
+    ] {
+        assert!(
+            stage.contains(&needed),
+            "docker/Dockerfile's stage {name} lacks {needed:?}:\n{stage}"
+        );
+    }
+    assert!(
+        dockerfile_stage(dockerfile, "runtime").contains("ca-certificates libssl3 zlib1g curl"),
+        "the runtime stages have the shared libraries and curl"
+    );
+}
+
 fn command(service: &Json) -> Vec<String> {
     match &service["command"] {
         Json::Array(list) => list.iter().map(text).collect(),
@@ -354,7 +515,10 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
             "mariadb-primary",
             "mariadb-replica",
             "kafka",
+            "kafka-init",
             "binlog-tailer",
+            "order-service",
+            "payment-service",
             "prometheus",
             "grafana"
         ]),
@@ -572,53 +736,60 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
     );
 
     // ---- binlog-tailer: built here, reading the replica, the example's settings.
-    let tailer = service("binlog-tailer");
-    assert_eq!(
-        Path::new(&text(&tailer["build"]["context"])),
-        repo(),
-        "binlog-tailer is built from the repository root"
-    );
-    assert_eq!(text(&tailer["build"]["dockerfile"]), "docker/Dockerfile");
-    let stage = text(&tailer["build"]["target"]);
     let dockerfile = read("docker/Dockerfile");
-    assert!(
-        dockerfile.contains(&format!(" AS {stage}\n")),
-        "docker/Dockerfile has no stage {stage}"
-    );
-    let config_path = mounted_at(tailer, "binlog-tailer", "docker/binlog-tailer.toml");
-    let cmd = command(tailer);
-    assert!(
-        cmd.windows(2)
-            .any(|w| w[0] == "--config" && w[1] == config_path)
-            && cmd.last().map(String::as_str) == Some("run"),
-        "binlog-tailer runs with --config {config_path}: {cmd:?}"
-    );
-    let tailer_config = Config::load(
+    let tailer = service("binlog-tailer");
+    let tailer_env = environment(tailer);
+    let tailer_file = Config::load(
         Some(&repo().join("docker/binlog-tailer.toml")),
         std::iter::empty(),
         &[],
     )
     .expect("docker/binlog-tailer.toml is a valid configuration");
+    // What the container runs with: the file and the BINLOG_TAILER__*
+    // variables compose sets, which only restate it under the defaults.
+    let tailer_config = Config::load(
+        Some(&repo().join("docker/binlog-tailer.toml")),
+        tailer_env.clone(),
+        &[],
+    )
+    .expect("docker/binlog-tailer.toml with compose's environment");
+    assert_eq!(
+        format!("{tailer_config:#?}"),
+        format!("{tailer_file:#?}"),
+        "compose.yml's BINLOG_TAILER__* variables change what docker/binlog-tailer.toml says"
+    );
     assert_eq!(
         tailer_config.source.host, "mariadb-replica",
         "the tailer reads the replica"
     );
     assert_eq!(tailer_config.source.port, 3306);
     assert_eq!(tailer_config.source.user, defaults["BT_TAILER_USER"]);
+    assert_eq!(
+        tailer_env.get("BINLOG_TAILER__SOURCE__USER"),
+        Some(&defaults["BT_TAILER_USER"]),
+        "the tailer's user follows BT_TAILER_USER, as primary-init.sh's does"
+    );
     assert!(![1, 2].contains(&tailer_config.source.server_id));
     assert_eq!(
-        environment(tailer).get(&tailer_config.source.password_env),
+        tailer_env.get(&tailer_config.source.password_env),
         Some(&defaults["BT_TAILER_PASSWORD"]),
         "the tailer's password comes from {}",
         tailer_config.source.password_env
     );
     assert_eq!(tailer_config.kafka.bootstrap_servers, "kafka:9092");
     assert!(kafka_env["KAFKA_ADVERTISED_LISTENERS"].contains("//kafka:9092"));
-    let deps = depends_on(tailer);
-    assert!(
-        deps.contains("mariadb-replica") && deps.contains("kafka"),
-        "{deps:?}"
-    );
+    let tailer_deps = depends_on_conditions(tailer);
+    for (dep, condition) in [
+        ("mariadb-replica", "service_healthy"),
+        ("kafka", "service_healthy"),
+        ("kafka-init", "service_completed_successfully"),
+    ] {
+        assert_eq!(
+            tailer_deps.get(dep).map(String::as_str),
+            Some(condition),
+            "binlog-tailer waits for {dep}: {tailer_deps:?}"
+        );
+    }
     let http_port = tailer_config.http.listen.port();
     assert!(
         tailer_config.http.listen.ip().is_unspecified(),
@@ -628,18 +799,24 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         .get("BT_TAILER_HTTP_PORT")
         .cloned()
         .unwrap_or_else(|| "9187".to_owned());
-    assert!(
-        ports(tailer).contains(&(
-            "127.0.0.1".into(),
-            metrics_port.clone(),
-            http_port.to_string()
-        )),
-        "binlog-tailer's /metrics is not published on 127.0.0.1:{metrics_port}: {:?}",
-        ports(tailer)
+    check_own_image(
+        tailer,
+        "binlog-tailer",
+        "docker/binlog-tailer.toml",
+        &["run"],
+        http_port,
+        &metrics_port,
+        &dockerfile,
     );
     assert!(
         mounts(tailer).contains_key(&tailer_config.checkpoint.dir.display().to_string()),
         "the checkpoint directory is a volume"
+    );
+    assert!(
+        dockerfile
+            .trim_end()
+            .ends_with(dockerfile_stage(&dockerfile, "binlog-tailer").trim_end()),
+        "binlog-tailer is the Dockerfile's last stage (what a build without --target gives)"
     );
     // The same settings as config/example.toml, but for the addresses.
     let example = Config::load(
@@ -662,8 +839,306 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         format!("{example:#?}"),
         "docker/binlog-tailer.toml differs from config/example.toml beyond the addresses"
     );
+    let tailer_topics: BTreeSet<&str> = tailer_config
+        .tables
+        .iter()
+        .map(|t| t.topic.as_str())
+        .collect();
 
-    // ---- Prometheus: the rules of dashboards/alerts.yml, scraping the tailer.
+    // ---- kafka-init: creates the topics, then exits; nothing waits on a guess.
+    let kafka_init = service("kafka-init");
+    assert_eq!(
+        text(&kafka_init["image"]),
+        text(&kafka["image"]),
+        "kafka-init runs the broker's own image (its kafka-topics.sh)"
+    );
+    assert_eq!(
+        depends_on_conditions(kafka_init)
+            .get("kafka")
+            .map(String::as_str),
+        Some("service_healthy"),
+        "kafka-init waits for a healthy broker"
+    );
+    assert!(
+        matches!(text(&kafka_init["restart"]).as_str(), "" | "no"),
+        "kafka-init runs once: restart {:?}",
+        kafka_init["restart"]
+    );
+    let entrypoint = words(&kafka_init["entrypoint"]);
+    assert!(
+        entrypoint.first().is_some_and(|sh| sh.ends_with("/sh"))
+            && entrypoint
+                .iter()
+                .any(|flag| flag.starts_with('-') && flag.contains('e') && flag.contains('c')),
+        "kafka-init's script runs with sh -ec, so a failed creation fails it: {entrypoint:?}"
+    );
+    let script = match &kafka_init["command"] {
+        Json::Array(list) if list.len() == 1 => text(&list[0]),
+        other => panic!("kafka-init's command is one script for sh -c: {other}"),
+    };
+    // Every kafka-topics.sh --create of the script: topic → its arguments.
+    let mut created: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for line in script.replace("\\\n", " ").lines() {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        if !args
+            .first()
+            .is_some_and(|c| c.ends_with("/kafka-topics.sh"))
+            || !args.contains(&"--create")
+        {
+            continue;
+        }
+        let mut options = BTreeMap::new();
+        let mut rest = args[1..].iter().peekable();
+        while let Some(arg) = rest.next() {
+            let value = match rest.peek() {
+                Some(v) if !v.starts_with("--") => rest.next().map(|v| (*v).to_owned()),
+                _ => None,
+            };
+            options.insert((*arg).to_owned(), value.unwrap_or_default());
+        }
+        let topic = options.get("--topic").cloned().unwrap_or_else(|| {
+            panic!("kafka-init: kafka-topics.sh --create without --topic: {line}")
+        });
+        created.insert(topic, options);
+    }
+    for (topic, options) in &created {
+        assert_eq!(
+            options.get("--bootstrap-server").map(String::as_str),
+            Some("kafka:9092"),
+            "kafka-init creates {topic} on kafka:9092"
+        );
+        assert!(
+            options.contains_key("--if-not-exists"),
+            "kafka-init creates {topic} with --if-not-exists (a second `up` must not fail)"
+        );
+        assert_eq!(
+            options.get("--partitions"),
+            Some(&tailer_config.kafka.topic_partitions.to_string()),
+            "{topic}: the tailer's topic_partitions"
+        );
+        assert_eq!(
+            options.get("--replication-factor"),
+            Some(&tailer_config.kafka.topic_replication_factor.to_string()),
+            "{topic}: the tailer's topic_replication_factor"
+        );
+    }
+    for topic in &tailer_topics {
+        assert!(
+            created.contains_key(*topic),
+            "kafka-init does not create the tailer's topic {topic}: {:?}",
+            created.keys()
+        );
+    }
+
+    // ---- order-service: writes shop on the primary as orders_app.
+    let order = service("order-service");
+    let order_env = environment(order);
+    let order_file = OrderConfig::load(
+        Some(&repo().join("docker/order-service.toml")),
+        std::iter::empty(),
+        &[],
+    )
+    .expect("docker/order-service.toml is a valid configuration");
+    let order_config = OrderConfig::load(
+        Some(&repo().join("docker/order-service.toml")),
+        order_env.clone(),
+        &[],
+    )
+    .expect("docker/order-service.toml with compose's environment");
+    assert_eq!(
+        format!("{order_config:#?}"),
+        format!("{order_file:#?}"),
+        "compose.yml's ORDER_SERVICE__* variables change what docker/order-service.toml says"
+    );
+    assert_eq!(
+        order_config.database.host, "mariadb-primary",
+        "the order-service writes to the primary"
+    );
+    assert_eq!(order_config.database.port, 3306);
+    assert_eq!(order_config.database.user, defaults["BT_ORDERS_APP_USER"]);
+    assert_eq!(
+        order_env.get("ORDER_SERVICE__DATABASE__USER"),
+        Some(&defaults["BT_ORDERS_APP_USER"]),
+        "the order-service's user follows BT_ORDERS_APP_USER, as primary-init.sh's does"
+    );
+    assert_eq!(
+        order_config.database.password_env,
+        "ORDER_SERVICE_DB_PASSWORD"
+    );
+    assert_eq!(
+        order_env.get(&order_config.database.password_env),
+        Some(&defaults["BT_ORDERS_APP_PASSWORD"]),
+        "the order-service's password comes from {}",
+        order_config.database.password_env
+    );
+    assert!(order_config.database.password_file.is_none());
+    assert_eq!(order_config.database.name, "shop");
+    assert!(
+        primary_init.contains(&format!(
+            "GRANT SELECT, INSERT ON {}.* TO '$BT_ORDERS_APP_USER'@'%';",
+            order_config.database.name
+        )),
+        "primary-init.sh lets the order-service's user write {}",
+        order_config.database.name
+    );
+    let tailed: BTreeSet<&str> = tailer_config
+        .tables
+        .iter()
+        .map(|t| t.table.split('.').next().unwrap_or_default())
+        .collect();
+    assert!(
+        tailed.contains(order_config.database.name.as_str()),
+        "the tailer publishes a table of the order-service's database: {tailed:?}"
+    );
+    assert_eq!(
+        depends_on_conditions(order)
+            .get("mariadb-primary")
+            .map(String::as_str),
+        Some("service_healthy"),
+        "the order-service waits for a healthy primary"
+    );
+    assert!(
+        order_config.http.listen.ip().is_unspecified(),
+        "the order-service must listen beyond its container's loopback"
+    );
+    let order_port = order_config.http.listen.port();
+    check_own_image(
+        order,
+        "order-service",
+        "docker/order-service.toml",
+        &[],
+        order_port,
+        "8080",
+        &dockerfile,
+    );
+    let order_example = OrderConfig::load(
+        Some(&repo().join("config/order-service.example.toml")),
+        std::iter::empty(),
+        &[
+            "database.host=\"mariadb-primary\"".to_owned(),
+            "database.port=3306".to_owned(),
+            format!("http.listen=\"{}\"", order_config.http.listen),
+        ],
+    )
+    .expect("config/order-service.example.toml");
+    assert_eq!(
+        format!("{order_config:#?}"),
+        format!("{order_example:#?}"),
+        "docker/order-service.toml differs from config/order-service.example.toml beyond the addresses"
+    );
+
+    // ---- payment-service: consumes the tailer's topic, writes payments on the
+    // primary as payments_app, starts only once its topics exist.
+    let payment = service("payment-service");
+    let payment_env = environment(payment);
+    let payment_file = PaymentConfig::load(
+        Some(&repo().join("docker/payment-service.toml")),
+        std::iter::empty(),
+        &[],
+    )
+    .expect("docker/payment-service.toml is a valid configuration");
+    let payment_config = PaymentConfig::load(
+        Some(&repo().join("docker/payment-service.toml")),
+        payment_env.clone(),
+        &[],
+    )
+    .expect("docker/payment-service.toml with compose's environment");
+    assert_eq!(
+        format!("{payment_config:#?}"),
+        format!("{payment_file:#?}"),
+        "compose.yml's PAYMENT_SERVICE__* variables change what docker/payment-service.toml says"
+    );
+    let db = &payment_config.database;
+    assert_eq!(
+        db.host, "mariadb-primary",
+        "the payment-service writes to the primary"
+    );
+    assert_eq!(db.port, 3306);
+    assert_eq!(db.user, defaults["BT_PAYMENTS_APP_USER"]);
+    assert_eq!(
+        payment_env.get("PAYMENT_SERVICE__DATABASE__USER"),
+        Some(&defaults["BT_PAYMENTS_APP_USER"]),
+        "the payment-service's user follows BT_PAYMENTS_APP_USER, as primary-init.sh's does"
+    );
+    assert_eq!(db.password_env, "PAYMENT_SERVICE_DB_PASSWORD");
+    assert_eq!(
+        payment_env.get(&db.password_env),
+        Some(&defaults["BT_PAYMENTS_APP_PASSWORD"]),
+        "the payment-service's password comes from {}",
+        db.password_env
+    );
+    assert!(db.password_file.is_none());
+    assert_eq!(db.database, "payments");
+    assert!(
+        primary_init.contains(&format!(
+            "ON {}.* TO '$BT_PAYMENTS_APP_USER'@'%';",
+            db.database
+        )),
+        "primary-init.sh gives the payment-service's user its database {}",
+        db.database
+    );
+    let kafka_cfg = &payment_config.kafka;
+    assert_eq!(kafka_cfg.bootstrap_servers, "kafka:9092");
+    assert!(
+        tailer_topics.contains(kafka_cfg.topic.as_str()),
+        "the payment-service consumes {}, which the tailer does not publish to: {tailer_topics:?}",
+        kafka_cfg.topic
+    );
+    for (setting, topic) in [
+        ("kafka.topic", &kafka_cfg.topic),
+        ("kafka.dead_letter_topic", &kafka_cfg.dead_letter_topic),
+    ] {
+        assert!(
+            created.contains_key(topic),
+            "kafka-init does not create the payment-service's {setting} {topic} (it refuses to \
+             start without it): {:?}",
+            created.keys()
+        );
+    }
+    let payment_deps = depends_on_conditions(payment);
+    for (dep, condition) in [
+        ("mariadb-primary", "service_healthy"),
+        ("kafka", "service_healthy"),
+        ("kafka-init", "service_completed_successfully"),
+    ] {
+        assert_eq!(
+            payment_deps.get(dep).map(String::as_str),
+            Some(condition),
+            "the payment-service waits for {dep}: {payment_deps:?}"
+        );
+    }
+    assert!(
+        payment_config.http.listen.ip().is_unspecified(),
+        "the payment-service must listen beyond its container's loopback"
+    );
+    let payment_port = payment_config.http.listen.port();
+    check_own_image(
+        payment,
+        "payment-service",
+        "docker/payment-service.toml",
+        &[],
+        payment_port,
+        "9188",
+        &dockerfile,
+    );
+    let payment_example = PaymentConfig::load(
+        Some(&repo().join("config/payment-service.example.toml")),
+        std::iter::empty(),
+        &[
+            "database.host=\"mariadb-primary\"".to_owned(),
+            "database.port=3306".to_owned(),
+            "kafka.bootstrap_servers=\"kafka:9092\"".to_owned(),
+            format!("http.listen=\"{}\"", payment_config.http.listen),
+        ],
+    )
+    .expect("config/payment-service.example.toml");
+    assert_eq!(
+        format!("{payment_config:#?}"),
+        format!("{payment_example:#?}"),
+        "docker/payment-service.toml differs from config/payment-service.example.toml beyond the addresses"
+    );
+
+    // ---- Prometheus: the rules of dashboards/alerts.yml, scraping the three services.
     let prometheus = service("prometheus");
     let prom_config_path = mounted_at(prometheus, "prometheus", "docker/prometheus/prometheus.yml");
     assert!(
@@ -677,15 +1152,18 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         .map(|l| l.iter().map(text).collect())
         .unwrap_or_default();
     assert_eq!(rule_files, vec![rules_path.clone()], "rule_files");
-    let job = prom_config["scrape_configs"]
-        .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["job_name"] == "binlog-tailer"))
-        .expect("a scrape job named binlog-tailer (the alerts select it)");
-    let targets: Vec<String> = job["static_configs"][0]["targets"]
-        .as_array()
-        .map(|l| l.iter().map(text).collect())
-        .unwrap_or_default();
-    assert_eq!(targets, vec![format!("binlog-tailer:{http_port}")]);
+    // The alerts and the dashboard select the job binlog-tailer.
+    for (job, target) in [
+        ("binlog-tailer", format!("binlog-tailer:{http_port}")),
+        ("order-service", format!("order-service:{order_port}")),
+        ("payment-service", format!("payment-service:{payment_port}")),
+    ] {
+        assert_eq!(
+            scrape_targets(&prom_config, job),
+            vec![target],
+            "Prometheus' job {job}"
+        );
+    }
     assert!(read("dashboards/alerts.yml").contains("job=\"binlog-tailer\""));
     // promtool checks the configuration and the rule file it names.
     ensure_debian_packages(&["promtool"], &["prometheus"]);
@@ -771,6 +1249,8 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         "src",
         "benches",
         "config/example.toml",
+        "config/order-service.example.toml",
+        "config/payment-service.example.toml",
     ] {
         assert!(
             copied_from_context.contains(copied),
