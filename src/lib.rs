@@ -24,6 +24,7 @@ pub mod payment;
 pub mod pipeline;
 pub mod position;
 pub mod preflight;
+pub mod process;
 pub mod sink;
 pub mod source;
 pub mod stats;

@@ -1,18 +1,17 @@
 //! The `binlog-tailer` command: parses the command line and the
 //! configuration, sets up logging, and calls the library.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::sync::watch;
 
 use binlog_tailer::checkpoint::Store;
 use binlog_tailer::config::Config;
 use binlog_tailer::pipeline::{self, Outcome, RunError};
 use binlog_tailer::position::Target;
+use binlog_tailer::process;
 
 /// Exit codes, as documented in `--help` and the README.
 mod exit {
@@ -162,7 +161,7 @@ enum OutputFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    process::init_logging(matches!(cli.log_format, LogFormat::Json), &cli.log);
     let config = match Config::load(cli.config.as_deref(), std::env::vars(), &cli.set) {
         Ok(config) => config,
         Err(e) => {
@@ -210,33 +209,14 @@ fn main() -> ExitCode {
     }))
 }
 
-fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!(
-            "shutdown requested: finishing the current transaction, draining deliveries"
-        );
-        let _ = stop_tx.send(true);
-    });
-    stop_rx
-}
-
 async fn run(config: Config) -> u8 {
-    exit_code(pipeline::run(Arc::new(config), shutdown_signal()).await)
+    exit_code(
+        pipeline::run(
+            Arc::new(config),
+            process::shutdown_signal("finishing the current transaction, draining deliveries"),
+        )
+        .await,
+    )
 }
 
 async fn replay(config: Config, from: Target, to: Option<Target>, topic: Option<String>) -> u8 {
@@ -245,7 +225,7 @@ async fn replay(config: Config, from: Target, to: Option<Target>, topic: Option<
         &from,
         to.as_ref(),
         topic.as_deref(),
-        shutdown_signal(),
+        process::shutdown_signal("finishing the current transaction, draining deliveries"),
     )
     .await;
     exit_code(result)
@@ -266,28 +246,6 @@ fn exit_code(result: Result<Outcome, RunError>) -> u8 {
                 _ => exit::ERROR,
             }
         }
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -9,38 +9,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use binlog_tailer::checkpoint::Checkpoint;
 use binlog_tailer::position::{Gtid, GtidState};
 use common::tailer::{
-    consume_all, last_gtid, replica_gtid_state, tailer_password, Consumed, Tailed, Tailer,
-    TailerSetup, TestDb,
+    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, Tailer, TailerSetup, TestDb,
 };
 use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::json;
-
-/// Starts `binlog-tailer run` with extra global arguments (e.g. `--set`).
-fn spawn_with(setup: &TailerSetup, args: &[&str]) -> Tailer {
-    let log_path = setup.dir.join(format!("{}.log", unique_name("tailer")));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
-        .arg("--config")
-        .arg(&setup.config)
-        .args(args)
-        .arg("run")
-        .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
-        .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start binlog-tailer");
-    Tailer { child, log_path }
-}
 
 /// Waits for the tailer to exit on its own; returns its status and how long
 /// it ran. Panics (after killing it) if it is still running at the deadline.
@@ -159,15 +139,12 @@ async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_acros
     // 3. Resuming the replica's file:offset on the primary is refused.
     let primary_port = Server::Primary.port().to_string();
     let replica_port = Server::Replica.port().to_string();
-    let mut refused = spawn_with(
-        &setup,
-        &[
-            "--set",
-            &format!("source.port={primary_port}"),
-            "--set",
-            "start.resume_by=\"file\"",
-        ],
-    );
+    let mut refused = setup.spawn_with(&[
+        "--set",
+        &format!("source.port={primary_port}"),
+        "--set",
+        "start.resume_by=\"file\"",
+    ]);
     let (to_primary_status, to_primary_took) = exits_within(
         &mut refused,
         REFUSE_WITHIN,
@@ -203,15 +180,12 @@ async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_acros
     let cp_primary = setup.checkpoint().expect("a checkpoint");
 
     // 5. And the primary's file:offset on the replica is refused too.
-    let mut refused = spawn_with(
-        &setup,
-        &[
-            "--set",
-            &format!("source.port={replica_port}"),
-            "--set",
-            "start.resume_by=\"file\"",
-        ],
-    );
+    let mut refused = setup.spawn_with(&[
+        "--set",
+        &format!("source.port={replica_port}"),
+        "--set",
+        "start.resume_by=\"file\"",
+    ]);
     let (to_replica_status, to_replica_took) = exits_within(
         &mut refused,
         REFUSE_WITHIN,
@@ -225,7 +199,7 @@ async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_acros
     );
 
     // 6. Control: by file:offset on the server it was read from, it resumes.
-    let mut by_file = spawn_with(&setup, &["--set", "start.resume_by=\"file\""]);
+    let mut by_file = setup.spawn_with(&["--set", "start.resume_by=\"file\""]);
     let last = insert_orders(&mut primary, &db, 151..=160).await;
     setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut by_file));
     let by_file_log = by_file.log();

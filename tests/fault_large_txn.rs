@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::faults::{expected_data, order_values};
 use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
 use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
 /// A field of `/proc/<pid>/status`, in KiB (`VmHWM`, `VmRSS`).
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -27,33 +28,6 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// An order as the writer inserts it, and as its event's `data` must carry it.
-fn order_values(id: u64) -> String {
-    let o = expected_data(id);
-    format!(
-        "({id}, {}, '{}', '{}', 'created', '{}', '{}')",
-        o["customer_id"],
-        o["amount"].as_str().unwrap_or_default(),
-        o["currency"].as_str().unwrap_or_default(),
-        o["items"].to_string().replace('\'', "''"),
-        o["created_at"].as_str().unwrap_or_default()
-    )
-}
-
-fn expected_data(id: u64) -> Json {
-    const AMOUNTS: [&str; 5] = ["0.01", "19.99", "1234567890.00", "250.50", "0.00"];
-    const CURRENCIES: [&str; 3] = ["EUR", "USD", "JPY"];
-    json!({
-        "id": id,
-        "customer_id": id % 7 + 1,
-        "amount": AMOUNTS[(id % 5) as usize],
-        "currency": CURRENCIES[(id % 3) as usize],
-        "status": "created",
-        "items": [{"sku": format!("sku-{id}"), "qty": id % 4 + 1}],
-        "created_at": format!("2026-11-26 10:{:02}:{:02}.{:06}", id % 60, (id * 7) % 60, id * 1001 % 1_000_000),
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,35 +9,16 @@
 
 mod common;
 
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use binlog_tailer::checkpoint::Checkpoint;
 use binlog_tailer::position::{Gtid, GtidState};
 use common::scratch::ScratchServer;
-use common::tailer::{last_gtid, tailer_password, Tailed, Tailer, TailerSetup, TestDb};
+use common::tailer::{last_gtid, Tailed, Tailer, TailerSetup, TestDb};
 use common::unique_name;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-
-/// Starts `binlog-tailer run` with extra global arguments (e.g. `--set`).
-fn spawn_with(setup: &TailerSetup, args: &[&str]) -> Tailer {
-    let log_path = setup.dir.join(format!("{}.log", unique_name("tailer")));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
-        .arg("--config")
-        .arg(&setup.config)
-        .args(args)
-        .arg("run")
-        .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
-        .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start binlog-tailer");
-    Tailer { child, log_path }
-}
 
 /// Waits for the tailer to exit on its own; returns its status and how long
 /// it ran. Panics (after killing it) if it is still running at the deadline.
@@ -224,7 +205,7 @@ async fn a_checkpoint_in_a_purged_binlog_stops_the_tailer_with_the_position_and_
     assert_unchanged(&cp, setup.checkpoint(), "resuming by GTID");
 
     // Resume by file:offset.
-    let mut by_file = spawn_with(&setup, &["--set", "start.resume_by=\"file\""]);
+    let mut by_file = setup.spawn_with(&["--set", "start.resume_by=\"file\""]);
     let (file_status, file_took) = exits_within(&mut by_file, EXIT_WITHIN);
     let file_log = by_file.log();
     assert_unchanged(&cp, setup.checkpoint(), "resuming by file");

@@ -9,40 +9,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use binlog_tailer::position::{BinlogCoord, Gtid, GtidState};
-use common::tailer::{
-    consume_all, last_gtid, replica_gtid_state, tailer_password, Consumed, Tailed, Tailer,
-    TailerSetup, TestDb,
-};
+use binlog_tailer::position::{BinlogCoord, GtidState};
+use common::faults::*;
+use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
 use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use serde_json::{json, Value as Json};
-
-/// Starts `binlog-tailer run` with extra global arguments (e.g. `--set`).
-fn spawn_with(setup: &TailerSetup, args: &[&str]) -> Tailer {
-    let log_path = setup.dir.join(format!("{}.log", unique_name("tailer")));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
-        .arg("--config")
-        .arg(&setup.config)
-        .args(args)
-        .arg("run")
-        .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
-        .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start binlog-tailer");
-    Tailer { child, log_path }
-}
 
 /// The numeric suffix of a binlog file name (`mariadb-bin.000007` → 7).
 fn file_index(file: &str) -> u64 {
@@ -63,95 +37,6 @@ async fn current_file(conn: &mut Conn) -> String {
 
 // ------------------------------------------------------------ orders
 
-/// An order as the writer inserts it, and as its event's `data` must carry it.
-fn order_values(id: u64) -> String {
-    let o = expected_data(id);
-    format!(
-        "({id}, {}, '{}', '{}', 'created', '{}', '{}')",
-        o["customer_id"],
-        o["amount"].as_str().unwrap_or_default(),
-        o["currency"].as_str().unwrap_or_default(),
-        o["items"].to_string().replace('\'', "''"),
-        o["created_at"].as_str().unwrap_or_default()
-    )
-}
-
-fn expected_data(id: u64) -> Json {
-    const AMOUNTS: [&str; 5] = ["0.01", "19.99", "1234567890.00", "250.50", "0.00"];
-    const CURRENCIES: [&str; 3] = ["EUR", "USD", "JPY"];
-    json!({
-        "id": id,
-        "customer_id": id % 7 + 1,
-        "amount": AMOUNTS[(id % 5) as usize],
-        "currency": CURRENCIES[(id % 3) as usize],
-        "status": "created",
-        "items": [{"sku": format!("sku-{id}"), "qty": id % 4 + 1}],
-        "created_at": format!("2026-11-26 10:{:02}:{:02}.{:06}", id % 60, (id * 7) % 60, id * 1001 % 1_000_000),
-    })
-}
-
-/// Inserts single-row order transactions on the primary at a steady rate
-/// until stopped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    last: Arc<Mutex<Option<Gtid>>>,
-    task: tokio::task::JoinHandle<Vec<u64>>,
-}
-
-impl Writer {
-    fn start(db: &TestDb, every: Duration) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let last = Arc::new(Mutex::new(None));
-        let (s, l, name) = (Arc::clone(&stop), Arc::clone(&last), db.name.clone());
-        let task = tokio::spawn(async move {
-            let mut primary = connect(Server::Primary, User::Admin).await;
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut ids = Vec::new();
-            let mut id = 0;
-            while !s.load(Ordering::SeqCst) {
-                ticker.tick().await;
-                id += 1;
-                primary
-                    .query_drop(format!(
-                        "INSERT INTO {name}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-                        order_values(id)
-                    ))
-                    .await
-                    .unwrap_or_else(|e| panic!("insert order {id}: {e}"));
-                let gtid = last_gtid(&mut primary).await;
-                *l.lock().expect("lock") = Some(gtid);
-                ids.push(id);
-            }
-            ids
-        });
-        Writer { stop, last, task }
-    }
-
-    /// Stops; returns the ids inserted (committed) and the last GTID.
-    async fn finish(self) -> (Vec<u64>, Gtid) {
-        self.stop.store(true, Ordering::SeqCst);
-        let ids = tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the writer stops within 30 s")
-            .expect("the writer did not fail");
-        let last = (*self.last.lock().expect("lock")).expect("the writer committed something");
-        (ids, last)
-    }
-}
-
-/// Each order id with its messages: exactly once means one message per id.
-fn by_order(messages: &[Consumed]) -> BTreeMap<u64, Vec<&Consumed>> {
-    let mut by_id: BTreeMap<u64, Vec<&Consumed>> = BTreeMap::new();
-    for m in messages {
-        let id = m.payload["data"]["id"].as_u64().expect("data.id");
-        by_id.entry(id).or_default().push(m);
-    }
-    by_id
-}
-
-// ------------------------------------------------------------ the test
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_mid_stream_lose_nothing_repeat_nothing_and_move_the_coordinate() {
     const REPLICA_FLUSHES: usize = 5;
@@ -170,7 +55,7 @@ async fn rotations_mid_stream_lose_nothing_repeat_nothing_and_move_the_coordinat
         "",
     );
     let mut tailer = setup.spawn();
-    let writer = Writer::start(&db, Duration::from_millis(50));
+    let writer = Writer::start(&db, Duration::from_millis(50), 0, 0);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while setup.checkpoint().is_none_or(|c| c.events_published < 20) {
@@ -254,7 +139,7 @@ async fn rotations_mid_stream_lose_nothing_repeat_nothing_and_move_the_coordinat
     let more_last = last_gtid(&mut primary).await;
     let mut ids = ids;
     ids.extend(more_first..more_first + 50);
-    let mut by_file = spawn_with(&setup, &["--set", "start.resume_by=\"file\""]);
+    let mut by_file = setup.spawn_with(&["--set", "start.resume_by=\"file\""]);
     setup.wait_checkpoint(more_last, Duration::from_secs(120), Some(&mut by_file));
     let by_file_log = by_file.log();
     let by_file_status = by_file.terminate(Duration::from_secs(60));

@@ -1,14 +1,13 @@
 //! The `order-service` command: takes orders over HTTP and writes them to
 //! its own MariaDB database (see `binlog_tailer::order`).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::sync::watch;
 
 use binlog_tailer::order::{self, OrderConfig};
+use binlog_tailer::process;
 
 /// Order service: POST /orders validates an order and stores it in MariaDB;
 /// GET /orders/{id} reads it back. It publishes nothing itself: binlog-tailer
@@ -35,14 +34,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    process::init_logging(false, &cli.log);
     let config = match OrderConfig::load(cli.config.as_deref(), std::env::vars(), &cli.set) {
         Ok(config) => config,
         Err(e) => {
@@ -61,23 +53,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                        let _ = stop_tx.send(true);
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            let _ = stop_tx.send(true);
-        });
+        let stop_rx = process::shutdown_signal("finishing requests in progress");
         match order::run(config, stop_rx).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -2,14 +2,13 @@
 //! configuration, sets up logging, and calls
 //! [`binlog_tailer::payment::run`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use tokio::sync::watch;
 
 use binlog_tailer::payment::{self, Outcome, PaymentConfig, ServiceError};
+use binlog_tailer::process;
 
 /// Exit codes, as documented in `--help`.
 mod exit {
@@ -70,7 +69,7 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    process::init_logging(matches!(cli.log_format, LogFormat::Json), &cli.log);
     let config = match PaymentConfig::load(cli.config.as_deref(), std::env::vars(), &cli.set) {
         Ok(config) => config,
         Err(e) => {
@@ -89,7 +88,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        match payment::run(config, shutdown_signal()).await {
+        match payment::run(config, process::shutdown_signal("finishing the current message, committing its offset")).await {
             Ok(Outcome::Clean) => {
                 tracing::info!("stopped cleanly");
                 exit::OK
@@ -108,53 +107,4 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::from(code)
-}
-
-fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// Turns true on SIGINT or SIGTERM.
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested: finishing the message being processed");
-        let _ = stop_tx.send(true);
-        // Keep the sender alive: receivers must not mistake its drop for
-        // anything else.
-        std::future::pending::<()>().await;
-    });
-    stop_rx
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -194,30 +194,8 @@ fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9188))
 }
 
-/// Why the configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
-    #[error("override {text:?}: expected section.key=value")]
-    BadOverride { text: String },
-    #[error("{field}: {message}")]
-    Field { field: String, message: String },
-    #[error(
-        "no password for database.user: set the environment variable {env} or database.password_file"
-    )]
-    NoPassword { env: String },
-    #[error("cannot read database.password_file {path}: {source}")]
-    PasswordFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+/// Why the configuration was refused: the same errors as the tailer's.
+pub use crate::config::ConfigError;
 
 impl PaymentConfig {
     /// Loads the file (if any), applies environment and `--set` overrides,
@@ -230,48 +208,7 @@ impl PaymentConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<PaymentConfig, ConfigError> {
-        let mut doc = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid {
-                        origin: path.display().to_string(),
-                        message: e.to_string(),
-                    })?
-            }
-            None => toml::Table::new(),
-        };
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        env.sort();
-        for (key, value) in env {
-            let path: Vec<String> = key[ENV_PREFIX.len()..]
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect();
-            set_path(&mut doc, &path, &value, &key)?;
-        }
-        for text in overrides {
-            let (key, value) = text
-                .split_once('=')
-                .filter(|(k, _)| !k.trim().is_empty())
-                .ok_or_else(|| ConfigError::BadOverride { text: text.clone() })?;
-            let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
-            set_path(&mut doc, &path, value, &format!("--set {key}"))?;
-        }
-        let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-        let config: PaymentConfig =
-            toml::Value::Table(doc)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin,
-                    message: e.to_string(),
-                })?;
+        let config: PaymentConfig = crate::config::load_layered(path, ENV_PREFIX, env, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -363,55 +300,11 @@ impl PaymentConfig {
     /// # Errors
     /// When neither gives one.
     pub fn database_password(&self) -> Result<String, ConfigError> {
-        if let Some(path) = &self.database.password_file {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-                    path: path.clone(),
-                    source,
-                })?;
-            return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
-        }
-        std::env::var(&self.database.password_env).map_err(|_| ConfigError::NoPassword {
-            env: self.database.password_env.clone(),
-        })
+        crate::config::read_secret(
+            self.database.password_file.as_deref(),
+            &self.database.password_env,
+        )
     }
-}
-
-/// Sets `path` in the TOML document to `raw`, read as a TOML value when it
-/// parses as one, else as a string. (The same rule as the tailer's
-/// `crate::config`, whose helper is private to it.)
-fn set_path(
-    doc: &mut toml::Table,
-    path: &[String],
-    raw: &str,
-    origin: &str,
-) -> Result<(), ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        message,
-    };
-    let Some((last, parents)) = path.split_last() else {
-        return Err(invalid("empty key".into()));
-    };
-    if path.iter().any(|p| p.is_empty()) {
-        return Err(invalid("empty key segment".into()));
-    }
-    let value = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    let mut table = doc;
-    for part in parents {
-        let entry = table
-            .entry(part.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        table = entry
-            .as_table_mut()
-            .ok_or_else(|| invalid(format!("{part} is not a section")))?;
-    }
-    table.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -210,4 +210,5 @@ pub fn http_request(
     let body = String::from_utf8_lossy(raw.get(head_end..).unwrap_or_default()).into_owned();
     Ok((status, body))
 }
+pub mod faults;
 pub mod services;

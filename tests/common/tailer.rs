@@ -209,12 +209,18 @@ listen = "127.0.0.1:0"
 
     /// Starts `binlog-tailer run`, its log in `<dir>/tailer-<n>.log`.
     pub fn spawn(&self) -> Tailer {
+        self.spawn_with(&[])
+    }
+
+    /// Starts `binlog-tailer <args> run` (e.g. `--set` overrides).
+    pub fn spawn_with(&self, args: &[&str]) -> Tailer {
         let n = unique_counter();
         let log_path = self.dir.join(format!("tailer-{n}.log"));
         let log = File::create(&log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
             .arg("--config")
             .arg(&self.config)
+            .args(args)
             .arg("run")
             .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
             .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug")

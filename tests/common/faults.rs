@@ -1,0 +1,241 @@
+//! What the fault tests share: stopping and restarting the shared services
+//! by the PIDs `tests/env/services.sh` records, a steady writer of orders,
+//! and the rows and values it writes.
+
+#![allow(dead_code)] // Each fault test uses its own subset.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use binlog_tailer::position::Gtid;
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value as Json};
+
+use super::tailer::{last_gtid, Consumed, TestDb};
+use super::{connect, Server, User};
+
+// ------------------------------------------------------------ services
+
+/// The services' state directory, as `tests/env/services.sh` computes it.
+pub fn services_state() -> PathBuf {
+    std::env::var_os("BT_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/services"))
+}
+
+/// `bash tests/env/services.sh up`: starts whatever is down and waits until
+/// it answers. Returns how long it took.
+pub fn services_up() -> Result<Duration, String> {
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/services.sh"))
+        .arg("up")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("running tests/env/services.sh up: {e}"))?;
+    if out.status.success() {
+        Ok(started.elapsed())
+    } else {
+        Err(format!(
+            "tests/env/services.sh up failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Brings the services back when dropped, even when the test panics.
+pub struct RestoreServices {
+    pending: bool,
+}
+
+impl RestoreServices {
+    pub fn armed() -> Self {
+        RestoreServices { pending: true }
+    }
+
+    /// Restores now; returns how long `services.sh up` took.
+    pub fn now(&mut self) -> Duration {
+        let took = services_up().unwrap_or_else(|e| panic!("{e}"));
+        self.pending = false;
+        took
+    }
+}
+
+impl Drop for RestoreServices {
+    fn drop(&mut self) {
+        if self.pending {
+            if let Err(e) = services_up() {
+                eprintln!("restoring the services: {e}");
+            }
+        }
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM to the PID recorded in `<state>/<name>/pid`, then waits for the
+/// process to exit. Returns the PID and how long the exit took.
+pub fn stop_service(name: &str, timeout: Duration) -> (u32, Duration) {
+    let state = services_state();
+    let pidfile = state.join(name).join("pid");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("{}: {e}; are the services up?", pidfile.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: not a PID: {e}", pidfile.display()));
+    // The same check as services.sh: a recycled PID is not ours.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        alive(pid) && String::from_utf8_lossy(&cmdline).contains(&*state.to_string_lossy()),
+        "{name} (pid {pid} from {}) is not running; run `make services-up`",
+        pidfile.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {pid} failed");
+    while alive(pid) {
+        assert!(
+            started.elapsed() < timeout,
+            "{name} (pid {pid}) did not exit within {timeout:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (pid, started.elapsed())
+}
+
+// ------------------------------------------------------------ orders
+
+/// An order as the writer inserts it, and as its event's `data` must carry it.
+pub fn order_values(id: u64) -> String {
+    let o = expected_data(id);
+    format!(
+        "({id}, {}, '{}', '{}', 'created', '{}', '{}')",
+        o["customer_id"],
+        o["amount"].as_str().unwrap_or_default(),
+        o["currency"].as_str().unwrap_or_default(),
+        o["items"].to_string().replace('\'', "''"),
+        o["created_at"].as_str().unwrap_or_default()
+    )
+}
+
+pub fn expected_data(id: u64) -> Json {
+    const AMOUNTS: [&str; 5] = ["0.01", "19.99", "1234567890.00", "250.50", "0.00"];
+    const CURRENCIES: [&str; 3] = ["EUR", "USD", "JPY"];
+    json!({
+        "id": id,
+        "customer_id": id % 7 + 1,
+        "amount": AMOUNTS[(id % 5) as usize],
+        "currency": CURRENCIES[(id % 3) as usize],
+        "status": "created",
+        "items": [{"sku": format!("sku-{id}"), "qty": id % 4 + 1}],
+        "created_at": format!("2026-11-26 10:{:02}:{:02}.{:06}", id % 60, (id * 7) % 60, id * 1001 % 1_000_000),
+    })
+}
+
+/// Inserts single-row order transactions on the primary at a steady rate
+/// until stopped.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    last: Arc<Mutex<Option<Gtid>>>,
+    task: tokio::task::JoinHandle<Vec<u64>>,
+}
+
+impl Writer {
+    /// One transaction every `every`; every `big_every`-th of them (if not
+    /// 0) inserts `big_rows` orders in one statement, the others one.
+    pub fn start(db: &TestDb, every: Duration, big_every: u64, big_rows: u64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let last = Arc::new(Mutex::new(None));
+        let (s, c, l, name) = (
+            Arc::clone(&stop),
+            Arc::clone(&count),
+            Arc::clone(&last),
+            db.name.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut primary = connect(Server::Primary, User::Admin).await;
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ids = Vec::new();
+            let mut id = 0;
+            let mut txn = 0;
+            while !s.load(Ordering::SeqCst) {
+                ticker.tick().await;
+                txn += 1;
+                let rows = if big_every > 0 && txn % big_every == 0 {
+                    big_rows
+                } else {
+                    1
+                };
+                let batch: Vec<u64> = (id + 1..=id + rows).collect();
+                let values: Vec<String> = batch.iter().map(|&i| order_values(i)).collect();
+                primary
+                    .query_drop(format!(
+                        "INSERT INTO {name}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
+                        values.join(", ")
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("insert orders {batch:?}: {e}"));
+                let gtid = last_gtid(&mut primary).await;
+                *l.lock().expect("lock") = Some(gtid);
+                id += rows;
+                ids.extend(batch);
+                c.store(id, Ordering::SeqCst);
+            }
+            ids
+        });
+        Writer {
+            stop,
+            count,
+            last,
+            task,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Option<Gtid> {
+        *self.last.lock().expect("lock")
+    }
+
+    /// Stops; returns the ids inserted (committed) and the last GTID.
+    pub async fn finish(self) -> (Vec<u64>, Gtid) {
+        self.stop.store(true, Ordering::SeqCst);
+        let ids = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the writer stops within 30 s")
+            .expect("the writer did not fail");
+        let last = (*self.last.lock().expect("lock")).expect("the writer committed something");
+        (ids, last)
+    }
+}
+
+/// Each order id with its messages: exactly once means one message per id.
+pub fn by_order(messages: &[Consumed]) -> BTreeMap<u64, Vec<&Consumed>> {
+    let mut by_id: BTreeMap<u64, Vec<&Consumed>> = BTreeMap::new();
+    for m in messages {
+        let id = m.payload["data"]["id"].as_u64().expect("data.id");
+        by_id.entry(id).or_default().push(m);
+    }
+    by_id
+}
