@@ -702,10 +702,13 @@ mod tests {
     use super::*;
 
     fn load(text: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+        // A file per call: tests run in parallel, and two of them writing
+        // one path made each read the other's half-written file.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "bt-config-test-{}-{}",
             std::process::id(),
-            text.len()
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
