@@ -77,7 +77,14 @@ async fn killed_source_connections_lose_and_repeat_nothing() {
         })
     };
     let mut kills = 0;
-    while !writer.is_finished() {
+    // Kill while the writer runs, and on until at least four kills landed
+    // (a kill only lands while the tailer is connected, not during its backoff).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !writer.is_finished() || kills < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {kills} kills landed in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(60)).await;
         kills += kill_dump_threads().await;
     }
