@@ -139,29 +139,5 @@ async fn repeated_sigkills_leave_every_order_exactly_once() {
     );
     assert!(repeated.is_empty(), "orders published twice: {repeated:?}");
 
-    let mut per_partition: BTreeMap<i32, Vec<&Consumed>> = BTreeMap::new();
-    for m in &messages {
-        per_partition.entry(m.partition).or_default().push(m);
-    }
-    for list in per_partition.values_mut() {
-        list.sort_by_key(|m| m.offset);
-        let order: Vec<(u64, u64)> = list
-            .iter()
-            .map(|m| {
-                let gtid: binlog_tailer::position::Gtid = m.payload["binloggtid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .parse()
-                    .expect("gtid");
-                (
-                    gtid.seq,
-                    m.payload["binlogrow"].as_u64().unwrap_or_default(),
-                )
-            })
-            .collect();
-        assert!(
-            order.windows(2).all(|w| w[0] < w[1]),
-            "commit order within the partition"
-        );
-    }
+    common::tailer::assert_commit_order_per_partition(&messages);
 }

@@ -21,7 +21,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use binlog_tailer::config::Config;
 use binlog_tailer::order::OrderConfig;
@@ -37,73 +36,6 @@ fn read(rel: &str) -> String {
 }
 
 // ---------------------------------------------------------------- installing
-
-/// Whether `cmd` is an executable on PATH.
-fn on_path(cmd: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(cmd))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
-/// Installs Debian packages whose commands are missing, the way
-/// tests/env/services.sh installs MariaDB: as root, with a policy-rc.d that
-/// keeps the packages from starting system-wide services (one already there
-/// is left alone), and without recommended packages (docker-compose would
-/// bring a Docker engine, prometheus a node exporter).
-fn ensure_debian_packages(commands: &[&str], packages: &[&str]) {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if commands.iter().all(|c| on_path(c)) {
-        return;
-    }
-    let list = packages.join(" ");
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert!(
-        String::from_utf8_lossy(&uid.stdout).trim() == "0",
-        "{commands:?} not found, and installing them needs root: run \
-         `sudo apt-get install --no-install-recommends {list}`"
-    );
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let made_policy = !policy.exists();
-    if made_policy {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
-        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod policy-rc.d");
-    }
-    eprintln!("installing Debian's {list}");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run apt-get")
-    };
-    let update = apt(&["update", "-qq"]);
-    let mut install_args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    install_args.extend_from_slice(packages);
-    let install = apt(&install_args);
-    if made_policy {
-        let _ = std::fs::remove_file(policy);
-    }
-    for (what, out) in [("update", &update), ("install", &install)] {
-        assert!(
-            out.status.success(),
-            "apt-get {what} {list} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    for c in commands {
-        assert!(on_path(c), "{c} still missing after installing {list}");
-    }
-}
 
 // ---------------------------------------------------------------- reading the files
 
@@ -477,7 +409,7 @@ fn mounted_at(service: &Json, name: &str, rel: &str) -> String {
 /// the test's environment removed so that the compose file's defaults apply:
 /// (its YAML, as JSON).
 fn compose_config() -> Json {
-    ensure_debian_packages(&["docker-compose"], &["docker-compose"]);
+    common::require_tools(&["docker-compose"]);
     let mut cmd = Command::new("docker-compose");
     cmd.current_dir(repo())
         .args(["-f", "docker/compose.yml", "config"])
@@ -1166,7 +1098,7 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
     }
     assert!(read("dashboards/alerts.yml").contains("job=\"binlog-tailer\""));
     // promtool checks the configuration and the rule file it names.
-    ensure_debian_packages(&["promtool"], &["prometheus"]);
+    common::require_tools(&["promtool"]);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name("compose"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let checked = dir.join("prometheus.yml");

@@ -43,18 +43,9 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
     let writer = Writer::start(&db, Duration::from_millis(50), 0, 0);
 
     // Streaming normally first.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while setup.checkpoint().is_none_or(|c| c.events_published < 40) {
-        assert!(
-            Instant::now() < deadline,
-            "no progress before the outage; log:\n{}",
-            tailer.log()
-        );
-        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
-            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    setup
+        .wait_published(40, Duration::from_secs(60), &mut tailer)
+        .await;
     let before_outage = writer.count();
 
     // The broker goes away.

@@ -114,18 +114,9 @@ async fn replica_restart_mid_stream_loses_nothing_repeats_nothing() {
     // land inside a transaction.
     let writer = Writer::start(&db, Duration::from_millis(50), 10, 200);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while setup.checkpoint().is_none_or(|c| c.events_published < 300) {
-        assert!(
-            Instant::now() < deadline,
-            "no progress before the restart; log:\n{}",
-            tailer.log()
-        );
-        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
-            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    setup
+        .wait_published(300, Duration::from_secs(60), &mut tailer)
+        .await;
     let before = writer.count();
     let published_before = setup.checkpoint().map_or(0, |c| c.events_published);
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use binlog_tailer::position::{BinlogCoord, GtidState};
 use common::faults::*;
@@ -57,18 +57,9 @@ async fn rotations_mid_stream_lose_nothing_repeat_nothing_and_move_the_coordinat
     let mut tailer = setup.spawn();
     let writer = Writer::start(&db, Duration::from_millis(50), 0, 0);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while setup.checkpoint().is_none_or(|c| c.events_published < 20) {
-        assert!(
-            Instant::now() < deadline,
-            "no progress before the rotations; log:\n{}",
-            tailer.log()
-        );
-        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
-            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    setup
+        .wait_published(20, Duration::from_secs(60), &mut tailer)
+        .await;
     let first_cp = setup.checkpoint().expect("a checkpoint");
     let first_coord = first_cp
         .position

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use binlog_tailer::position::Gtid;
@@ -74,73 +74,6 @@ fn substitute(expr: &str) -> String {
 }
 
 // ---------------------------------------------------------------- installing
-
-/// Whether `cmd` is an executable on PATH.
-fn on_path(cmd: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(cmd))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
-/// Installs Debian packages whose commands are missing, the way
-/// tests/env/services.sh installs MariaDB: as root, with a policy-rc.d that
-/// keeps the packages from starting system-wide services (one already there
-/// is left alone), and without recommended packages (prometheus would bring
-/// a node exporter).
-fn ensure_debian_packages(commands: &[&str], packages: &[&str]) {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if commands.iter().all(|c| on_path(c)) {
-        return;
-    }
-    let list = packages.join(" ");
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert!(
-        String::from_utf8_lossy(&uid.stdout).trim() == "0",
-        "{commands:?} not found, and installing them needs root: run \
-         `sudo apt-get install --no-install-recommends {list}` (or `make services-up` as root)"
-    );
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let made_policy = !policy.exists();
-    if made_policy {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
-        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod policy-rc.d");
-    }
-    eprintln!("installing Debian's {list}");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run apt-get")
-    };
-    let update = apt(&["update", "-qq"]);
-    let mut install_args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    install_args.extend_from_slice(packages);
-    let install = apt(&install_args);
-    if made_policy {
-        let _ = std::fs::remove_file(policy);
-    }
-    for (what, out) in [("update", &update), ("install", &install)] {
-        assert!(
-            out.status.success(),
-            "apt-get {what} {list} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    for c in commands {
-        assert!(on_path(c), "{c} still missing after installing {list}");
-    }
-}
 
 // ---------------------------------------------------------------- PromQL, just enough
 
@@ -609,7 +542,7 @@ async fn insert_orders(db: String, stop: Arc<AtomicBool>) -> (u64, Gtid) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_alert_expression_has_data_in_a_real_prometheus() {
-    ensure_debian_packages(&["prometheus", "promtool"], &["prometheus"]);
+    common::require_tools(&["prometheus", "promtool"]);
     let alerts_text = read("dashboards/alerts.yml");
     let alert_names: BTreeSet<String> = alerts_text
         .lines()
@@ -1065,7 +998,7 @@ fn promtool_tests(alert_names: &BTreeSet<String>) -> String {
 /// on an idle, caught-up tailer: `promtool test rules` on synthetic series.
 #[test]
 fn each_alert_fires_when_it_should_and_none_while_idle() {
-    ensure_debian_packages(&["prometheus", "promtool"], &["prometheus"]);
+    common::require_tools(&["prometheus", "promtool"]);
     let text = read("dashboards/alerts.yml");
     let alert_names: BTreeSet<String> = text
         .lines()

@@ -264,31 +264,7 @@ async fn committed_inserts_become_one_event_each_and_rollbacks_none() {
         by_id[&30].payload["binloggtid"]
     );
 
-    // Commit order within each partition: offsets follow (GTID, row).
-    let mut per_partition: BTreeMap<i32, Vec<&Consumed>> = BTreeMap::new();
-    for m in &messages {
-        per_partition.entry(m.partition).or_default().push(m);
-    }
-    for list in per_partition.values_mut() {
-        list.sort_by_key(|m| m.offset);
-        let order: Vec<(u64, u64)> = list
-            .iter()
-            .map(|m| {
-                let gtid: binlog_tailer::position::Gtid = m.payload["binloggtid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .parse()
-                    .expect("gtid");
-                (
-                    gtid.seq,
-                    m.payload["binlogrow"].as_u64().unwrap_or_default(),
-                )
-            })
-            .collect();
-        let mut sorted = order.clone();
-        sorted.sort();
-        assert_eq!(order, sorted, "partition offsets follow commit order");
-    }
+    common::tailer::assert_commit_order_per_partition(&messages);
 
     let status = tailer.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "clean shutdown exits 0");

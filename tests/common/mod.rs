@@ -212,3 +212,43 @@ pub fn http_request(
 }
 pub mod faults;
 pub mod services;
+
+/// Whether `cmd` is an executable on PATH.
+pub fn on_path(cmd: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Makes sure the test tools are installed: when one of `commands` is
+/// missing, runs `tests/env/services.sh install` (the one place that knows
+/// how to install them), then insists they are there.
+pub fn require_tools(commands: &[&str]) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if commands.iter().all(|c| on_path(c)) {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/services.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("install")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tests/env/services.sh install");
+    assert!(
+        out.status.success(),
+        "{commands:?} missing and `tests/env/services.sh install` failed (it needs root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for c in commands {
+        assert!(
+            on_path(c),
+            "{c} still missing after `tests/env/services.sh install`"
+        );
+    }
+}

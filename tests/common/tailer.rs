@@ -255,6 +255,27 @@ listen = "127.0.0.1:0"
             .and_then(|s| s.current().expect("readable checkpoint"))
     }
 
+    /// Waits (without blocking the runtime) until the checkpoint counts at
+    /// least `events` published events; panics with the tailer's log if it
+    /// exits or `timeout` passes first.
+    pub async fn wait_published(&self, events: u64, timeout: Duration, tailer: &mut Tailer) {
+        let deadline = Instant::now() + timeout;
+        while self
+            .checkpoint()
+            .is_none_or(|c| c.events_published < events)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {events} events published within {timeout:?}; log:\n{}",
+                tailer.log()
+            );
+            if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+                panic!("the tailer exited ({status}); log:\n{}", tailer.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the checkpoint covers `gtid`: then every event of that
     /// transaction and before it is acknowledged by the broker.
     pub fn wait_checkpoint(&self, gtid: Gtid, timeout: Duration, tailer: Option<&mut Tailer>) {
@@ -446,4 +467,34 @@ pub fn consume_all(topic: &str) -> Vec<Consumed> {
 /// Parses a GTID state (for start.from).
 pub fn gtid_state(text: &str) -> GtidState {
     text.parse().expect("GTID state")
+}
+
+/// Within each partition, offsets follow commit order: (GTID sequence, row
+/// index) strictly increase with the offset.
+pub fn assert_commit_order_per_partition(messages: &[Consumed]) {
+    let mut per_partition: BTreeMap<i32, Vec<&Consumed>> = BTreeMap::new();
+    for m in messages {
+        per_partition.entry(m.partition).or_default().push(m);
+    }
+    for (partition, list) in &mut per_partition {
+        list.sort_by_key(|m| m.offset);
+        let order: Vec<(u64, u64)> = list
+            .iter()
+            .map(|m| {
+                let gtid: Gtid = m.payload["binloggtid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .expect("binloggtid");
+                (
+                    gtid.seq,
+                    m.payload["binlogrow"].as_u64().expect("binlogrow"),
+                )
+            })
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition}: offsets do not follow commit order: {order:?}"
+        );
+    }
 }
