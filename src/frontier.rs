@@ -54,7 +54,8 @@ pub struct Published {
 #[derive(Debug, Clone, Default)]
 pub struct Frontier {
     partitions: HashMap<String, i32>,
-    last: HashMap<(String, i32), Published>,
+    /// topic → partition → its newest record (looked up per record, by &str).
+    last: HashMap<String, HashMap<i32, Published>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,8 @@ impl Frontier {
     /// Whether the record `(gtid, row)` routed to `partition` is already in it.
     pub fn already_published(&self, topic: &str, partition: i32, gtid: Gtid, row: u32) -> bool {
         self.last
-            .get(&(topic.to_owned(), partition))
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
             .is_some_and(|last| {
                 last.gtid.domain == gtid.domain && (gtid.seq, row) <= (last.gtid.seq, last.row)
             })
@@ -94,7 +96,9 @@ impl Frontier {
 
     /// The frontier of each partition that has one.
     pub fn entries(&self) -> impl Iterator<Item = (&str, i32, Published)> + '_ {
-        self.last.iter().map(|((t, p), l)| (t.as_str(), *p, *l))
+        self.last
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |(p, l)| (t.as_str(), *p, *l)))
     }
 
     /// Partition counts of the topics.
@@ -220,7 +224,11 @@ pub fn read(
             let message = message.map_err(kafka)?;
             let partition = message.partition();
             if let Some(published) = ours(&message, epoch) {
-                frontier.last.insert((topic.clone(), partition), published);
+                frontier
+                    .last
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(partition, published);
             }
             if ends
                 .get(&partition)
@@ -293,8 +301,8 @@ mod tests {
             server_id: 1,
             seq,
         };
-        f.last.insert(
-            ("t".into(), 1),
+        f.last.entry("t".into()).or_default().insert(
+            1,
             Published {
                 gtid: g(10),
                 row: 2,
