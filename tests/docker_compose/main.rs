@@ -11,292 +11,40 @@
 //! dashboards/alerts.yml and scraping the three services, Grafana
 //! provisioning the dashboard. Nothing here starts a container.
 //!
-//! The second test also hands the tailer's compose configuration
+//! Each part of the compose file is checked by a test of its own; they share
+//! one run of `docker-compose config` per test binary (see [`shared`]).
+//!
+//! The last test also hands the tailer's compose configuration
 //! (docker/binlog-tailer.toml) to the real binary's `check`, pointed at the
 //! local services: it parses, and passes the preflight against servers set up
 //! like the compose file's.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use binlog_tailer::config::Config;
 use binlog_tailer::order::OrderConfig;
 use binlog_tailer::payment::PaymentConfig;
 use serde_json::Value as Json;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
+use parse::{
+    bootstrap_primary, cnf_file, cnf_pairs, command, defaults_env, depends_on,
+    depends_on_conditions, dockerfile_stage, environment, grants, heredoc_after, mounted_at,
+    mounts, ports, properties, read, repo, scrape_targets, text, words, yaml_to_json,
+};
 
 // ---------------------------------------------------------------- installing
 
 // ---------------------------------------------------------------- reading the files
 
-/// The body of the first `cat [>file] <<EOF ... EOF` heredoc after the line
-/// that contains `marker`.
-fn heredoc_after(text: &str, marker: &str) -> Vec<String> {
-    let mut lines = text.lines().skip_while(|l| !l.contains(marker));
-    assert!(
-        lines.next().is_some(),
-        "services.sh has no line with {marker:?}"
-    );
-    lines
-        .skip_while(|l| !(l.trim_start().starts_with("cat ") && l.trim_end().ends_with("<<EOF")))
-        .skip(1)
-        .take_while(|l| l.trim() != "EOF")
-        .map(str::to_owned)
-        .collect()
-}
-
-/// `key = value` (or a bare `key`) lines of a MariaDB option file, keys with
-/// `-` written as `_` (MariaDB treats them alike); comments and section
-/// headers skipped.
-fn cnf_pairs(lines: &[String]) -> BTreeMap<String, String> {
-    lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            (k.trim().replace('-', "_"), v.trim().to_owned())
-        })
-        .collect()
-}
-
-fn cnf_file(rel: &str) -> BTreeMap<String, String> {
-    let lines: Vec<String> = read(rel).lines().map(str::to_owned).collect();
-    cnf_pairs(&lines)
-}
-
-/// `key=value` lines of a Java properties heredoc.
-fn properties(lines: &[String]) -> BTreeMap<String, String> {
-    lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
-/// tests/env/defaults.env: `NAME=${NAME:-value}` → (NAME, value).
-fn defaults_env() -> BTreeMap<String, String> {
-    read("tests/env/defaults.env")
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.split_once('=')?;
-            let value = rest
-                .strip_prefix(&format!("${{{name}:-"))?
-                .strip_suffix('}')?;
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect()
-}
-
-/// GRANT statements of a script, one line each, with the host parts made
-/// equal ('127.0.0.1' on loopback, '%' in the compose network).
-fn grants(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("GRANT "))
-        .map(|l| l.replace("'127.0.0.1'", "'%'"))
-        .collect()
-}
-
-/// A YAML file as JSON, through python3's yaml module (a dependency of
-/// Debian's docker-compose, so present once it is installed).
-fn yaml_to_json(yaml: &str, what: &str) -> Json {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(yaml.as_bytes()).expect("write YAML");
-    }
-    let out = child.wait_with_output().expect("python3");
-    assert!(
-        out.status.success(),
-        "{what} is not YAML python3 can read: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from python3")
-}
-
-/// A scalar of the resolved compose file as text (compose may keep `1` a
-/// number and `"1"` a string).
-fn text(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        Json::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// A service's environment as a map, whichever form compose printed.
-fn environment(service: &Json) -> BTreeMap<String, String> {
-    match &service["environment"] {
-        Json::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
-        Json::Array(list) => list
-            .iter()
-            .filter_map(|e| {
-                let e = text(e);
-                let (k, v) = e.split_once('=')?;
-                Some((k.to_owned(), v.to_owned()))
-            })
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// A service's bind mounts and volumes: target → source (absolute host path
-/// for bind mounts, volume name otherwise).
-fn mounts(service: &Json) -> BTreeMap<String, String> {
-    service["volumes"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| match v {
-                    Json::String(s) => {
-                        let mut parts = s.split(':');
-                        let source = parts.next()?.to_owned();
-                        let target = parts.next()?.to_owned();
-                        Some((target, source))
-                    }
-                    Json::Object(_) => Some((text(&v["target"]), text(&v["source"]))),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Published ports: (host address, host port, container port).
-fn ports(service: &Json) -> Vec<(String, String, String)> {
-    service["ports"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|p| match p {
-                    Json::String(s) => {
-                        let s = s.split('/').next().unwrap_or(s);
-                        let parts: Vec<&str> = s.split(':').collect();
-                        match parts.as_slice() {
-                            [ip, host, container] => Some((
-                                (*ip).to_owned(),
-                                (*host).to_owned(),
-                                (*container).to_owned(),
-                            )),
-                            [host, container] => {
-                                Some((String::new(), (*host).to_owned(), (*container).to_owned()))
-                            }
-                            _ => None,
-                        }
-                    }
-                    Json::Object(_) => Some((
-                        text(&p["host_ip"]),
-                        text(&p["published"]),
-                        text(&p["target"]),
-                    )),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn depends_on(service: &Json) -> BTreeSet<String> {
-    match &service["depends_on"] {
-        Json::Object(map) => map.keys().cloned().collect(),
-        Json::Array(list) => list.iter().map(text).collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-/// `depends_on` as dependency → condition (`service_started` for the short
-/// form).
-fn depends_on_conditions(service: &Json) -> BTreeMap<String, String> {
-    match &service["depends_on"] {
-        Json::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                let condition = match &v["condition"] {
-                    Json::Null => "service_started".to_owned(),
-                    c => text(c),
-                };
-                (k.clone(), condition)
-            })
-            .collect(),
-        Json::Array(list) => list
-            .iter()
-            .map(|d| (text(d), "service_started".to_owned()))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// `entrypoint` or `command` as a list of words.
-fn words(v: &Json) -> Vec<String> {
-    match v {
-        Json::Array(list) => list.iter().map(text).collect(),
-        Json::String(s) => s.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The text of the Dockerfile stage `FROM ... AS <stage>`, up to the next `FROM`.
-fn dockerfile_stage<'a>(dockerfile: &'a str, stage: &str) -> &'a str {
-    let header = format!(" AS {stage}\n");
-    let start = dockerfile
-        .match_indices(&header)
-        .map(|(i, _)| i)
-        .find(|&i| {
-            dockerfile[..i]
-                .rsplit('\n')
-                .next()
-                .is_some_and(|l| l.starts_with("FROM "))
-        })
-        .unwrap_or_else(|| panic!("docker/Dockerfile has no stage {stage}"));
-    let body = &dockerfile[start + header.len()..];
-    let end = body
-        .match_indices("\nFROM ")
-        .map(|(i, _)| i + 1)
-        .next()
-        .unwrap_or(body.len());
-    &body[..end]
-}
-
-/// The targets of a Prometheus scrape job.
-fn scrape_targets(prom_config: &Json, job_name: &str) -> Vec<String> {
-    let job = prom_config["scrape_configs"]
-        .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["job_name"] == job_name))
-        .unwrap_or_else(|| panic!("prometheus.yml has no scrape job named {job_name}"));
-    job["static_configs"]
-        .as_array()
-        .map(|configs| {
-            configs
-                .iter()
-                .flat_map(|c| c["targets"].as_array().cloned().unwrap_or_default())
-                .map(|t| text(&t))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+// The parsers are in parse.rs; what is left here checks (check_own_image)
+// or runs a tool (compose_config).
 
 /// One of the system's own services, built from docker/Dockerfile: its
 /// compose entry builds the stage named after the binary from the repository
@@ -382,29 +130,6 @@ fn check_own_image(
     );
 }
 
-fn command(service: &Json) -> Vec<String> {
-    match &service["command"] {
-        Json::Array(list) => list.iter().map(text).collect(),
-        Json::String(s) => s.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The target a host path (relative to the repository) is mounted at.
-fn mounted_at(service: &Json, name: &str, rel: &str) -> String {
-    let source = repo().join(rel);
-    mounts(service)
-        .into_iter()
-        .find(|(_, s)| Path::new(s) == source)
-        .map(|(t, _)| t)
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} does not mount {rel}; its volumes: {}",
-                service["volumes"]
-            )
-        })
-}
-
 /// `docker-compose -f docker/compose.yml config`, with the BT_* variables of
 /// the test's environment removed so that the compose file's defaults apply:
 /// (its YAML, as JSON).
@@ -434,35 +159,145 @@ fn compose_config() -> Json {
     yaml_to_json(&stdout, "docker-compose config's output")
 }
 
+// ---------------------------------------------------------------- the shared set-up
+
+/// What every test starts from: the services of the resolved compose file
+/// (checked to be the system's nine), tests/env/services.sh and the defaults
+/// of tests/env/defaults.env.
+struct Shared {
+    services: serde_json::Map<String, Json>,
+    services_sh: String,
+    defaults: BTreeMap<String, String>,
+}
+
+/// The shared set-up, made once per test binary: `docker-compose config`
+/// runs once, whichever test asks first. (If it panics, the next test to ask
+/// tries again, and fails the same way.)
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let config = compose_config();
+        let services = config["services"].as_object().expect("services");
+        let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                "mariadb-primary",
+                "mariadb-replica",
+                "kafka",
+                "kafka-init",
+                "binlog-tailer",
+                "order-service",
+                "payment-service",
+                "prometheus",
+                "grafana"
+            ]),
+            "the services of docker/compose.yml"
+        );
+        let services_sh = read("tests/env/services.sh");
+        let defaults = defaults_env();
+        Shared {
+            services: services.clone(),
+            services_sh,
+            defaults,
+        }
+    })
+}
+
+/// A service of the resolved compose file.
+fn service(name: &str) -> &'static Json {
+    &shared().services[name]
+}
+
+// What the containers run with: each compose configuration file with the
+// variables compose sets for its service. Several tests need them; each
+// loads them itself, so that no test depends on another.
+
+/// docker/binlog-tailer.toml with binlog-tailer's environment.
+fn compose_tailer_config() -> Config {
+    Config::load(
+        Some(&repo().join("docker/binlog-tailer.toml")),
+        environment(service("binlog-tailer")),
+        &[],
+    )
+    .expect("docker/binlog-tailer.toml with compose's environment")
+}
+
+/// docker/order-service.toml with order-service's environment.
+fn compose_order_config() -> OrderConfig {
+    OrderConfig::load(
+        Some(&repo().join("docker/order-service.toml")),
+        environment(service("order-service")),
+        &[],
+    )
+    .expect("docker/order-service.toml with compose's environment")
+}
+
+/// docker/payment-service.toml with payment-service's environment.
+fn compose_payment_config() -> PaymentConfig {
+    PaymentConfig::load(
+        Some(&repo().join("docker/payment-service.toml")),
+        environment(service("payment-service")),
+        &[],
+    )
+    .expect("docker/payment-service.toml with compose's environment")
+}
+
+/// The topics the tailer publishes to.
+fn published_topics(tailer_config: &Config) -> BTreeSet<&str> {
+    tailer_config
+        .tables
+        .iter()
+        .map(|t| t.topic.as_str())
+        .collect()
+}
+
+/// Every kafka-topics.sh --create of kafka-init's script: topic → its
+/// arguments.
+fn kafka_init_topics(kafka_init: &Json) -> BTreeMap<String, BTreeMap<String, String>> {
+    let script = match &kafka_init["command"] {
+        Json::Array(list) if list.len() == 1 => text(&list[0]),
+        other => panic!("kafka-init's command is one script for sh -c: {other}"),
+    };
+    let mut created: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for line in script.replace("\\\n", " ").lines() {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        if !args
+            .first()
+            .is_some_and(|c| c.ends_with("/kafka-topics.sh"))
+            || !args.contains(&"--create")
+        {
+            continue;
+        }
+        let mut options = BTreeMap::new();
+        let mut rest = args[1..].iter().peekable();
+        while let Some(arg) = rest.next() {
+            let value = match rest.peek() {
+                Some(v) if !v.starts_with("--") => rest.next().map(|v| (*v).to_owned()),
+                _ => None,
+            };
+            options.insert((*arg).to_owned(), value.unwrap_or_default());
+        }
+        let topic = options.get("--topic").cloned().unwrap_or_else(|| {
+            panic!("kafka-init: kafka-topics.sh --create without --topic: {line}")
+        });
+        created.insert(topic, options);
+    }
+    created
+}
+
 // ---------------------------------------------------------------- the tests
 
+/// MariaDB: the binlog settings, each server's role, its ports.
 #[test]
-fn compose_file_is_valid_and_says_what_the_local_services_say() {
-    let config = compose_config();
-    let services = config["services"].as_object().expect("services");
-    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        BTreeSet::from([
-            "mariadb-primary",
-            "mariadb-replica",
-            "kafka",
-            "kafka-init",
-            "binlog-tailer",
-            "order-service",
-            "payment-service",
-            "prometheus",
-            "grafana"
-        ]),
-        "the services of docker/compose.yml"
-    );
-    let service = |name: &str| &services[name];
-    let services_sh = read("tests/env/services.sh");
-    let defaults = defaults_env();
-
-    // ---- MariaDB: the binlog settings, each server's role, its ports.
-    let local_cnf = cnf_pairs(&heredoc_after(&services_sh, "write_mariadb_cnf() {"));
-    let local_replica_cnf = cnf_pairs(&heredoc_after(&services_sh, "if [ \"$name\" = replica ]"));
+fn mariadb_servers_have_the_binlog_settings_and_roles() {
+    let Shared {
+        services_sh,
+        defaults,
+        ..
+    } = shared();
+    let local_cnf = cnf_pairs(&heredoc_after(services_sh, "write_mariadb_cnf() {"));
+    let local_replica_cnf = cnf_pairs(&heredoc_after(services_sh, "if [ \"$name\" = replica ]"));
     for key in [
         "log_bin",
         "binlog_format",
@@ -554,8 +389,12 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
             ports(svc)
         );
     }
+}
 
-    // ---- The primary's first start: the same users, privileges and schemas.
+/// The primary's first start: the same users, privileges and schemas.
+#[test]
+fn primary_first_start_creates_the_local_users_privileges_and_schemas() {
+    let Shared { services_sh, .. } = shared();
     let primary = service("mariadb-primary");
     let init = mounted_at(primary, "mariadb-primary", "docker/mariadb/primary-init.sh");
     assert!(
@@ -564,12 +403,7 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
     );
     let schemas = mounted_at(primary, "mariadb-primary", "schemas");
     let primary_init = read("docker/mariadb/primary-init.sh");
-    let bootstrap: String = services_sh
-        .lines()
-        .skip_while(|l| !l.starts_with("bootstrap_primary()"))
-        .take_while(|l| *l != "}")
-        .collect::<Vec<_>>()
-        .join("\n");
+    let bootstrap = bootstrap_primary(services_sh);
     assert_eq!(
         grants(&primary_init),
         grants(&bootstrap),
@@ -589,8 +423,12 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
             );
         }
     }
+}
 
-    // ---- The replica follows the primary by GTID.
+/// The replica follows the primary by GTID.
+#[test]
+fn replica_follows_the_primary_by_gtid() {
+    let Shared { services_sh, .. } = shared();
     let replica = service("mariadb-replica");
     let init = mounted_at(replica, "mariadb-replica", "docker/mariadb/replica-init.sh");
     assert!(
@@ -621,11 +459,19 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         Some("mariadb-primary")
     );
     assert!(depends_on(replica).contains("mariadb-primary"));
+}
 
-    // ---- Kafka: KRaft, the local broker's settings.
+/// Kafka: KRaft, the local broker's settings.
+#[test]
+fn kafka_runs_kraft_with_the_local_broker_settings() {
+    let Shared {
+        services_sh,
+        defaults,
+        ..
+    } = shared();
     let kafka = service("kafka");
     let kafka_env = environment(kafka);
-    let local_kafka = properties(&heredoc_after(&services_sh, "write_kafka_properties() {"));
+    let local_kafka = properties(&heredoc_after(services_sh, "write_kafka_properties() {"));
     assert!(
         local_kafka.len() >= 15,
         "services.sh's Kafka properties, as read"
@@ -666,8 +512,13 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
             .contains(&format!("127.0.0.1:{}", defaults["BT_KAFKA_PORT"])),
         "the host listener is advertised at the published port"
     );
+}
 
-    // ---- binlog-tailer: built here, reading the replica, the example's settings.
+/// binlog-tailer: built here, reading the replica, the example's settings.
+#[test]
+fn binlog_tailer_reads_the_replica_with_the_example_settings() {
+    let Shared { defaults, .. } = shared();
+    let kafka_env = environment(service("kafka"));
     let dockerfile = read("docker/Dockerfile");
     let tailer = service("binlog-tailer");
     let tailer_env = environment(tailer);
@@ -679,12 +530,7 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
     .expect("docker/binlog-tailer.toml is a valid configuration");
     // What the container runs with: the file and the BINLOG_TAILER__*
     // variables compose sets, which only restate it under the defaults.
-    let tailer_config = Config::load(
-        Some(&repo().join("docker/binlog-tailer.toml")),
-        tailer_env.clone(),
-        &[],
-    )
-    .expect("docker/binlog-tailer.toml with compose's environment");
+    let tailer_config = compose_tailer_config();
     assert_eq!(
         format!("{tailer_config:#?}"),
         format!("{tailer_file:#?}"),
@@ -771,13 +617,14 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         format!("{example:#?}"),
         "docker/binlog-tailer.toml differs from config/example.toml beyond the addresses"
     );
-    let tailer_topics: BTreeSet<&str> = tailer_config
-        .tables
-        .iter()
-        .map(|t| t.topic.as_str())
-        .collect();
+}
 
-    // ---- kafka-init: creates the topics, then exits; nothing waits on a guess.
+/// kafka-init: creates the topics, then exits; nothing waits on a guess.
+#[test]
+fn kafka_init_creates_the_topics_then_exits() {
+    let kafka = service("kafka");
+    let tailer_config = compose_tailer_config();
+    let tailer_topics = published_topics(&tailer_config);
     let kafka_init = service("kafka-init");
     assert_eq!(
         text(&kafka_init["image"]),
@@ -804,35 +651,7 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
                 .any(|flag| flag.starts_with('-') && flag.contains('e') && flag.contains('c')),
         "kafka-init's script runs with sh -ec, so a failed creation fails it: {entrypoint:?}"
     );
-    let script = match &kafka_init["command"] {
-        Json::Array(list) if list.len() == 1 => text(&list[0]),
-        other => panic!("kafka-init's command is one script for sh -c: {other}"),
-    };
-    // Every kafka-topics.sh --create of the script: topic → its arguments.
-    let mut created: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for line in script.replace("\\\n", " ").lines() {
-        let args: Vec<&str> = line.split_whitespace().collect();
-        if !args
-            .first()
-            .is_some_and(|c| c.ends_with("/kafka-topics.sh"))
-            || !args.contains(&"--create")
-        {
-            continue;
-        }
-        let mut options = BTreeMap::new();
-        let mut rest = args[1..].iter().peekable();
-        while let Some(arg) = rest.next() {
-            let value = match rest.peek() {
-                Some(v) if !v.starts_with("--") => rest.next().map(|v| (*v).to_owned()),
-                _ => None,
-            };
-            options.insert((*arg).to_owned(), value.unwrap_or_default());
-        }
-        let topic = options.get("--topic").cloned().unwrap_or_else(|| {
-            panic!("kafka-init: kafka-topics.sh --create without --topic: {line}")
-        });
-        created.insert(topic, options);
-    }
+    let created = kafka_init_topics(kafka_init);
     for (topic, options) in &created {
         assert_eq!(
             options.get("--bootstrap-server").map(String::as_str),
@@ -861,8 +680,15 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
             created.keys()
         );
     }
+}
 
-    // ---- order-service: writes shop on the primary as orders_app.
+/// order-service: writes shop on the primary as orders_app.
+#[test]
+fn order_service_writes_shop_on_the_primary_as_orders_app() {
+    let Shared { defaults, .. } = shared();
+    let primary_init = read("docker/mariadb/primary-init.sh");
+    let dockerfile = read("docker/Dockerfile");
+    let tailer_config = compose_tailer_config();
     let order = service("order-service");
     let order_env = environment(order);
     let order_file = OrderConfig::load(
@@ -871,12 +697,7 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         &[],
     )
     .expect("docker/order-service.toml is a valid configuration");
-    let order_config = OrderConfig::load(
-        Some(&repo().join("docker/order-service.toml")),
-        order_env.clone(),
-        &[],
-    )
-    .expect("docker/order-service.toml with compose's environment");
+    let order_config = compose_order_config();
     assert_eq!(
         format!("{order_config:#?}"),
         format!("{order_file:#?}"),
@@ -958,9 +779,18 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         format!("{order_example:#?}"),
         "docker/order-service.toml differs from config/order-service.example.toml beyond the addresses"
     );
+}
 
-    // ---- payment-service: consumes the tailer's topic, writes payments on the
-    // primary as payments_app, starts only once its topics exist.
+/// payment-service: consumes the tailer's topic, writes payments on the
+/// primary as payments_app, starts only once its topics exist.
+#[test]
+fn payment_service_consumes_the_tailer_topic_and_writes_payments() {
+    let Shared { defaults, .. } = shared();
+    let primary_init = read("docker/mariadb/primary-init.sh");
+    let dockerfile = read("docker/Dockerfile");
+    let tailer_config = compose_tailer_config();
+    let tailer_topics = published_topics(&tailer_config);
+    let created = kafka_init_topics(service("kafka-init"));
     let payment = service("payment-service");
     let payment_env = environment(payment);
     let payment_file = PaymentConfig::load(
@@ -969,12 +799,7 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         &[],
     )
     .expect("docker/payment-service.toml is a valid configuration");
-    let payment_config = PaymentConfig::load(
-        Some(&repo().join("docker/payment-service.toml")),
-        payment_env.clone(),
-        &[],
-    )
-    .expect("docker/payment-service.toml with compose's environment");
+    let payment_config = compose_payment_config();
     assert_eq!(
         format!("{payment_config:#?}"),
         format!("{payment_file:#?}"),
@@ -1069,8 +894,14 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         format!("{payment_example:#?}"),
         "docker/payment-service.toml differs from config/payment-service.example.toml beyond the addresses"
     );
+}
 
-    // ---- Prometheus: the rules of dashboards/alerts.yml, scraping the three services.
+/// Prometheus: the rules of dashboards/alerts.yml, scraping the three services.
+#[test]
+fn prometheus_loads_the_alerts_and_scrapes_the_three_services() {
+    let http_port = compose_tailer_config().http.listen.port();
+    let order_port = compose_order_config().http.listen.port();
+    let payment_port = compose_payment_config().http.listen.port();
     let prometheus = service("prometheus");
     let prom_config_path = mounted_at(prometheus, "prometheus", "docker/prometheus/prometheus.yml");
     assert!(
@@ -1122,8 +953,12 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // ---- Grafana: the data source is this Prometheus, the dashboard is provisioned.
+/// Grafana: the data source is this Prometheus, the dashboard is provisioned.
+#[test]
+fn grafana_provisions_the_prometheus_data_source_and_the_dashboard() {
+    let prom_config = yaml_to_json(&read("docker/prometheus/prometheus.yml"), "prometheus.yml");
     let grafana = service("grafana");
     let provisioning = mounted_at(grafana, "grafana", "docker/grafana/provisioning");
     assert_eq!(provisioning, "/etc/grafana/provisioning");
@@ -1156,8 +991,12 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(home, format!("{dashboards_dir}/binlog-tailer.json"));
+}
 
-    // ---- The Dockerfile builds with Cargo.toml's toolchain.
+/// The Dockerfile builds with Cargo.toml's toolchain.
+#[test]
+fn dockerfile_builds_with_the_cargo_toml_toolchain() {
+    let dockerfile = read("docker/Dockerfile");
     let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml");
     let rust_version = manifest["package"]["rust-version"]
         .as_str()
@@ -1194,6 +1033,17 @@ fn compose_file_is_valid_and_says_what_the_local_services_say() {
         );
         assert!(repo().join(copied).exists());
     }
+    // What the tests compared, counted (each test reads its own copy).
+    let Shared {
+        services,
+        services_sh,
+        ..
+    } = shared();
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    let local_cnf = cnf_pairs(&heredoc_after(services_sh, "write_mariadb_cnf() {"));
+    let local_replica_cnf = cnf_pairs(&heredoc_after(services_sh, "if [ \"$name\" = replica ]"));
+    let bootstrap = bootstrap_primary(services_sh);
+    let local_kafka = properties(&heredoc_after(services_sh, "write_kafka_properties() {"));
     eprintln!(
         "docker-compose config: {} services; {} MariaDB settings, {} grants and {} Kafka \
          settings compared with tests/env/services.sh",
