@@ -16,24 +16,24 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::stats::Stats;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct AppState {
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     ready_max_lag: Duration,
 }
 
 /// Why the tailer is not ready; empty when it is.
-pub fn not_ready_reasons(stats: &Stats, ready_max_lag: Duration) -> Vec<String> {
+pub fn not_ready_reasons(metrics: &Metrics, ready_max_lag: Duration) -> Vec<String> {
     let mut reasons = Vec::new();
-    if stats.source_connected.get() != 1 {
+    if metrics.source_connected.get() != 1 {
         reasons.push("not connected to MariaDB (binlog stream down; reconnecting)".to_owned());
     }
-    if stats.broker_connected.get() != 1 {
+    if metrics.broker_connected.get() != 1 {
         reasons.push("no connection to a Kafka broker".to_owned());
     }
-    let lag = stats.lag_seconds();
+    let lag = metrics.lag_seconds();
     if u64::try_from(lag).unwrap_or(0) > ready_max_lag.as_secs() {
         reasons.push(format!(
             "replication lag {lag} s is above http.ready_max_lag ({} s)",
@@ -54,16 +54,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     ready_max_lag: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AppState {
-            stats,
+            metrics,
             ready_max_lag,
         });
     axum::serve(listener, app)
@@ -73,11 +73,11 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.stats.refresh();
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.refresh();
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
-    match encoder.encode(&state.stats.registry.gather(), &mut body) {
+    match encoder.encode(&state.metrics.registry.gather(), &mut body) {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
@@ -92,9 +92,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    state.stats.refresh();
-    let reasons = not_ready_reasons(&state.stats, state.ready_max_lag);
-    state.stats.ready.set(i64::from(reasons.is_empty()));
+    state.metrics.refresh();
+    let reasons = not_ready_reasons(&state.metrics, state.ready_max_lag);
+    state.metrics.ready.set(i64::from(reasons.is_empty()));
     if reasons.is_empty() {
         (StatusCode::OK, "ready\n".to_owned())
     } else {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use binlog_tailer::checkpoint::Store;
+use binlog_tailer::checkpoint::{self, ReportFormat, Store};
 use binlog_tailer::config::Config;
 use binlog_tailer::pipeline::{self, Outcome, RunError};
 use binlog_tailer::position::Target;
@@ -159,6 +159,15 @@ enum OutputFormat {
     Json,
 }
 
+impl From<OutputFormat> for ReportFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Text => ReportFormat::Text,
+            OutputFormat::Json => ReportFormat::Json,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     process::init_logging(matches!(cli.log_format, LogFormat::Json), &cli.log);
@@ -286,51 +295,16 @@ fn list_checkpoints(config: &Config, limit: u32, format: OutputFormat) -> u8 {
             return exit::ERROR;
         }
     };
-    let entries = match store.history(limit) {
-        Ok(entries) => entries,
+    match store.history(limit) {
+        Ok(entries) => {
+            print!("{}", checkpoint::render_history(&entries, format.into()));
+            exit::OK
+        }
         Err(e) => {
             eprintln!("binlog-tailer: {e}");
-            return exit::ERROR;
-        }
-    };
-    let time = |t: Option<i64>| {
-        t.map(binlog_tailer::map::rfc3339_seconds)
-            .unwrap_or_else(|| "-".into())
-    };
-    match format {
-        OutputFormat::Text => {
-            println!(
-                "{:>7}  {:<20}  {:<20}  {:>10}  position",
-                "entry", "written at", "commit time", "events"
-            );
-            for (seq, cp) in &entries {
-                println!(
-                    "{:>7}  {:<20}  {:<20}  {:>10}  {}",
-                    format!("#{seq}"),
-                    time(Some(cp.written_at_ms / 1000)),
-                    time(cp.commit_time),
-                    cp.events_published,
-                    cp.position
-                );
-            }
-        }
-        OutputFormat::Json => {
-            for (seq, cp) in &entries {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "entry": seq,
-                        "position": cp.position.to_string(),
-                        "source_server_id": cp.source_server_id,
-                        "commit_time": time(cp.commit_time),
-                        "written_at": time(Some(cp.written_at_ms / 1000)),
-                        "events_published": cp.events_published,
-                    })
-                );
-            }
+            exit::ERROR
         }
     }
-    exit::OK
 }
 
 fn show_checkpoint(config: &Config, format: OutputFormat) -> u8 {
@@ -348,54 +322,21 @@ fn show_checkpoint(config: &Config, format: OutputFormat) -> u8 {
             return exit::ERROR;
         }
     };
-    let checkpoint = match store.current() {
-        Ok(Some(cp)) => cp,
+    match store.current() {
+        Ok(Some(cp)) => {
+            print!("{}", checkpoint::render_show(&cp, format.into()));
+            exit::OK
+        }
         Ok(None) => {
             eprintln!(
                 "the store {} holds no checkpoint yet",
                 store.path().display()
             );
-            return exit::ERROR;
+            exit::ERROR
         }
         Err(e) => {
             eprintln!("binlog-tailer: {e}");
-            return exit::ERROR;
-        }
-    };
-    let gtid = checkpoint.position.gtid.to_string();
-    let coord = checkpoint
-        .position
-        .coord
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let commit_time = checkpoint
-        .commit_time
-        .map(binlog_tailer::map::rfc3339_seconds)
-        .unwrap_or_default();
-    let written = binlog_tailer::map::rfc3339_seconds(checkpoint.written_at_ms / 1000);
-    match format {
-        OutputFormat::Text => {
-            println!("position:          {}", checkpoint.position);
-            println!("gtid:              {gtid}");
-            println!("binlog:            {coord}");
-            println!("source server_id:  {}", checkpoint.source_server_id);
-            println!("commit time:       {commit_time}");
-            println!("written at:        {written}");
-            println!("events published:  {}", checkpoint.events_published);
-        }
-        OutputFormat::Json => {
-            let json = serde_json::json!({
-                "position": checkpoint.position.to_string(),
-                "gtid": gtid,
-                "binlog": coord,
-                "source_server_id": checkpoint.source_server_id,
-                "commit_time": commit_time,
-                "written_at": written,
-                "events_published": checkpoint.events_published,
-            });
-            println!("{json}");
+            exit::ERROR
         }
     }
-    exit::OK
 }

@@ -1,34 +1,38 @@
-//! The pipeline: connects source → sink → checkpoint and holds no logic of
-//! its own beyond start-up order and shutdown.
+//! The pipeline: wires source → sink → checkpoint writer for `run` and
+//! `replay`, and holds no logic of its own beyond start-up order and
+//! shutdown. Where to start is [`crate::start`]'s to decide, what to save the
+//! [`crate::checkpoint`] writer's, what to report [`crate::monitor`]'s.
 //!
 //! # Start-up
 //! 1. Open the checkpoint store (a corrupt store stops here, untouched).
 //! 2. Preflight the server and the broker (every problem is reported).
 //! 3. Decide where to start: the stored checkpoint, else `start.from`.
-//! 4. Run the reader, the sink and the checkpointer.
+//! 4. Run the reader, the sink and the checkpoint writer.
 //!
 //! # Shutdown (SIGINT/SIGTERM)
 //! The reader stops at the end of the transaction it is reading (or at the
 //! drain deadline), the sink waits for every acknowledgement (up to
-//! `shutdown.drain_timeout`), the checkpointer writes the last fully
-//! acknowledged transaction end. Whatever was not acknowledged is read again
-//! on the next start: nothing is lost.
+//! `shutdown.drain_timeout`), the writer saves the last fully acknowledged
+//! transaction end. Whatever was not acknowledged is read again on the next
+//! start: nothing is lost.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use prometheus::core::Collector;
 use tokio::sync::{mpsc, watch};
 
-use crate::checkpoint::{self, Checkpoint, Store, StoreError};
-use crate::config::{Config, ConfigError, ResumeBy, StartFrom};
+use crate::checkpoint::{self, Checkpoint, Store, StoreError, WriterError};
+use crate::config::{Config, ConfigError};
+use crate::decode::CharsetMap;
 use crate::frontier::{self, Frontier, FrontierError};
+use crate::handoff::Acked;
 use crate::http;
-use crate::position::{BinlogCoord, GtidState, Position, Target};
+use crate::metrics::Metrics;
+use crate::monitor;
+use crate::position::{Start, StopAt, Target};
 use crate::preflight::{self, Check, Problem};
-use crate::sink::{self, Acked, SinkError};
-use crate::source::{self, Progress, Reader, ServerInfo, SourceError, Start, StopAt, Stopped};
-use crate::stats::Stats;
+use crate::sink::{self, SinkError};
+use crate::source::{self, Progress, Reader, SourceError, Stopped};
+use crate::start::{self, StartError};
 
 /// How a run ended without a definite error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +56,17 @@ pub enum RunError {
     Source(Box<SourceError>),
     #[error(transparent)]
     Sink(Box<SinkError>),
-    #[error("{0}")]
-    Start(String),
+    #[error(transparent)]
+    Start(Box<StartError>),
+    #[error(transparent)]
+    Checkpoint(#[from] WriterError),
+    #[error(
+        "cannot listen on http.listen = {addr}: {source}; choose another address (port 0 picks a free one)"
+    )]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Frontier(FrontierError),
     #[error("internal error: {0}")]
@@ -69,6 +82,12 @@ impl From<SourceError> for RunError {
 impl From<SinkError> for RunError {
     fn from(e: SinkError) -> Self {
         RunError::Sink(Box::new(e))
+    }
+}
+
+impl From<StartError> for RunError {
+    fn from(e: StartError) -> Self {
+        RunError::Start(Box::new(e))
     }
 }
 
@@ -88,6 +107,22 @@ pub async fn check(config: &Config) -> Result<Vec<Check>, RunError> {
     Ok(checks)
 }
 
+/// Runs the checks and refuses to go on if one failed.
+async fn require_preflight(config: &Config, log: bool) -> Result<(), RunError> {
+    let checks = check(config).await?;
+    if log {
+        for check in &checks {
+            tracing::info!("preflight: {check}");
+        }
+    }
+    let problems: Vec<Problem> = checks.into_iter().filter_map(|c| c.outcome.err()).collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Preflight(problems))
+    }
+}
+
 /// Runs the tailer until `shutdown` turns true or a definite error.
 ///
 /// # Errors
@@ -103,19 +138,12 @@ pub async fn run(
     let store = Store::open(&config.checkpoint.dir, config.checkpoint.retention())?;
     let stored = store.current()?;
 
-    let checks = check(&config).await?;
-    for check in &checks {
-        tracing::info!("preflight: {check}");
-    }
-    let problems: Vec<Problem> = checks.into_iter().filter_map(|c| c.outcome.err()).collect();
-    if !problems.is_empty() {
-        return Err(RunError::Preflight(problems));
-    }
+    require_preflight(&config, true).await?;
 
     let mut conn = source::connect(&config, &opts).await?;
     let info = source::server_info(&mut conn).await?;
     let charsets = source::charset_map(&mut conn).await?;
-    let start = resolve_start(&config, stored.as_ref(), &info, &mut conn).await?;
+    let start = start::resolve_start(&config, stored.as_ref(), &info, &mut conn).await?;
     let _ = conn.disconnect().await;
     match &stored {
         Some(cp) => {
@@ -130,42 +158,42 @@ pub async fn run(
         tracing::info!(topic, partition, gtid = %last.gtid, row = last.row, epoch, "the partition already holds events up to here");
     }
     let base_events = stored.as_ref().map_or(0, |c| c.events_published);
-    let stats = new_stats(&config);
+    let metrics = new_metrics(&config);
     if let Some(cp) = &stored {
-        stats.checkpoint_position(cp);
+        metrics.checkpoint_position(cp.written_at_ms, &cp.position);
     }
-    let listener = http::bind(config.http.listen).await.map_err(|e| {
-        RunError::Start(format!(
-            "cannot listen on http.listen = {}: {e}; choose another address (port 0 picks a free one)",
-            config.http.listen
-        ))
-    })?;
+    let listener = http::bind(config.http.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz on http://{addr}");
     }
     let (http_stop, http_stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(
         listener,
-        Arc::clone(&stats),
+        Arc::clone(&metrics),
         config.http.ready_max_lag,
         http_stop_rx,
     ));
-    let monitor = tokio::spawn(monitor(
+    let monitor = tokio::spawn(monitor::monitor(
         Arc::clone(&config),
         opts.clone(),
-        Arc::clone(&stats),
+        Arc::clone(&metrics),
     ));
-    let outcome = stream(
+    let outcome = stream(StreamPlan {
         config,
         opts,
         charsets,
         start,
-        None,
-        sink::Mode::Live { epoch, frontier },
-        Some((store, base_events)),
-        stats,
+        stop_at: None,
+        mode: sink::Mode::Live { epoch, frontier },
+        checkpoint: Some((store, base_events)),
+        metrics,
         shutdown,
-    )
+    })
     .await;
     monitor.abort();
     let _ = http_stop.send(true);
@@ -173,83 +201,10 @@ pub async fn run(
     outcome
 }
 
-fn new_stats(config: &Config) -> Arc<Stats> {
-    Arc::new(Stats::new(
+fn new_metrics(config: &Config) -> Arc<Metrics> {
+    Arc::new(Metrics::new(
         config.tables.iter().map(|t| t.table.clone()).collect(),
     ))
-}
-
-/// Keeps the derived gauges fresh: lag and checkpoint age every second;
-/// readiness; and, every 5 s, how far the server's binlog is ahead of what
-/// was read (bytes and transactions), from a query connection of its own.
-async fn monitor(config: Arc<Config>, opts: mysql_async::Opts, stats: Arc<Stats>) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    let mut conn: Option<mysql_async::Conn> = None;
-    for tick in 0u64.. {
-        ticker.tick().await;
-        stats.refresh();
-        let ready = http::not_ready_reasons(&stats, config.http.ready_max_lag).is_empty();
-        stats.ready.set(i64::from(ready));
-        if tick % 5 != 0 {
-            continue;
-        }
-        if conn.is_none() {
-            conn = source::connect(&config, &opts).await.ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        match server_lag(c, &stats.read_position()).await {
-            Ok((bytes, transactions)) => {
-                stats.lag_bytes.set(bytes);
-                stats.lag_transactions.set(transactions);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "could not measure the lag behind the server");
-                conn = None;
-            }
-        }
-    }
-}
-
-/// Bytes and transactions between `read` and the end of the server's binlog.
-async fn server_lag(
-    conn: &mut mysql_async::Conn,
-    read: &Position,
-) -> Result<(i64, i64), SourceError> {
-    use mysql_async::prelude::Queryable;
-    let files: Vec<(String, u64)> = conn
-        .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
-            (
-                row.get::<String, _>(0).unwrap_or_default(),
-                row.get::<u64, _>(1).unwrap_or_default(),
-            )
-        })
-        .await
-        .map_err(SourceError::Query)?;
-    let bytes = match &read.coord {
-        Some(coord) => {
-            let mut behind: u64 = 0;
-            let mut seen = false;
-            for (file, size) in &files {
-                if *file == coord.file {
-                    seen = true;
-                    behind += size.saturating_sub(coord.offset);
-                } else if seen {
-                    behind += size;
-                }
-            }
-            i64::try_from(behind).unwrap_or(i64::MAX)
-        }
-        None => 0,
-    };
-    let server = source::gtid_binlog_pos(conn).await?;
-    let transactions: u64 = server
-        .iter()
-        .map(|g| {
-            g.seq
-                .saturating_sub(read.gtid.get(g.domain).map_or(0, |r| r.seq))
-        })
-        .sum();
-    Ok((bytes, i64::try_from(transactions).unwrap_or(i64::MAX)))
 }
 
 /// The topics of the configured tables, each once.
@@ -271,20 +226,35 @@ async fn read_frontier(config: &Config, epoch: u64) -> Result<Frontier, RunError
         .map_err(RunError::Frontier)
 }
 
-/// Source → sink (→ checkpoint), until shutdown, `stop_at`, or a definite error.
-#[allow(clippy::too_many_arguments)]
-async fn stream(
+/// Everything one stream needs: where it reads, where it starts and stops,
+/// how the sink publishes, and whether a store is checkpointed.
+struct StreamPlan {
     config: Arc<Config>,
     opts: mysql_async::Opts,
-    charsets: crate::decode::CharsetMap,
+    charsets: CharsetMap,
     start: Start,
     stop_at: Option<StopAt>,
     mode: sink::Mode,
+    /// The store and its event count at the start; `None` for replays.
     checkpoint: Option<(Store, u64)>,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
-) -> Result<Outcome, RunError> {
-    let producer = sink::create_producer(&config.kafka, Arc::clone(&stats))?;
+}
+
+/// Source → sink (→ checkpoint), until shutdown, `stop_at`, or a definite error.
+async fn stream(plan: StreamPlan) -> Result<Outcome, RunError> {
+    let StreamPlan {
+        config,
+        opts,
+        charsets,
+        start,
+        stop_at,
+        mode,
+        checkpoint,
+        metrics,
+        shutdown,
+    } = plan;
+    let producer = sink::create_producer(&config.kafka, Arc::clone(&metrics))?;
     let (items_tx, items_rx) = mpsc::channel(1024);
     let (acked_tx, acked_rx) = watch::channel(None);
     let mut sink_task = tokio::spawn(sink::run(
@@ -293,26 +263,26 @@ async fn stream(
         acked_tx,
         config.kafka.max_in_flight,
         mode,
-        Arc::clone(&stats),
+        Arc::clone(&metrics),
     ));
-    let checkpointer = match checkpoint {
-        Some((store, base_events)) => tokio::spawn(checkpointer(
+    let writer = match checkpoint {
+        Some((store, base_events)) => tokio::spawn(checkpoint::write_checkpoints(
             store,
             acked_rx,
             config.checkpoint.interval,
             base_events,
-            Arc::clone(&stats),
+            Arc::clone(&metrics),
         )),
         None => tokio::spawn(watch_acks(acked_rx)),
     };
-    let progress_log = tokio::spawn(progress_log(Arc::clone(&stats)));
+    let progress_log = tokio::spawn(monitor::progress_log(Arc::clone(&metrics)));
 
-    let mut reader = Reader::new(Arc::clone(&config), opts, charsets, Arc::clone(&stats));
+    let mut reader = Reader::new(Arc::clone(&config), opts, charsets, Arc::clone(&metrics));
     let mut progress = Progress::new(start);
     progress.stop_at = stop_at;
     // Until the first transaction is read, what has been read is where the
     // reader starts (the lag and checkpoint-age gauges depend on it).
-    stats.set_read_position(&progress.position);
+    metrics.set_read_position(&progress.position);
     let source_result = reader.run(&mut progress, items_tx, shutdown).await;
     progress_log.abort();
 
@@ -325,7 +295,7 @@ async fn stream(
                 None
             }
         };
-    let saved = checkpointer
+    let saved = writer
         .await
         .map_err(|e| RunError::Internal(format!("checkpoint task: {e}")))??;
     if let Some(cp) = &saved {
@@ -352,260 +322,13 @@ async fn stream(
 /// Without a store (replays): follow the acknowledgements, report the last.
 async fn watch_acks(
     mut acked: watch::Receiver<Option<Acked>>,
-) -> Result<Option<Checkpoint>, RunError> {
+) -> Result<Option<Checkpoint>, WriterError> {
     while acked.changed().await.is_ok() {}
     let last = acked.borrow().clone();
     if let Some(a) = last {
         tracing::info!(position = %a.commit.position, events = a.records, "replayed up to here");
     }
     Ok(None)
-}
-
-/// Where the reader starts: the stored checkpoint, else `start.from`.
-async fn resolve_start(
-    config: &Config,
-    stored: Option<&Checkpoint>,
-    info: &ServerInfo,
-    conn: &mut mysql_async::Conn,
-) -> Result<Start, RunError> {
-    if let Some(cp) = stored {
-        return match (config.start.resume_by, &cp.position.coord) {
-            (ResumeBy::Gtid, _) if !cp.position.gtid.is_empty() => Ok(Start::Gtid(cp.position.gtid.clone())),
-            (_, Some(coord)) => {
-                if cp.source_server_id != info.server_id {
-                    return Err(RunError::Start(format!(
-                        "the checkpoint {} was read from server_id {}, but this server is server_id {}: \
-                         binlog files and offsets mean nothing on another server. Resume by GTID \
-                         (start.resume_by = \"gtid\") to move between servers of one replication topology",
-                        cp.position, cp.source_server_id, info.server_id
-                    )));
-                }
-                Ok(Start::Coord {
-                    coord: coord.clone(),
-                    gtid: Some(cp.position.gtid.clone()),
-                })
-            }
-            (_, None) => Err(RunError::Start(format!(
-                "the checkpoint {} has no binlog file coordinate, so start.resume_by = \"file\" cannot \
-                 use it; resume by GTID",
-                cp.position
-            ))),
-        };
-    }
-    match &config.start.from {
-        StartFrom::Gtid(state) => Ok(Start::Gtid(state.clone())),
-        StartFrom::Latest => {
-            let state = source::gtid_binlog_pos(conn).await?;
-            if !state.is_empty() {
-                return Ok(Start::Gtid(state));
-            }
-            let coord = source::master_coord(conn).await?.ok_or_else(|| {
-                RunError::Start("the server reports no binlog position (SHOW MASTER STATUS is empty): is log_bin on?".into())
-            })?;
-            Ok(Start::Coord {
-                coord,
-                gtid: Some(GtidState::new()),
-            })
-        }
-        StartFrom::Earliest => {
-            let files = source::binlog_files(conn).await?;
-            let first = files.first().ok_or_else(|| {
-                RunError::Start(
-                    "the server lists no binary logs (SHOW BINARY LOGS is empty): is log_bin on?"
-                        .into(),
-                )
-            })?;
-            let coord = BinlogCoord::new(first.clone(), 4);
-            let gtid = gtid_at(conn, &coord).await?;
-            Ok(Start::Coord { coord, gtid })
-        }
-        StartFrom::Coord(coord) => {
-            let gtid = gtid_at(conn, coord).await?;
-            if gtid.is_none() {
-                return Err(RunError::Start(format!(
-                    "start.from = {coord}: the server has no such binlog position (BINLOG_GTID_POS is NULL); \
-                     use a file from SHOW BINARY LOGS and an offset where a transaction begins or ends"
-                )));
-            }
-            Ok(Start::Coord {
-                coord: coord.clone(),
-                gtid,
-            })
-        }
-    }
-}
-
-/// The GTID state at a binlog coordinate, from the server.
-async fn gtid_at(
-    conn: &mut mysql_async::Conn,
-    coord: &BinlogCoord,
-) -> Result<Option<GtidState>, RunError> {
-    use mysql_async::prelude::Queryable;
-    let text: Option<Option<String>> = conn
-        .exec_first(
-            "SELECT BINLOG_GTID_POS(?, ?)",
-            (coord.file.as_str(), coord.offset),
-        )
-        .await
-        .map_err(SourceError::Query)?;
-    match text.flatten() {
-        None => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|e| RunError::Start(format!("BINLOG_GTID_POS({coord}): {e}"))),
-    }
-}
-
-/// Writes the newest acknowledged position every `interval` (when it moved),
-/// and once more when the sink ends. Returns the last checkpoint written.
-async fn checkpointer(
-    store: Store,
-    mut acked: watch::Receiver<Option<Acked>>,
-    interval: Duration,
-    base_events: u64,
-    stats: Arc<Stats>,
-) -> Result<Option<Checkpoint>, RunError> {
-    let store = Arc::new(Mutex::new(store));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<Checkpoint> = None;
-    loop {
-        let open = tokio::select! {
-            _ = ticker.tick() => true,
-            changed = acked.changed() => changed.is_ok(),
-        };
-        if open && !ticker_due(&last, interval) {
-            continue;
-        }
-        let current = acked.borrow_and_update().clone();
-        if let Some(acked) = current {
-            let unchanged = last
-                .as_ref()
-                .is_some_and(|l| l.position == acked.commit.position);
-            if !unchanged {
-                let cp = Checkpoint {
-                    position: acked.commit.position.clone(),
-                    source_server_id: acked.commit.server_id,
-                    commit_time: Some(i64::from(acked.commit.commit_time)),
-                    written_at_ms: checkpoint::now_ms(),
-                    events_published: base_events + acked.records,
-                };
-                let store = Arc::clone(&store);
-                let to_save = cp.clone();
-                tokio::task::spawn_blocking(move || {
-                    store
-                        .lock()
-                        .map_err(|_| RunError::Internal("checkpoint store lock poisoned".into()))?
-                        .save(&to_save)
-                        .map_err(RunError::Store)
-                })
-                .await
-                .map_err(|e| RunError::Internal(format!("checkpoint write: {e}")))??;
-                stats.checkpoint_position(&cp);
-                last = Some(cp);
-            }
-        }
-        if !open {
-            return Ok(last);
-        }
-    }
-}
-
-/// Whether the last write is at least `interval` old (or there was none).
-fn ticker_due(last: &Option<Checkpoint>, interval: Duration) -> bool {
-    last.as_ref().is_none_or(|l| {
-        let age = checkpoint::now_ms() - l.written_at_ms;
-        age >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)
-    })
-}
-
-/// A progress line every few seconds while events flow.
-async fn progress_log(stats: Arc<Stats>) {
-    const EVERY: Duration = Duration::from_secs(5);
-    let published = || -> u64 {
-        stats
-            .published
-            .collect()
-            .iter()
-            .flat_map(|family| family.get_metric())
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum()
-    };
-    let mut last = published();
-    let mut ticker = tokio::time::interval(EVERY);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let now = published();
-        let rate = (now - last) as f64 / EVERY.as_secs_f64();
-        if now != last || stats.lag_seconds() > 10 {
-            tracing::info!(
-                events_per_second = format!("{rate:.0}"),
-                events_published = now,
-                transactions = stats.transactions.get(),
-                lag_seconds = stats.lag_seconds(),
-                in_flight = stats.in_flight.get(),
-                "progress"
-            );
-        }
-        last = now;
-    }
-}
-
-/// Resolves an operator's target to a position: history entries and times
-/// through the store, file coordinates through the server.
-async fn resolve_target(
-    target: &Target,
-    store: Option<&Store>,
-    conn: &mut mysql_async::Conn,
-) -> Result<Position, RunError> {
-    let from_store =
-        |found: Option<(u64, Checkpoint)>, what: String| -> Result<Position, RunError> {
-            found.map(|(_, cp)| cp.position).ok_or_else(|| {
-                RunError::Start(format!("{what}; see `binlog-tailer checkpoint list`"))
-            })
-        };
-    match target {
-        Target::Entry(n) => {
-            let store = store.ok_or_else(|| RunError::Start("there is no checkpoint store yet".into()))?;
-            from_store(store.history_entry(*n)?, format!("the history has no entry #{n}"))
-        }
-        Target::Time(t) => {
-            let store = store.ok_or_else(|| RunError::Start("there is no checkpoint store yet".into()))?;
-            from_store(
-                store.newest_at_or_before(*t)?,
-                format!(
-                    "no stored checkpoint committed at or before {}",
-                    crate::map::rfc3339_seconds(*t)
-                ),
-            )
-        }
-        Target::Gtid(state) => Ok(Position {
-            gtid: state.clone(),
-            coord: None,
-        }),
-        Target::Coord(coord) => match gtid_at(conn, coord).await? {
-            Some(gtid) => Ok(Position {
-                gtid,
-                coord: Some(coord.clone()),
-            }),
-            None => Err(RunError::Start(format!(
-                "the server has no binlog position {coord} (BINLOG_GTID_POS is NULL); use a file from \
-                 SHOW BINARY LOGS and an offset where a transaction begins or ends"
-            ))),
-        },
-    }
-}
-
-fn start_at(position: &Position) -> Start {
-    match &position.coord {
-        Some(coord) if position.gtid.is_empty() => Start::Coord {
-            coord: coord.clone(),
-            gtid: Some(GtidState::new()),
-        },
-        _ => Start::Gtid(position.gtid.clone()),
-    }
 }
 
 /// `checkpoint set`: moves the live position to `target` and starts a new
@@ -623,7 +346,7 @@ pub async fn set_checkpoint(
     let opts = source::connection_opts(config, &password);
     let mut conn = source::connect(config, &opts).await?;
     let info = source::server_info(&mut conn).await?;
-    let position = resolve_target(target, Some(&store), &mut conn).await?;
+    let position = start::resolve_target(target, Some(&store), &mut conn).await?;
     let _ = conn.disconnect().await;
     let checkpoint = Checkpoint {
         position,
@@ -669,48 +392,25 @@ pub async fn replay(
     let opts = source::connection_opts(&config, &password);
     let store = Store::open_existing(&config.checkpoint.dir)?;
 
-    let checks = check(&config).await?;
-    let problems: Vec<Problem> = checks.into_iter().filter_map(|c| c.outcome.err()).collect();
-    if !problems.is_empty() {
-        return Err(RunError::Preflight(problems));
-    }
+    require_preflight(&config, false).await?;
     let mut conn = source::connect(&config, &opts).await?;
     let charsets = source::charset_map(&mut conn).await?;
-    let start = start_at(&resolve_target(from, store.as_ref(), &mut conn).await?);
-    let end = match to {
-        Some(to) => resolve_target(to, store.as_ref(), &mut conn).await?,
-        None => store
-            .as_ref()
-            .map(Store::current)
-            .transpose()?
-            .flatten()
-            .map(|c| c.position)
-            .ok_or_else(|| {
-                RunError::Start("there is no live checkpoint to replay up to; give --to".into())
-            })?,
-    };
+    let start = Start::after(&start::resolve_target(from, store.as_ref(), &mut conn).await?);
+    let stop = start::replay_end(to, store.as_ref(), &mut conn).await?;
     let _ = conn.disconnect().await;
-    let stop = if end.gtid.is_empty() {
-        match end.coord {
-            Some(coord) => StopAt::Coord(coord),
-            None => return Err(RunError::Start("--to names no position".into())),
-        }
-    } else {
-        StopAt::Gtid(end.gtid)
-    };
     tracing::info!(from = %start, to = %stop, "replaying");
     let frontier = read_frontier(&config, 0).await?;
-    let stats = new_stats(&config);
-    stream(
+    let metrics = new_metrics(&config);
+    stream(StreamPlan {
         config,
         opts,
         charsets,
         start,
-        Some(stop),
-        sink::Mode::Replay { frontier },
-        None,
-        stats,
+        stop_at: Some(stop),
+        mode: sink::Mode::Replay { frontier },
+        checkpoint: None,
+        metrics,
         shutdown,
-    )
+    })
     .await
 }

@@ -324,6 +324,72 @@ impl fmt::Display for Target {
     }
 }
 
+/// Where a reading session starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// After the transactions of this GTID state.
+    Gtid(GtidState),
+    /// At this file offset (a transaction boundary). `gtid` is the state at
+    /// that point when known; `None` to learn it from the file's GTID list
+    /// (only at offset 4).
+    Coord {
+        coord: BinlogCoord,
+        gtid: Option<GtidState>,
+    },
+}
+
+impl Start {
+    /// Where to start to read what follows `position`: by GTID when it has
+    /// one, else by its file coordinate.
+    pub fn after(position: &Position) -> Start {
+        match &position.coord {
+            Some(coord) if position.gtid.is_empty() => Start::Coord {
+                coord: coord.clone(),
+                gtid: Some(GtidState::new()),
+            },
+            _ => Start::Gtid(position.gtid.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Start::Gtid(state) => write!(f, "GTID state {state}"),
+            Start::Coord { coord, .. } => write!(f, "{coord}"),
+        }
+    }
+}
+
+/// Where a bounded read stops: after the transaction that reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopAt {
+    Gtid(GtidState),
+    Coord(BinlogCoord),
+}
+
+impl StopAt {
+    /// Whether `position` is at or past this point.
+    pub fn reached(&self, position: &Position) -> bool {
+        match self {
+            StopAt::Gtid(target) => target.iter().all(|g| position.gtid.contains(g)),
+            StopAt::Coord(target) => position.coord.as_ref().is_some_and(|c| {
+                c.partial_cmp(target)
+                    .is_some_and(|o| o != std::cmp::Ordering::Less)
+            }),
+        }
+    }
+}
+
+impl fmt::Display for StopAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopAt::Gtid(g) => write!(f, "GTID state {g}"),
+            StopAt::Coord(c) => write!(f, "{c}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

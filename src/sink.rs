@@ -36,35 +36,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::KafkaConfig;
 use crate::frontier::Frontier;
+use crate::handoff::{Acked, Commit, Item};
 use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY};
-use crate::position::Position;
-use crate::stats::Stats;
-
-/// What the source hands to the sink.
-#[derive(Debug)]
-pub enum Item {
-    Record(Record),
-    /// The end of a transaction; the position to resume after it.
-    Commit(Commit),
-}
-
-/// A transaction end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    pub position: Position,
-    /// `@@server_id` of the server read.
-    pub server_id: u32,
-    /// Commit time, Unix seconds.
-    pub commit_time: u32,
-}
-
-/// The newest fully acknowledged transaction end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Acked {
-    pub commit: Commit,
-    /// Records acknowledged since the sink started.
-    pub records: u64,
-}
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -131,7 +105,7 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
 /// The producer's librdkafka context: turns librdkafka's statistics (every
 /// second) into `binlog_tailer_broker_connected`.
 pub struct SinkContext {
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl rdkafka::ClientContext for SinkContext {
@@ -141,7 +115,7 @@ impl rdkafka::ClientContext for SinkContext {
             .brokers
             .values()
             .any(|b| b.nodeid >= 0 && b.state == "UP");
-        self.stats.broker_connected.set(i64::from(up));
+        self.metrics.broker_connected.set(i64::from(up));
     }
 }
 
@@ -154,12 +128,12 @@ pub type TailerProducer = FutureProducer<SinkContext>;
 /// When librdkafka refuses the configuration.
 pub fn create_producer(
     config: &KafkaConfig,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 ) -> Result<TailerProducer, SinkError> {
     let mut client = producer_config(config);
     client.set("statistics.interval.ms", "1000");
     client
-        .create_with_context(SinkContext { stats })
+        .create_with_context(SinkContext { metrics })
         .map_err(SinkError::Create)
 }
 
@@ -207,7 +181,7 @@ pub async fn run(
     acked: watch::Sender<Option<Acked>>,
     max_in_flight: usize,
     mode: Mode,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), SinkError> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut in_flight = 0usize;
@@ -246,15 +220,15 @@ pub async fn run(
                     continue;
                 };
                 in_flight -= 1;
-                stats.in_flight.dec();
+                metrics.in_flight.dec();
                 match result {
                     Ok(()) => {
                         records += 1;
-                        stats.published.with_label_values(&[&*topic]).inc();
-                        stats.publish_latency.observe(sent.elapsed().as_secs_f64());
+                        metrics.published.with_label_values(&[&*topic]).inc();
+                        metrics.publish_latency.observe(sent.elapsed().as_secs_f64());
                     }
                     Err(error) => {
-                        stats.publish_errors.with_label_values(&[error_kind(&error)]).inc();
+                        metrics.publish_errors.with_label_values(&[error_kind(&error)]).inc();
                         return Err(if matches!(error, KafkaError::Canceled) {
                             SinkError::Fatal(error)
                         } else {
@@ -277,7 +251,7 @@ pub async fn run(
                     if let (Mode::Live { frontier, .. }, Some(p)) = (&mode, partition) {
                         if frontier.already_published(&record.topic, p, record.gtid, record.row_index) {
                             skipped += 1;
-                            stats.skipped.inc();
+                            metrics.skipped.inc();
                             if skipped == 1 {
                                 tracing::info!(id = %record.id, partition = p, "skipping events the topic already holds (published before the last stop)");
                             }
@@ -291,11 +265,11 @@ pub async fn run(
                     let sent = Instant::now();
                     let delivery = enqueue(&producer, &record, partition).await.inspect_err(|e| {
                         if let SinkError::Rejected(r) = e {
-                            stats.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
+                            metrics.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
                         }
                     })?;
                     in_flight += 1;
-                    stats.in_flight.inc();
+                    metrics.in_flight.inc();
                     pending.push_back(Pending::Record { delivery, topic: record.topic, id: record.id, sent });
                 }
             },

@@ -82,8 +82,16 @@ pub use value::Value;
 
 /// A statement: `BEGIN`, `COMMIT` of non-transactional engines, DDL.
 pub const QUERY_EVENT: u8 = 2;
+/// The server stopped (last event of a binlog file written before a shutdown).
+pub const STOP_EVENT: u8 = 3;
 /// The server switches to the next binlog file.
 pub const ROTATE_EVENT: u8 = 4;
+/// `LAST_INSERT_ID` or `INSERT_ID` for the statement that follows.
+pub const INTVAR_EVENT: u8 = 5;
+/// The seeds of `RAND()` for the statement that follows.
+pub const RAND_EVENT: u8 = 13;
+/// A user variable the statement that follows uses.
+pub const USER_VAR_EVENT: u8 = 14;
 /// First event of every binlog file; fixes header and post-header lengths.
 pub const FORMAT_DESCRIPTION_EVENT: u8 = 15;
 /// Commit of a transaction on a transactional engine (InnoDB).
@@ -96,6 +104,8 @@ pub const WRITE_ROWS_EVENT_V1: u8 = 23;
 pub const UPDATE_ROWS_EVENT_V1: u8 = 24;
 /// DELETE_ROWS v1.
 pub const DELETE_ROWS_EVENT_V1: u8 = 25;
+/// The server recorded an incident: its binlog may be missing changes.
+pub const INCIDENT_EVENT: u8 = 26;
 /// Sent by the server when idle (not written to the binlog).
 pub const HEARTBEAT_LOG_EVENT: u8 = 27;
 /// WRITE_ROWS v2 (MySQL 5.6+ format, read by MariaDB; MariaDB's
@@ -136,13 +146,18 @@ pub const DELETE_ROWS_COMPRESSED_EVENT_V2: u8 = 171;
 pub fn event_type_name(event_type: u8) -> &'static str {
     match event_type {
         QUERY_EVENT => "QUERY",
+        STOP_EVENT => "STOP",
         ROTATE_EVENT => "ROTATE",
+        INTVAR_EVENT => "INTVAR",
+        RAND_EVENT => "RAND",
+        USER_VAR_EVENT => "USER_VAR",
         FORMAT_DESCRIPTION_EVENT => "FORMAT_DESCRIPTION",
         XID_EVENT => "XID",
         TABLE_MAP_EVENT => "TABLE_MAP",
         WRITE_ROWS_EVENT_V1 => "WRITE_ROWS_V1",
         UPDATE_ROWS_EVENT_V1 => "UPDATE_ROWS_V1",
         DELETE_ROWS_EVENT_V1 => "DELETE_ROWS_V1",
+        INCIDENT_EVENT => "INCIDENT",
         HEARTBEAT_LOG_EVENT => "HEARTBEAT",
         WRITE_ROWS_EVENT_V2 => "WRITE_ROWS_V2",
         UPDATE_ROWS_EVENT_V2 => "UPDATE_ROWS_V2",
@@ -258,6 +273,10 @@ pub const META_ENUM_AND_SET_COLUMN_CHARSET: u8 = 11;
 // ---------------------------------------------------------------------------
 // Flags.
 // ---------------------------------------------------------------------------
+
+/// Event header flag `LOG_EVENT_IGNORABLE_F`: a reader that does not know the
+/// event type may skip the event.
+pub const LOG_EVENT_IGNORABLE_F: u16 = 0x80;
 
 /// GTID flag: a statement outside a transaction (DDL); no XID follows.
 pub const GTID_FL_STANDALONE: u8 = 1;

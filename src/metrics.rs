@@ -11,9 +11,10 @@ use prometheus::{
 };
 
 use crate::decode::RowsKind;
+use crate::position::{GtidState, Position};
 
 /// Every metric the tailer exports.
-pub struct Stats {
+pub struct Metrics {
     pub registry: Registry,
     /// `binlog_tailer_source_connected` (gauge, 0/1): streaming from MariaDB.
     pub source_connected: IntGauge,
@@ -69,9 +70,9 @@ pub struct Stats {
     /// Whether a heartbeat came after the last event: nothing more to read.
     caught_up: std::sync::atomic::AtomicBool,
     /// The coordinate and GTID state of the last transaction read.
-    read_position: std::sync::Mutex<crate::position::Position>,
+    read_position: std::sync::Mutex<Position>,
     /// The GTID state of the last checkpoint written.
-    checkpointed: std::sync::Mutex<crate::position::GtidState>,
+    checkpointed: std::sync::Mutex<GtidState>,
     /// Unix seconds of the last heartbeat or event.
     last_activity: AtomicI64,
     tailed: Vec<String>,
@@ -84,7 +85,7 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-impl Stats {
+impl Metrics {
     /// Creates and registers every metric. `tailed` are the tailed
     /// `database.table` names (the only table label values besides `other`).
     pub fn new(tailed: Vec<String>) -> Self {
@@ -139,7 +140,7 @@ impl Stats {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        let stats = Stats {
+        let metrics = Metrics {
             build_info,
             broker_connected: gauge(
                 "binlog_tailer_broker_connected",
@@ -174,8 +175,8 @@ impl Stats {
                 "Offset of the checkpoint in its binlog file.",
             ),
             caught_up: std::sync::atomic::AtomicBool::new(false),
-            read_position: std::sync::Mutex::new(crate::position::Position::default()),
-            checkpointed: std::sync::Mutex::new(crate::position::GtidState::default()),
+            read_position: std::sync::Mutex::new(Position::default()),
+            checkpointed: std::sync::Mutex::new(GtidState::default()),
             source_connected: gauge(
                 "binlog_tailer_source_connected",
                 "1 while streaming the binlog from MariaDB, else 0.",
@@ -236,8 +237,8 @@ impl Stats {
         };
         // Series that exist from the start, so that rates and alerts on them
         // have data before the first error.
-        stats.publish_errors.with_label_values(&["other"]);
-        stats
+        metrics.publish_errors.with_label_values(&["other"]);
+        metrics
     }
 
     pub fn set_source_connected(&self, connected: bool) {
@@ -247,7 +248,7 @@ impl Stats {
     /// One binlog event of type `kind` and `size` bytes was read.
     pub fn events_read(&self, kind: u8, size: u32) {
         self.binlog_events
-            .with_label_values(&[event_type_name(kind)])
+            .with_label_values(&[event_type_label(kind)])
             .inc();
         self.binlog_bytes.inc_by(u64::from(size));
         self.last_activity.store(now_secs(), Ordering::Relaxed);
@@ -260,14 +261,14 @@ impl Stats {
 
     /// The position of the last transaction read (for the lag in bytes and
     /// transactions).
-    pub fn read_position(&self) -> crate::position::Position {
+    pub fn read_position(&self) -> Position {
         self.read_position
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default()
     }
 
-    pub fn set_read_position(&self, position: &crate::position::Position) {
+    pub fn set_read_position(&self, position: &Position) {
         if let Ok(mut p) = self.read_position.lock() {
             p.clone_from(position);
         }
@@ -305,17 +306,18 @@ impl Stats {
         (now_secs() - commit).max(0)
     }
 
-    /// Publishes a checkpoint's time and position.
-    pub fn checkpoint_position(&self, cp: &crate::checkpoint::Checkpoint) {
-        self.checkpoint_time.set(cp.written_at_ms / 1000);
+    /// Publishes the time (Unix milliseconds) and position of a checkpoint
+    /// just written or read.
+    pub fn checkpoint_position(&self, written_at_ms: i64, position: &Position) {
+        self.checkpoint_time.set(written_at_ms / 1000);
         if let Ok(mut c) = self.checkpointed.lock() {
-            c.clone_from(&cp.position.gtid);
+            c.clone_from(&position.gtid);
         }
-        if let Some(gtid) = cp.position.gtid.iter().last() {
+        if let Some(gtid) = position.gtid.iter().last() {
             self.checkpoint_seq
                 .set(i64::try_from(gtid.seq).unwrap_or(i64::MAX));
         }
-        if let Some(coord) = &cp.position.coord {
+        if let Some(coord) = &position.coord {
             if let (_, Some(index)) = coord.split_file() {
                 self.checkpoint_file_index
                     .set(i64::try_from(index).unwrap_or(i64::MAX));
@@ -346,28 +348,36 @@ impl Stats {
     }
 }
 
-/// A bounded label value for an event type code.
-pub fn event_type_name(kind: u8) -> &'static str {
-    use crate::source::event_type as t;
+/// The `type` label value of `binlog_tailer_binlog_events_total` for an
+/// event type code: the v1, v2 and compressed variants of a rows event share
+/// a name; codes without one are `other`, so the label set stays bounded.
+pub fn event_type_label(kind: u8) -> &'static str {
+    use crate::decode as t;
     match kind {
-        t::QUERY => "query",
-        t::STOP => "stop",
-        t::ROTATE => "rotate",
-        t::FORMAT_DESCRIPTION => "format_description",
-        t::XID => "xid",
-        t::TABLE_MAP => "table_map",
-        t::WRITE_ROWS_V1 | t::WRITE_ROWS_V2 => "write_rows",
-        t::UPDATE_ROWS_V1 | t::UPDATE_ROWS_V2 => "update_rows",
-        t::DELETE_ROWS_V1 | t::DELETE_ROWS_V2 => "delete_rows",
-        t::HEARTBEAT => "heartbeat",
-        t::ANNOTATE_ROWS => "annotate_rows",
-        t::BINLOG_CHECKPOINT => "binlog_checkpoint",
-        t::GTID => "gtid",
-        t::GTID_LIST => "gtid_list",
-        t::QUERY_COMPRESSED => "query_compressed",
-        t::WRITE_ROWS_COMPRESSED_V1 | t::WRITE_ROWS_COMPRESSED_V2 => "write_rows_compressed",
-        t::UPDATE_ROWS_COMPRESSED_V1 | t::UPDATE_ROWS_COMPRESSED_V2 => "update_rows_compressed",
-        t::DELETE_ROWS_COMPRESSED_V1 | t::DELETE_ROWS_COMPRESSED_V2 => "delete_rows_compressed",
+        t::QUERY_EVENT => "query",
+        t::STOP_EVENT => "stop",
+        t::ROTATE_EVENT => "rotate",
+        t::FORMAT_DESCRIPTION_EVENT => "format_description",
+        t::XID_EVENT => "xid",
+        t::TABLE_MAP_EVENT => "table_map",
+        t::WRITE_ROWS_EVENT_V1 | t::WRITE_ROWS_EVENT_V2 => "write_rows",
+        t::UPDATE_ROWS_EVENT_V1 | t::UPDATE_ROWS_EVENT_V2 => "update_rows",
+        t::DELETE_ROWS_EVENT_V1 | t::DELETE_ROWS_EVENT_V2 => "delete_rows",
+        t::HEARTBEAT_LOG_EVENT => "heartbeat",
+        t::ANNOTATE_ROWS_EVENT => "annotate_rows",
+        t::BINLOG_CHECKPOINT_EVENT => "binlog_checkpoint",
+        t::GTID_EVENT => "gtid",
+        t::GTID_LIST_EVENT => "gtid_list",
+        t::QUERY_COMPRESSED_EVENT => "query_compressed",
+        t::WRITE_ROWS_COMPRESSED_EVENT_V1 | t::WRITE_ROWS_COMPRESSED_EVENT_V2 => {
+            "write_rows_compressed"
+        }
+        t::UPDATE_ROWS_COMPRESSED_EVENT_V1 | t::UPDATE_ROWS_COMPRESSED_EVENT_V2 => {
+            "update_rows_compressed"
+        }
+        t::DELETE_ROWS_COMPRESSED_EVENT_V1 | t::DELETE_ROWS_COMPRESSED_EVENT_V2 => {
+            "delete_rows_compressed"
+        }
         _ => "other",
     }
 }

@@ -1,0 +1,138 @@
+//! Source errors, and how they are sorted: transient ones end the session
+//! and the reader reconnects from the last transaction handed over; definite
+//! ones stop the tailer with the binlog position, the table and the fix.
+
+use std::time::Duration;
+
+use crate::decode::DecodeError;
+use crate::map::MapError;
+use crate::position::Gtid;
+
+/// MariaDB server error codes the source reacts to.
+pub mod server_error {
+    /// `ER_MASTER_FATAL_ERROR_READING_BINLOG`: purged binlog, unknown GTID, …
+    pub const FATAL_READING_BINLOG: u16 = 1236;
+    pub const ACCESS_DENIED: u16 = 1045;
+    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
+    pub const SERVER_SHUTDOWN: u16 = 1053;
+    pub const CONNECTION_KILLED: u16 = 1927;
+    /// `ER_SLAVE_SAME_ID`: another replica registered with our server id.
+    pub const SAME_SERVER_ID: u16 = 4052;
+}
+
+/// Where a source error happened.
+#[derive(Debug, Clone, Default)]
+pub struct At {
+    pub file: String,
+    pub offset: u64,
+    pub gtid: Option<Gtid>,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.offset)?;
+        if let Some(gtid) = self.gtid {
+            write!(f, " (transaction {gtid})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("connecting to MariaDB at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: mysql_async::Error,
+    },
+    #[error("connecting to MariaDB at {addr}: no answer within {timeout:?}")]
+    ConnectTimeout { addr: String, timeout: Duration },
+    #[error("reading the binlog at {at}: {source}")]
+    Stream { at: At, source: mysql_async::Error },
+    #[error("reading the binlog at {at}: no event and no heartbeat for {timeout:?}; the connection is presumed dead")]
+    Silence { at: At, timeout: Duration },
+    #[error("reading the binlog at {at}: the server ended the stream")]
+    Ended { at: At },
+    #[error(
+        "the server cannot serve the binlog from {requested}: {message}. \
+         The server still has transactions {server_gtids} in binlogs {server_files:?}. \
+         The events in between are gone from this server: read a server that still has them \
+         (any server of the topology, by GTID), restore the binlogs, or, accepting the gap, \
+         move the checkpoint past it with `binlog-tailer checkpoint set <GTID state>`. \
+         Nothing was skipped."
+    )]
+    Unavailable {
+        requested: String,
+        message: String,
+        server_gtids: String,
+        server_files: Vec<String>,
+    },
+    #[error(
+        "MariaDB refused the tailer: {message}. Check the password (source.password_env or \
+         source.password_file), that the user exists for this host, whether the server requires \
+         TLS (source.tls), and that the user has REPLICATION SLAVE, BINLOG MONITOR and SELECT on \
+         the tailed tables"
+    )]
+    AccessDenied { message: String },
+    #[error(
+        "another replica connected to the server with this tailer's replica id {server_id}, and \
+         the server disconnected this one ({message}). Every tailer and replica needs its own \
+         source.server_id (replay uses source.replay_server_id)"
+    )]
+    SameServerId { server_id: u32, message: String },
+    #[error("decoding the binlog at {at}: {source}")]
+    Decode { at: At, source: DecodeError },
+    #[error("mapping a row at {at}: {source}")]
+    Map { at: At, source: MapError },
+    #[error("checksum mismatch at {at} (event type {event_type}): the binlog is corrupt on the server or in transit")]
+    Checksum { at: At, event_type: u8 },
+    #[error("binlog at {at}: {problem}")]
+    Protocol { at: At, problem: String },
+    #[error("the binlog at {at} is encrypted (START_ENCRYPTION event); binlog-tailer cannot read encrypted binlogs: set encrypt_binlog=OFF on this server or read a server that does not encrypt")]
+    Encrypted { at: At },
+    #[error("the server recorded an incident at {at}: its binlog may be missing changes; stopping rather than publishing an incomplete history")]
+    Incident { at: At },
+    #[error("table {table} at {at}: {problem}")]
+    Table {
+        at: At,
+        table: String,
+        problem: String,
+    },
+    #[error("querying the server: {0}")]
+    Query(mysql_async::Error),
+    /// The server answered a query with something that does not parse.
+    #[error("{query}: {problem}")]
+    Answer { query: String, problem: String },
+}
+
+impl SourceError {
+    /// Whether a new session from the last handed-off position may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::ConnectTimeout { .. }
+            | SourceError::Silence { .. }
+            | SourceError::Ended { .. } => true,
+            SourceError::Connect { source, .. }
+            | SourceError::Stream { source, .. }
+            | SourceError::Query(source) => match source {
+                mysql_async::Error::Server(e) => {
+                    matches!(
+                        e.code,
+                        server_error::SERVER_SHUTDOWN | server_error::CONNECTION_KILLED
+                    ) || (2000..3000).contains(&e.code)
+                }
+                mysql_async::Error::Url(_) => false,
+                _ => true,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// Whether a server error refuses the tailer's credentials or privileges.
+pub fn is_access_denied(code: u16) -> bool {
+    matches!(
+        code,
+        server_error::ACCESS_DENIED | server_error::SPECIFIC_ACCESS_DENIED
+    )
+}

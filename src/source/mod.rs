@@ -1,0 +1,145 @@
+//! Source: read a MariaDB server's binlog as a replica and hand committed
+//! transactions to the sink as records and commit marks.
+//!
+//! # Protocol
+//! One connection per session: `SET @mariadb_slave_capability=4` (so GTID
+//! events arrive as themselves), `SET @master_binlog_checksum` (we verify
+//! CRC32 on every event), `SET @master_heartbeat_period` (the server sends a
+//! heartbeat when idle; silence longer than `source.read_timeout` means the
+//! connection is dead), then `COM_BINLOG_DUMP`. Resuming by GTID sets
+//! `@slave_connect_state` to the checkpoint's GTID state and asks for an empty
+//! file name; resuming by file asks for the file and offset.
+//! See <https://mariadb.com/kb/en/com_binlog_dump/> and
+//! <https://mariadb.com/kb/en/gtid/>.
+//!
+//! # Transactions
+//! A transaction starts at a GTID event and ends at its XID, at a `COMMIT` or
+//! `ROLLBACK` query (non-transactional engines), or after the one statement of
+//! a standalone GTID (DDL). Rows are counted across the whole transaction
+//! (every table, every operation): a row's index is its place in the
+//! transaction, which with the GTID names it everywhere. Inserted rows of
+//! tailed tables become records as they are read, so a transaction of any size
+//! streams through bounded memory; its commit mark follows its last record.
+//!
+//! # Error handling
+//! [`SourceError::is_transient`] sorts errors. Transient ones (network,
+//! server restart, silence) end the session; the next session resumes after the
+//! last transaction handed to the sink, and skips the rows of an interrupted
+//! transaction that were already handed over, so a reconnect neither loses nor
+//! repeats a record. Definite ones (purged binlog, a row that cannot be
+//! decoded or mapped, an unknown event, a checksum mismatch, an encrypted
+//! binlog) stop the tailer with the binlog position, the table and the fix.
+//!
+//! # Restart
+//! The source keeps no state of its own: it starts wherever the pipeline says
+//! (the stored checkpoint), so a crash repeats at most the transactions after
+//! the last checkpoint, with the same event ids.
+//!
+//! # Layout
+//! - `session.rs`: one connection and its read loop, one `match` over event
+//!   types that dispatches and hands over.
+//! - `txn.rs`: the transaction state machine (pure): boundaries, row
+//!   indexes, records, commit marks, [`Progress`] across sessions.
+//! - `tables.rs`: the TABLE_MAP cache and the layouts of tailed tables.
+//! - `server.rs`: every query to the server outside the stream.
+//! - `error.rs`: [`SourceError`] and which errors are transient.
+
+mod error;
+mod server;
+mod session;
+mod tables;
+mod txn;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::Opts;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub use error::{server_error, At, SourceError};
+pub use server::{
+    binlog_files, charset_map, connect, connection_opts, gtid_at, gtid_binlog_pos, master_coord,
+    server_info, server_lag, ServerInfo,
+};
+pub use txn::Progress;
+
+use crate::config::Config;
+use crate::decode::CharsetMap;
+use crate::handoff::Item;
+use crate::metrics::Metrics;
+use tables::Tables;
+
+/// Why a session ended without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Shutdown was asked for and the reader stopped at a transaction end.
+    AtBoundary,
+    /// Shutdown was asked for, and the transaction being read did not end
+    /// within the drain deadline.
+    MidTransaction,
+    /// The sink went away.
+    SinkClosed,
+    /// A bounded read reached its end point.
+    Reached,
+}
+
+/// The reader: sessions against the server until shutdown or a definite
+/// error.
+pub struct Reader {
+    config: Arc<Config>,
+    opts: Opts,
+    metrics: Arc<Metrics>,
+    tables: Tables,
+}
+
+impl Reader {
+    pub fn new(
+        config: Arc<Config>,
+        opts: Opts,
+        charsets: CharsetMap,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            tables: Tables::new(Arc::clone(&config), charsets),
+            config,
+            opts,
+            metrics,
+        }
+    }
+
+    /// Runs sessions, reconnecting with backoff after transient errors, until
+    /// shutdown or a definite error.
+    ///
+    /// # Errors
+    /// The definite [`SourceError`] that stopped it.
+    pub async fn run(
+        &mut self,
+        progress: &mut Progress,
+        items: mpsc::Sender<Item>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Stopped, SourceError> {
+        let mut backoff = self.config.source.reconnect_backoff_min;
+        loop {
+            let began = Instant::now();
+            let result = self.session(progress, &items, &mut shutdown).await;
+            self.metrics.set_source_connected(false);
+            match result {
+                Ok(stopped) => return Ok(stopped),
+                Err(e) if e.is_transient() => {
+                    if began.elapsed() > Duration::from_secs(30) {
+                        backoff = self.config.source.reconnect_backoff_min;
+                    }
+                    self.metrics.reconnects.inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, resume = %progress.start, "source connection lost; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return Ok(Stopped::AtBoundary),
+                    }
+                    backoff = (backoff * 2).min(self.config.source.reconnect_backoff_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,925 @@
+//! The transaction state machine: which events open and close a
+//! transaction, each row's index in it, which rows become records, what the
+//! commit mark says, and where the next session starts.
+//!
+//! Pure: no I/O, no clock, no channel. The session decodes an event, feeds
+//! it here, hands over what comes back (records, then a commit mark) and
+//! reports each successful hand-over back ([`TxnState::handed_over`],
+//! [`TxnState::committed`]). That report is what lets a later session skip
+//! exactly the rows already handed over.
+//!
+//! # Invariants
+//! - A transaction opens at a GTID event and ends at its XID, at a `COMMIT`
+//!   or `ROLLBACK` query, or, for a standalone GTID (DDL), at its one
+//!   statement. A GTID while one is open is an error, never a silent restart.
+//! - Every row of every rows event of the transaction counts, whatever its
+//!   table or operation: a row's index is its place in the transaction, so
+//!   (GTID, index) names it on every server and in every session.
+//! - The commit mark is produced only when the transaction ends, so it always
+//!   follows the transaction's last record.
+//! - [`Progress`] moves only on a hand-over the session reports: the
+//!   interrupted-row count after each record, the position and the next
+//!   start after each commit mark.
+
+use std::sync::Arc;
+
+use super::error::{At, SourceError};
+
+use crate::decode::{GtidEvent, RowChange, RowsEvent, RowsKind};
+use crate::handoff::Commit;
+use crate::map::{self, MapError, Record, RowOrigin, TableLayout};
+use crate::position::{BinlogCoord, Gtid, Position, Start, StopAt};
+
+/// How far the reader got, kept across sessions.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The end of the last transaction handed to the sink (or the start).
+    pub position: Position,
+    /// How the next session starts.
+    pub start: Start,
+    /// A transaction interrupted by a session's end: its GTID and how many of
+    /// its rows were already handed over (they are skipped when re-read).
+    interrupted: Option<(Gtid, u32)>,
+    /// Stop once a transaction at or after this point has been handed over
+    /// (bounded replays).
+    pub stop_at: Option<StopAt>,
+}
+
+impl Progress {
+    pub fn new(start: Start) -> Self {
+        let position = match &start {
+            Start::Gtid(state) => Position {
+                gtid: state.clone(),
+                coord: None,
+            },
+            Start::Coord { coord, gtid } => Position {
+                gtid: gtid.clone().unwrap_or_default(),
+                coord: Some(coord.clone()),
+            },
+        };
+        Self {
+            position,
+            start,
+            interrupted: None,
+            stop_at: None,
+        }
+    }
+
+    /// Whether a bounded read has reached its end point.
+    pub fn reached_stop(&self) -> bool {
+        self.stop_at
+            .as_ref()
+            .is_some_and(|s| s.reached(&self.position))
+    }
+}
+
+/// A transaction the state machine cannot follow. Both are definite: the
+/// same binlog gives the same error every time.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    #[error("binlog at {at}: {problem}")]
+    Protocol { at: At, problem: String },
+    #[error("table {table} at {at}: {problem}")]
+    Table {
+        at: At,
+        table: String,
+        problem: String,
+    },
+}
+
+impl From<TxnError> for SourceError {
+    fn from(e: TxnError) -> Self {
+        match e {
+            TxnError::Protocol { at, problem } => SourceError::Protocol { at, problem },
+            TxnError::Table { at, table, problem } => SourceError::Table { at, table, problem },
+        }
+    }
+}
+
+/// The transaction being read.
+#[derive(Debug, Clone)]
+struct Txn {
+    gtid: Gtid,
+    standalone: bool,
+    /// Offset of its GTID event (published as `binlog.pos`).
+    start_offset: u64,
+    /// Commit time, Unix seconds (the GTID event's timestamp).
+    commit_time: u32,
+    /// Rows read so far: the index of the next row.
+    rows: u32,
+    /// Rows of an undecodable, untailed table were passed over: row indexes
+    /// after them are unknown.
+    uncounted: bool,
+}
+
+/// One session's reading state: the binlog file being read, the transaction
+/// open in it, and the [`Progress`] kept across sessions.
+pub struct TxnState<'p> {
+    progress: &'p mut Progress,
+    server_id: u32,
+    file: Arc<str>,
+    open: Option<Txn>,
+}
+
+impl<'p> TxnState<'p> {
+    /// A session reading `server_id`'s binlog, starting in `file` (empty
+    /// when starting by GTID, until the first ROTATE names it).
+    pub fn new(progress: &'p mut Progress, server_id: u32, file: &str) -> Self {
+        Self {
+            progress,
+            server_id,
+            file: Arc::from(file),
+            open: None,
+        }
+    }
+
+    pub fn progress(&self) -> &Progress {
+        self.progress
+    }
+
+    /// Whether a transaction is open (the session is mid-transaction).
+    pub fn in_transaction(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Where an event ending at `offset` is, for error messages.
+    pub fn at(&self, offset: u64) -> At {
+        At {
+            file: self.file.to_string(),
+            offset,
+            gtid: self.open.as_ref().map(|t| t.gtid),
+        }
+    }
+
+    fn protocol(&self, end: u64, problem: String) -> TxnError {
+        TxnError::Protocol {
+            at: self.at(end),
+            problem,
+        }
+    }
+
+    /// ROTATE: the server reads on in `file`. `fake` is the ROTATE a server
+    /// sends first on every connection (timestamp 0), which names where the
+    /// stream starts; `offset` is the offset it names. A real rotation
+    /// between transactions moves the read position to the new file's start.
+    pub fn rotate(&mut self, file: String, offset: u64, fake: bool) {
+        self.file = Arc::from(file.as_str());
+        if self.open.is_some() {
+            return;
+        }
+        match &mut self.progress.position.coord {
+            Some(coord) => {
+                if !fake {
+                    *coord = BinlogCoord::new(file, 4);
+                }
+            }
+            None => self.progress.position.coord = Some(BinlogCoord::new(file, offset)),
+        }
+    }
+
+    /// GTID_LIST: the GTID state at the start of a file. Taken as the
+    /// position's state only when nothing else gave one (a start by file).
+    pub fn gtid_list(&mut self, list: Vec<Gtid>) {
+        if self.progress.position.gtid.is_empty() && self.open.is_none() {
+            self.progress.position.gtid = list.into_iter().collect();
+        }
+    }
+
+    /// Whether a GTID_LIST event would be used (so the session can skip
+    /// decoding it otherwise).
+    pub fn wants_gtid_list(&self) -> bool {
+        self.progress.position.gtid.is_empty() && self.open.is_none()
+    }
+
+    /// GTID: a transaction begins at `start_offset`.
+    ///
+    /// # Errors
+    /// [`TxnError::Protocol`] when one is already open.
+    pub fn begin(
+        &mut self,
+        event: &GtidEvent,
+        start_offset: u64,
+        commit_time: u32,
+        end: u64,
+    ) -> Result<(), TxnError> {
+        if let Some(open) = &self.open {
+            return Err(self.protocol(
+                end,
+                format!(
+                    "GTID {} begins before transaction {} ended",
+                    event.gtid, open.gtid
+                ),
+            ));
+        }
+        self.open = Some(Txn {
+            gtid: event.gtid,
+            standalone: event.standalone,
+            start_offset,
+            commit_time,
+            rows: 0,
+            uncounted: false,
+        });
+        Ok(())
+    }
+
+    /// The open transaction, or the error for a rows event outside one.
+    fn open_for_rows(&mut self, end: u64) -> Result<&mut Txn, TxnError> {
+        let file = &self.file;
+        self.open.as_mut().ok_or_else(|| TxnError::Protocol {
+            at: At {
+                file: file.to_string(),
+                offset: end,
+                gtid: None,
+            },
+            problem: "rows event outside a transaction".into(),
+        })
+    }
+
+    /// Checks that a rows event ending at `end` is inside a transaction.
+    ///
+    /// # Errors
+    /// [`TxnError::Protocol`] outside one.
+    pub fn expect_rows(&mut self, end: u64) -> Result<(), TxnError> {
+        self.open_for_rows(end).map(|_| ())
+    }
+
+    /// Rows of an untailed table that could not be decoded were passed over:
+    /// the indexes of later rows in this transaction are unknown.
+    ///
+    /// # Errors
+    /// [`TxnError::Protocol`] outside a transaction.
+    pub fn uncounted_rows(&mut self, end: u64) -> Result<(), TxnError> {
+        self.open_for_rows(end)?.uncounted = true;
+        Ok(())
+    }
+
+    /// A decoded rows event of `table` (`layout` is `Some` for a tailed
+    /// table): counts its rows and returns the records to hand over, in
+    /// order: the inserted rows of a tailed table, less those a previous
+    /// session already handed over.
+    ///
+    /// # Errors
+    /// [`TxnError::Protocol`] outside a transaction or past `u32::MAX`
+    /// rows; [`TxnError::Table`] when an inserted row of a tailed table
+    /// follows rows that could not be counted (its index, part of its event
+    /// id, is unknown).
+    pub fn rows(
+        &mut self,
+        table: &str,
+        layout: Option<&Arc<TableLayout>>,
+        event: RowsEvent,
+        end: u64,
+    ) -> Result<Records, TxnError> {
+        let file = Arc::clone(&self.file);
+        let interrupted = self.progress.interrupted;
+        let server_id = self.server_id;
+        let open = self.open_for_rows(end)?;
+        let at = || At {
+            file: file.to_string(),
+            offset: end,
+            gtid: Some(open.gtid),
+        };
+        let publishes = layout.is_some() && event.kind == RowsKind::Insert;
+        if open.uncounted && publishes {
+            return Err(TxnError::Table {
+                at: at(),
+                table: table.to_owned(),
+                problem: "an earlier statement of this transaction wrote rows of another table that \
+                          cannot be decoded, so this row's index in the transaction (part of its event \
+                          id) is unknown; see the warning above for that table"
+                    .into(),
+            });
+        }
+        let first = open.rows;
+        let Some(next) = u32::try_from(event.rows.len())
+            .ok()
+            .and_then(|n| first.checked_add(n))
+        else {
+            return Err(TxnError::Protocol {
+                at: at(),
+                problem: "the transaction has more than 4294967295 rows; its row indexes \
+                          (part of the event ids) cannot be counted"
+                    .into(),
+            });
+        };
+        open.rows = next;
+        let skip = match interrupted {
+            Some((gtid, n)) if gtid == open.gtid => n,
+            _ => 0,
+        };
+        if skip > first && first == 0 {
+            tracing::info!(
+                gtid = %open.gtid,
+                rows = skip,
+                "re-reading an interrupted transaction: skipping the rows already handed over"
+            );
+        }
+        let rows = match (publishes, layout) {
+            (true, Some(layout)) => Some((Arc::clone(layout), event.rows.into_iter())),
+            _ => None,
+        };
+        Ok(Records {
+            rows,
+            next_index: first,
+            skip,
+            gtid: open.gtid,
+            server_id,
+            file,
+            pos: open.start_offset,
+            commit_time: open.commit_time,
+        })
+    }
+
+    /// The record of row `row_index` of transaction `gtid` was handed to the
+    /// sink: a later session re-reading this transaction skips that row and
+    /// every row before it.
+    pub fn handed_over(&mut self, gtid: Gtid, row_index: u32) {
+        self.progress.interrupted = Some((gtid, row_index.saturating_add(1)));
+    }
+
+    /// XID: the open transaction ends here (`end` is the offset after it;
+    /// 0 when the server does not say). Returns its commit mark to hand
+    /// over; `None` for an XID outside a transaction.
+    pub fn xid(&mut self, end: u64) -> Option<Commit> {
+        let done = self.open.take()?;
+        Some(self.commit_mark(&done, end))
+    }
+
+    /// QUERY: `BEGIN` and other statements inside a transaction change
+    /// nothing; `COMMIT`/`ROLLBACK` end it, and so does the one statement of
+    /// a standalone GTID. Returns the commit mark to hand over when the
+    /// transaction ended.
+    pub fn query(&mut self, statement: &str, end: u64) -> Option<Commit> {
+        let ends = match &self.open {
+            None => false,
+            Some(open) if open.standalone => true,
+            Some(_) => {
+                statement.eq_ignore_ascii_case("COMMIT")
+                    || statement.eq_ignore_ascii_case("ROLLBACK")
+            }
+        };
+        if !ends {
+            return None;
+        }
+        let done = self.open.take()?;
+        Some(self.commit_mark(&done, end))
+    }
+
+    fn commit_mark(&self, txn: &Txn, end: u64) -> Commit {
+        let mut position = self.progress.position.clone();
+        position.gtid.apply(txn.gtid);
+        if end != 0 {
+            position.coord = Some(BinlogCoord::new(&*self.file, end));
+        }
+        Commit {
+            position,
+            server_id: self.server_id,
+            commit_time: txn.commit_time,
+        }
+    }
+
+    /// A commit mark was handed to the sink: the transaction is read, and
+    /// the next session starts after it (by file when this one started by
+    /// file and the server gave an offset, else by GTID).
+    pub fn committed(&mut self, commit: Commit) {
+        let progress = &mut *self.progress;
+        progress.position = commit.position;
+        progress.interrupted = None;
+        progress.start = match (&progress.start, &progress.position.coord) {
+            (Start::Coord { .. }, Some(coord)) => Start::Coord {
+                coord: coord.clone(),
+                gtid: Some(progress.position.gtid.clone()),
+            },
+            _ => Start::Gtid(progress.position.gtid.clone()),
+        };
+    }
+}
+
+/// The records of one rows event, mapped as they are taken, so that a rows
+/// event's records never all sit in memory at once.
+pub struct Records {
+    /// The tailed table's layout and the rows; `None` when nothing of this
+    /// event is published.
+    rows: Option<(Arc<TableLayout>, std::vec::IntoIter<RowChange>)>,
+    next_index: u32,
+    skip: u32,
+    gtid: Gtid,
+    server_id: u32,
+    file: Arc<str>,
+    pos: u64,
+    commit_time: u32,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, MapError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (layout, rows) = self.rows.as_mut()?;
+        loop {
+            let change = rows.next()?;
+            let row_index = self.next_index;
+            self.next_index = self.next_index.saturating_add(1);
+            if row_index < self.skip {
+                continue;
+            }
+            let after = change.after.unwrap_or_default();
+            let origin = RowOrigin {
+                gtid: self.gtid,
+                row_index,
+                server_id: self.server_id,
+                file: &self.file,
+                pos: self.pos,
+                commit_time: self.commit_time,
+            };
+            return Some(map::map_insert(layout, &after, &origin));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Value;
+    use crate::map::{ColumnLayout, Logical};
+    use crate::position::GtidState;
+
+    fn gtid(seq: u64) -> Gtid {
+        Gtid {
+            domain: 0,
+            server_id: 1,
+            seq,
+        }
+    }
+
+    fn gtid_event(seq: u64, standalone: bool) -> GtidEvent {
+        GtidEvent {
+            gtid: gtid(seq),
+            flags: u8::from(standalone),
+            standalone,
+            commit_id: None,
+        }
+    }
+
+    fn orders() -> Arc<TableLayout> {
+        Arc::new(TableLayout {
+            database: "shop".into(),
+            table: "orders".into(),
+            topic: Arc::from("orders"),
+            event_type: "OrderCreated".into(),
+            dataschema: None,
+            source: "/mariadb/test/shop/orders".into(),
+            columns: vec![
+                ColumnLayout {
+                    name: "id".into(),
+                    logical: Logical::Plain,
+                },
+                ColumnLayout {
+                    name: "amount".into(),
+                    logical: Logical::Plain,
+                },
+            ],
+            primary_key: vec![0],
+        })
+    }
+
+    fn row(id: i64) -> Vec<Option<Value>> {
+        vec![Some(Value::Int(id)), Some(Value::Decimal("1.00".into()))]
+    }
+
+    fn rows(kind: RowsKind, ids: &[i64]) -> RowsEvent {
+        RowsEvent {
+            table_id: 1,
+            kind,
+            flags: 0,
+            rows: ids
+                .iter()
+                .map(|&id| match kind {
+                    RowsKind::Insert => RowChange {
+                        before: None,
+                        after: Some(row(id)),
+                    },
+                    RowsKind::Delete => RowChange {
+                        before: Some(row(id)),
+                        after: None,
+                    },
+                    RowsKind::Update => RowChange {
+                        before: Some(row(id)),
+                        after: Some(row(id)),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn by_file(file: &str, offset: u64) -> Progress {
+        Progress::new(Start::Coord {
+            coord: BinlogCoord::new(file, offset),
+            gtid: Some(GtidState::new()),
+        })
+    }
+
+    /// Every record of an event, handed over one by one as a session does.
+    fn hand_over_all(state: &mut TxnState<'_>, records: Records) -> Vec<Record> {
+        let mut out = Vec::new();
+        for record in records {
+            let record = record.expect("maps");
+            state.handed_over(record.gtid, record.row_index);
+            out.push(record);
+        }
+        out
+    }
+
+    fn ids(records: &[Record]) -> Vec<String> {
+        records.iter().map(|r| r.id.clone()).collect()
+    }
+
+    #[test]
+    fn row_indexes_count_every_row_of_every_table_and_operation() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        let layout = orders();
+        state
+            .begin(&gtid_event(5, false), 100, 1_700_000_000, 150)
+            .unwrap();
+
+        // Two rows of another table, an update and a delete of the tailed
+        // one: counted, never published.
+        let other = state
+            .rows("shop.other", None, rows(RowsKind::Insert, &[1, 2]), 200)
+            .unwrap();
+        assert_eq!(hand_over_all(&mut state, other).len(), 0);
+        let update = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Update, &[9]),
+                250,
+            )
+            .unwrap();
+        assert_eq!(hand_over_all(&mut state, update).len(), 0);
+        let insert = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[10, 11]),
+                300,
+            )
+            .unwrap();
+        let published = hand_over_all(&mut state, insert);
+        let delete = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Delete, &[10]),
+                350,
+            )
+            .unwrap();
+        assert_eq!(hand_over_all(&mut state, delete).len(), 0);
+        let insert = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[12]),
+                400,
+            )
+            .unwrap();
+        let mut more = hand_over_all(&mut state, insert);
+
+        let mut all = published;
+        all.append(&mut more);
+        assert_eq!(ids(&all), ["0-1-5.3", "0-1-5.4", "0-1-5.6"]);
+        for r in &all {
+            assert_eq!(r.gtid, gtid(5));
+            assert_eq!(&*r.topic, "orders");
+            let header = |name: &str| {
+                r.headers
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            assert_eq!(
+                header("binlog.pos").as_deref(),
+                Some("100"),
+                "the GTID event's offset"
+            );
+            assert_eq!(header("binlog.server_id").as_deref(), Some("7"));
+            assert_eq!(header("binlog.file").as_deref(), Some("bin.000001"));
+        }
+        assert_eq!(
+            all.iter().map(|r| r.row_index).collect::<Vec<_>>(),
+            [3, 4, 6]
+        );
+    }
+
+    #[test]
+    fn the_commit_mark_comes_at_the_end_and_progress_moves_only_when_it_is_handed_over() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        let layout = orders();
+        state
+            .begin(&gtid_event(5, false), 100, 1_700_000_000, 150)
+            .unwrap();
+        let records = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[1]),
+                200,
+            )
+            .unwrap();
+        hand_over_all(&mut state, records);
+        assert!(state.query("BEGIN", 0).is_none(), "BEGIN ends nothing");
+        assert!(state.in_transaction());
+
+        let commit = state.xid(420).expect("the XID ends the transaction");
+        assert!(!state.in_transaction());
+        assert_eq!(commit.position.to_string(), "0-1-5@bin.000001:420");
+        assert_eq!(commit.server_id, 7);
+        assert_eq!(commit.commit_time, 1_700_000_000);
+        assert_eq!(
+            state.progress().position.to_string(),
+            "@bin.000001:4",
+            "nothing moves before the commit mark is handed over"
+        );
+
+        state.committed(commit.clone());
+        assert_eq!(state.progress().position, commit.position);
+        assert_eq!(
+            state.progress().start,
+            Start::Coord {
+                coord: BinlogCoord::new("bin.000001", 420),
+                gtid: Some("0-1-5".parse().unwrap()),
+            },
+            "a session started by file goes on by file"
+        );
+        assert!(
+            state.xid(500).is_none(),
+            "an XID outside a transaction is no commit"
+        );
+    }
+
+    #[test]
+    fn a_zero_end_position_keeps_the_last_file_coordinate_and_gtid_starts_stay_by_gtid() {
+        let mut progress = Progress::new(Start::Gtid("0-1-4".parse().unwrap()));
+        let mut state = TxnState::new(&mut progress, 7, "");
+        state.rotate("bin.000003".into(), 4, true);
+        assert_eq!(state.progress().position.to_string(), "0-1-4@bin.000003:4");
+        state.begin(&gtid_event(5, false), 0, 1, 0).unwrap();
+        let commit = state.xid(0).unwrap();
+        assert_eq!(commit.position.to_string(), "0-1-5@bin.000003:4");
+        state.committed(commit);
+        assert_eq!(
+            state.progress().start,
+            Start::Gtid("0-1-5".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn an_interrupted_transaction_skips_exactly_the_rows_already_handed_over() {
+        let layout = orders();
+        let mut progress = by_file("bin.000001", 4);
+        {
+            let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+            state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+            let records = state
+                .rows(
+                    "shop.orders",
+                    Some(&layout),
+                    rows(RowsKind::Insert, &[1, 2, 3]),
+                    200,
+                )
+                .unwrap();
+            // Two of three records handed over, then the session ends.
+            for record in records.take(2) {
+                let record = record.unwrap();
+                state.handed_over(record.gtid, record.row_index);
+            }
+        }
+        // The next session reads the same transaction again.
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+        let first = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[1, 2, 3]),
+                200,
+            )
+            .unwrap();
+        let second = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[4]),
+                250,
+            )
+            .unwrap();
+        let mut again = hand_over_all(&mut state, first);
+        again.extend(hand_over_all(&mut state, second));
+        assert_eq!(ids(&again), ["0-1-5.2", "0-1-5.3"]);
+        let commit = state.xid(300).unwrap();
+        state.committed(commit);
+
+        // Once committed, a later transaction with other rows skips nothing.
+        state.begin(&gtid_event(6, false), 300, 1, 350).unwrap();
+        let records = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[5, 6]),
+                400,
+            )
+            .unwrap();
+        assert_eq!(
+            ids(&hand_over_all(&mut state, records)),
+            ["0-1-6.0", "0-1-6.1"]
+        );
+    }
+
+    #[test]
+    fn another_transaction_is_not_skipped_for_an_interrupted_one() {
+        let layout = orders();
+        let mut progress = by_file("bin.000001", 4);
+        {
+            let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+            state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+            let records = state
+                .rows(
+                    "shop.orders",
+                    Some(&layout),
+                    rows(RowsKind::Insert, &[1, 2]),
+                    200,
+                )
+                .unwrap();
+            hand_over_all(&mut state, records);
+        }
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.begin(&gtid_event(9, false), 100, 1, 150).unwrap();
+        let records = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[1, 2]),
+                200,
+            )
+            .unwrap();
+        assert_eq!(
+            ids(&hand_over_all(&mut state, records)),
+            ["0-1-9.0", "0-1-9.1"]
+        );
+    }
+
+    #[test]
+    fn queries_end_transactions_as_the_server_writes_them() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        assert!(
+            state.query("COMMIT", 10).is_none(),
+            "nothing open, nothing ends"
+        );
+
+        state.begin(&gtid_event(1, false), 4, 1, 50).unwrap();
+        assert!(state.query("BEGIN", 60).is_none());
+        assert!(state.query("INSERT INTO t VALUES (1)", 70).is_none());
+        let commit = state
+            .query("commit", 80)
+            .expect("COMMIT ends a non-transactional group");
+        state.committed(commit);
+
+        state.begin(&gtid_event(2, false), 80, 1, 90).unwrap();
+        let commit = state.query("ROLLBACK", 100).expect("so does ROLLBACK");
+        state.committed(commit);
+
+        state.begin(&gtid_event(3, true), 100, 1, 110).unwrap();
+        let commit = state
+            .query("CREATE TABLE t (id INT PRIMARY KEY)", 150)
+            .expect("a standalone GTID ends at its statement");
+        assert_eq!(commit.position.to_string(), "0-1-3@bin.000001:150");
+    }
+
+    #[test]
+    fn events_out_of_place_are_errors_that_say_where() {
+        let layout = orders();
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        let outside = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[1]),
+                200,
+            )
+            .err()
+            .expect("rows outside a transaction");
+        assert_eq!(
+            outside.to_string(),
+            "binlog at bin.000001:200: rows event outside a transaction"
+        );
+
+        state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+        let nested = state.begin(&gtid_event(6, false), 300, 1, 350).unwrap_err();
+        assert_eq!(
+            nested.to_string(),
+            "binlog at bin.000001:350 (transaction 0-1-5): GTID 0-1-6 begins before transaction 0-1-5 ended"
+        );
+    }
+
+    #[test]
+    fn uncounted_rows_refuse_a_later_tailed_insert_and_nothing_else() {
+        let layout = orders();
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        assert!(state.uncounted_rows(10).is_err(), "outside a transaction");
+        state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+        state.uncounted_rows(200).unwrap();
+        assert!(state
+            .rows("shop.other", None, rows(RowsKind::Insert, &[1]), 250)
+            .is_ok());
+        assert!(state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Update, &[1]),
+                260
+            )
+            .is_ok());
+        let refused = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[1]),
+                300,
+            )
+            .err()
+            .expect("an insert whose index is unknown");
+        assert!(matches!(refused, TxnError::Table { ref table, .. } if table == "shop.orders"));
+
+        // The next transaction counts again.
+        let commit = state.xid(400).unwrap();
+        state.committed(commit);
+        state.begin(&gtid_event(6, false), 400, 1, 450).unwrap();
+        let records = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[2]),
+                500,
+            )
+            .unwrap();
+        assert_eq!(ids(&hand_over_all(&mut state, records)), ["0-1-6.0"]);
+    }
+
+    #[test]
+    fn rotations_move_the_position_only_between_transactions() {
+        let mut progress = by_file("bin.000001", 400);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.rotate("bin.000001".into(), 400, true);
+        assert_eq!(
+            state.progress().position.to_string(),
+            "@bin.000001:400",
+            "the first, fake ROTATE"
+        );
+
+        state.begin(&gtid_event(1, false), 400, 1, 450).unwrap();
+        state.rotate("bin.000002".into(), 4, false);
+        assert_eq!(
+            state.progress().position.to_string(),
+            "@bin.000001:400",
+            "not inside a transaction"
+        );
+        assert_eq!(state.at(0).file, "bin.000002");
+        let commit = state.xid(500).unwrap();
+        state.committed(commit);
+
+        state.rotate("bin.000003".into(), 4, false);
+        assert_eq!(state.progress().position.to_string(), "0-1-1@bin.000003:4");
+    }
+
+    #[test]
+    fn a_start_by_file_learns_its_gtid_state_from_the_gtid_list() {
+        let mut progress = Progress::new(Start::Coord {
+            coord: BinlogCoord::new("bin.000002", 4),
+            gtid: None,
+        });
+        let mut state = TxnState::new(&mut progress, 7, "bin.000002");
+        assert!(state.wants_gtid_list());
+        state.gtid_list(vec![gtid(41)]);
+        assert!(!state.wants_gtid_list());
+        state.gtid_list(vec![gtid(1)]);
+        assert_eq!(state.progress().position.to_string(), "0-1-41@bin.000002:4");
+    }
+
+    #[test]
+    fn a_bounded_read_stops_once_its_end_is_read() {
+        let mut progress = by_file("bin.000001", 4);
+        progress.stop_at = Some(StopAt::Gtid("0-1-2".parse().unwrap()));
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        for seq in 1..=2 {
+            assert!(!state.progress().reached_stop());
+            state.begin(&gtid_event(seq, false), 4, 1, 10).unwrap();
+            let commit = state.xid(seq * 100).unwrap();
+            state.committed(commit);
+        }
+        assert!(state.progress().reached_stop());
+    }
+}
