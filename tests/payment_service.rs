@@ -469,7 +469,7 @@ listen = "127.0.0.1:{port}"
                 "PAYMENT_SERVICE_DB_PASSWORD",
                 User::PaymentsApp.credentials().1,
             )
-            .env("PAYMENT_SERVICE_LOG", "info,binlog_tailer::payment=debug")
+            .env("PAYMENT_SERVICE_LOG", "info,payment_service=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -1088,7 +1088,7 @@ async fn http_shows_payments_health_and_metrics() {
         })
         .await;
     let metrics = service.metrics();
-    for name in binlog_tailer::payment::METRIC_NAMES {
+    for name in payment_service::METRIC_NAMES {
         assert!(
             metrics.contains(name),
             "{name} missing from /metrics:\n{metrics}"

@@ -1,13 +1,13 @@
 //! The `order-service` command: takes orders over HTTP and writes them to
-//! its own MariaDB database (see `binlog_tailer::order`).
+//! its own MariaDB database (see the `order_service` crate).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use binlog_tailer::order::{self, OrderConfig};
-use binlog_tailer::process;
+use order_service::{self as order, OrderConfig};
+use service_kit::process;
 
 /// Order service: POST /orders validates an order and stores it in MariaDB;
 /// GET /orders/{id} reads it back. It publishes nothing itself: binlog-tailer

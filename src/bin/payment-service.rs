@@ -1,14 +1,14 @@
 //! The `payment-service` command: parses the command line and the
 //! configuration, sets up logging, and calls
-//! [`binlog_tailer::payment::run`].
+//! [`payment_service::run`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use binlog_tailer::payment::{self, Outcome, PaymentConfig, ServiceError};
-use binlog_tailer::process;
+use payment_service::{self as payment, Outcome, PaymentConfig, ServiceError};
+use service_kit::process;
 
 /// Exit codes, as documented in `--help`.
 mod exit {
@@ -56,7 +56,7 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PAYMENT_SERVICE_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Log filter, e.g. info or binlog_tailer::payment=debug (RUST_LOG syntax).
+    /// Log filter, e.g. info or payment_service=debug (RUST_LOG syntax).
     #[arg(long, default_value = "info", env = "PAYMENT_SERVICE_LOG")]
     log: String,
 }

@@ -29,8 +29,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use binlog_tailer::config::Config;
-use binlog_tailer::order::OrderConfig;
-use binlog_tailer::payment::PaymentConfig;
+use order_service::OrderConfig;
+use payment_service::PaymentConfig;
 use serde_json::Value as Json;
 
 use parse::{
@@ -998,7 +998,7 @@ fn grafana_provisions_the_prometheus_data_source_and_the_dashboard() {
 fn dockerfile_builds_with_the_cargo_toml_toolchain() {
     let dockerfile = read("docker/Dockerfile");
     let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml");
-    let rust_version = manifest["package"]["rust-version"]
+    let rust_version = manifest["workspace"]["package"]["rust-version"]
         .as_str()
         .expect("rust-version");
     assert!(
@@ -1018,6 +1018,7 @@ fn dockerfile_builds_with_the_cargo_toml_toolchain() {
         "Cargo.toml",
         "Cargo.lock",
         "src",
+        "crates",
         "benches",
         "config/example.toml",
         "config/order-service.example.toml",

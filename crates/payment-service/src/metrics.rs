@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use service_kit::metrics::Registrar;
 
 /// `payment_service_events_total{outcome}` label values.
 pub mod outcome {
@@ -114,106 +113,67 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        // Metric names and help texts are constants of this file: failing to
-        // register one is a programming error, not a runtime condition.
-        let register = |c: Box<dyn prometheus::core::Collector>, name: &str| {
-            registry
-                .register(c)
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-        };
-        let gauge = |name: &str, help: &str| {
-            let g =
-                IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            register(Box::new(g.clone()), name);
-            g
-        };
-        let counter = |name: &str, help: &str| {
-            let c =
-                IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            register(Box::new(c.clone()), name);
-            c
-        };
-        let counter_vec = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label])
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            register(Box::new(c.clone()), name);
-            c
-        };
-        let build_info = IntGaugeVec::new(
-            Opts::new("payment_service_build_info", "Build information; always 1."),
-            &["version"],
-        )
-        .unwrap_or_else(|e| unreachable!("build_info: {e}"));
-        register(Box::new(build_info.clone()), "payment_service_build_info");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let processing = Histogram::with_opts(
-            HistogramOpts::new(
-                "payment_service_processing_seconds",
-                "Message received to its outcome final (row committed or dead letter acknowledged).",
-            )
-            .buckets(vec![
+        let r = Registrar::new(&registry);
+        let build_info = r.build_info("payment_service_build_info", env!("CARGO_PKG_VERSION"));
+        let processing = r.histogram(
+            "payment_service_processing_seconds",
+            "Message received to its outcome final (row committed or dead letter acknowledged).",
+            vec![
                 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 60.0,
-            ]),
-        )
-        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
-        register(
-            Box::new(processing.clone()),
-            "payment_service_processing_seconds",
+            ],
         );
 
         let metrics = Metrics {
             build_info,
-            events: counter_vec(
+            events: r.counter_vec(
                 "payment_service_events_total",
                 "Messages processed to the end, by outcome (charged, duplicate, dead_lettered).",
-                "outcome",
+                &["outcome"],
             ),
-            dead_letters: counter_vec(
+            dead_letters: r.counter_vec(
                 "payment_service_dead_letters_total",
                 "Messages sent to the dead-letter topic, by reason.",
-                "reason",
+                &["reason"],
             ),
-            db_errors: counter(
+            db_errors: r.counter(
                 "payment_service_db_errors_total",
                 "Failed database attempts (charges are retried).",
             ),
-            db_up: gauge(
+            db_up: r.gauge(
                 "payment_service_db_up",
                 "1 while the database answers the health ping, else 0.",
             ),
-            broker_connected: gauge(
+            broker_connected: r.gauge(
                 "payment_service_broker_connected",
                 "1 while the consumer has a connection to a Kafka broker up, else 0.",
             ),
-            consumer_lag: gauge(
+            consumer_lag: r.gauge(
                 "payment_service_consumer_lag_messages",
                 "Messages not processed yet in the partitions assigned to this instance.",
             ),
-            assigned_partitions: gauge(
+            assigned_partitions: r.gauge(
                 "payment_service_assigned_partitions",
                 "Partitions of the topic assigned to this instance.",
             ),
-            commit_errors: counter(
+            commit_errors: r.counter(
                 "payment_service_offset_commit_errors_total",
                 "Offset commits that failed (messages are delivered again and deduplicated).",
             ),
-            dead_letter_errors: counter(
+            dead_letter_errors: r.counter(
                 "payment_service_dead_letter_errors_total",
                 "Failed dead-letter delivery attempts (retried).",
             ),
-            consumer_errors: counter(
+            consumer_errors: r.counter(
                 "payment_service_consumer_errors_total",
                 "Errors the consumer reported while fetching.",
             ),
             processing,
-            last_processed: gauge(
+            last_processed: r.gauge(
                 "payment_service_last_processed_timestamp_seconds",
                 "When the last message was processed to the end, Unix seconds.",
             ),
-            ready: gauge(
+            ready: r.gauge(
                 "payment_service_ready",
                 "1 when /readyz answers ready, else 0.",
             ),

@@ -44,7 +44,7 @@ use super::dead_letter::DeadLetters;
 use super::event::{self, Charge};
 use super::metrics::{outcome, Client, Metrics};
 use super::store::{DbError, Recorded, Store};
-use super::{Outcome, ServiceError};
+use crate::error::{Outcome, ServiceError};
 
 /// The consumer's librdkafka context: statistics → gauges; commits of
 /// stored offsets when partitions are taken away; failed commits counted.

@@ -11,7 +11,7 @@ use binlog_tailer::checkpoint::{self, ReportFormat, Store};
 use binlog_tailer::config::Config;
 use binlog_tailer::pipeline::{self, Outcome, RunError};
 use binlog_tailer::position::Target;
-use binlog_tailer::process;
+use service_kit::process;
 
 /// Exit codes, as documented in `--help` and the README.
 mod exit {

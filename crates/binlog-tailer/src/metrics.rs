@@ -6,9 +6,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use service_kit::metrics::Registrar;
 
 use crate::decode::RowsKind;
 use crate::position::{GtidState, Position};
@@ -90,144 +89,104 @@ impl Metrics {
     /// `database.table` names (the only table label values besides `other`).
     pub fn new(tailed: Vec<String>) -> Self {
         let registry = Registry::new();
-        let gauge = |name: &str, help: &str| {
-            let g =
-                IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(g.clone()))
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            g
-        };
-        let counter = |name: &str, help: &str| {
-            let c =
-                IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(c.clone()))
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            c
-        };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(c.clone()))
-                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            c
-        };
-        let publish_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "binlog_tailer_publish_latency_seconds",
-                "Time from handing an event to the producer to the broker's acknowledgement.",
-            )
-            .buckets(vec![
+        let r = Registrar::new(&registry);
+        let publish_latency = r.histogram(
+            "binlog_tailer_publish_latency_seconds",
+            "Time from handing an event to the producer to the broker's acknowledgement.",
+            vec![
                 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-        )
-        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
-        registry
-            .register(Box::new(publish_latency.clone()))
-            .unwrap_or_else(|e| unreachable!("histogram: {e}"));
-
-        let build_info = IntGaugeVec::new(
-            Opts::new("binlog_tailer_build_info", "Build information; always 1."),
-            &["version"],
-        )
-        .unwrap_or_else(|e| unreachable!("build_info: {e}"));
-        registry
-            .register(Box::new(build_info.clone()))
-            .unwrap_or_else(|e| unreachable!("build_info: {e}"));
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+            ],
+        );
+        let build_info = r.build_info("binlog_tailer_build_info", env!("CARGO_PKG_VERSION"));
 
         let metrics = Metrics {
             build_info,
-            broker_connected: gauge(
+            broker_connected: r.gauge(
                 "binlog_tailer_broker_connected",
                 "1 while the producer has a connection to a Kafka broker up, else 0.",
             ),
-            ready: gauge(
+            ready: r.gauge(
                 "binlog_tailer_ready",
                 "1 when /readyz answers ready, else 0.",
             ),
-            replication_lag: gauge(
+            replication_lag: r.gauge(
                 "binlog_tailer_replication_lag_seconds",
                 "Commit time of the last transaction read to now; 0 when idle and caught up.",
             ),
-            lag_bytes: gauge(
+            lag_bytes: r.gauge(
                 "binlog_tailer_lag_bytes",
                 "Binlog bytes between what was read and the end of the server's binlog.",
             ),
-            lag_transactions: gauge(
+            lag_transactions: r.gauge(
                 "binlog_tailer_lag_transactions",
                 "Transactions in the server's binlog not read yet.",
             ),
-            checkpoint_age: gauge(
+            checkpoint_age: r.gauge(
                 "binlog_tailer_checkpoint_age_seconds",
                 "Seconds since the last checkpoint was written.",
             ),
-            checkpoint_file_index: gauge(
+            checkpoint_file_index: r.gauge(
                 "binlog_tailer_checkpoint_binlog_file_index",
                 "Numeric suffix of the checkpoint's binlog file.",
             ),
-            checkpoint_offset: gauge(
+            checkpoint_offset: r.gauge(
                 "binlog_tailer_checkpoint_binlog_offset",
                 "Offset of the checkpoint in its binlog file.",
             ),
             caught_up: std::sync::atomic::AtomicBool::new(false),
             read_position: std::sync::Mutex::new(Position::default()),
             checkpointed: std::sync::Mutex::new(GtidState::default()),
-            source_connected: gauge(
+            source_connected: r.gauge(
                 "binlog_tailer_source_connected",
                 "1 while streaming the binlog from MariaDB, else 0.",
             ),
-            binlog_events: counter_vec(
+            binlog_events: r.counter_vec(
                 "binlog_tailer_binlog_events_total",
                 "Binlog events read, by event type.",
                 &["type"],
             ),
-            binlog_bytes: counter("binlog_tailer_binlog_bytes_total", "Binlog bytes read."),
-            rows: counter_vec(
+            binlog_bytes: r.counter("binlog_tailer_binlog_bytes_total", "Binlog bytes read."),
+            rows: r.counter_vec(
                 "binlog_tailer_rows_total",
                 "Row changes read, by tailed table (or other) and operation.",
                 &["table", "operation"],
             ),
-            transactions: counter(
+            transactions: r.counter(
                 "binlog_tailer_transactions_total",
                 "Transactions read to their end.",
             ),
-            published: counter_vec(
+            published: r.counter_vec(
                 "binlog_tailer_events_published_total",
                 "Events the broker acknowledged, by topic.",
                 &["topic"],
             ),
-            skipped: counter(
+            skipped: r.counter(
                 "binlog_tailer_events_skipped_total",
                 "Events not sent again after a restart because their partition already held them.",
             ),
-            publish_errors: counter_vec(
+            publish_errors: r.counter_vec(
                 "binlog_tailer_publish_errors_total",
                 "Events the broker refused for good, by kind.",
                 &["kind"],
             ),
-            in_flight: gauge(
+            in_flight: r.gauge(
                 "binlog_tailer_events_in_flight",
                 "Events handed to the producer and not yet acknowledged.",
             ),
             publish_latency,
-            reconnects: counter(
+            reconnects: r.counter(
                 "binlog_tailer_reconnects_total",
                 "Source sessions ended by a transient error (followed by a reconnect).",
             ),
-            last_commit_time: gauge(
+            last_commit_time: r.gauge(
                 "binlog_tailer_last_commit_timestamp_seconds",
                 "Commit time (binlog timestamp) of the last transaction read, Unix seconds.",
             ),
-            checkpoint_time: gauge(
+            checkpoint_time: r.gauge(
                 "binlog_tailer_checkpoint_timestamp_seconds",
                 "When the last checkpoint was written, Unix seconds.",
             ),
-            checkpoint_seq: gauge(
+            checkpoint_seq: r.gauge(
                 "binlog_tailer_checkpoint_gtid_sequence",
                 "GTID sequence number of the last checkpointed transaction.",
             ),

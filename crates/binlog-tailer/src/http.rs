@@ -7,22 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, TextEncoder};
+use service_kit::ops_http::Ops;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-
-#[derive(Clone)]
-struct AppState {
-    metrics: Arc<Metrics>,
-    ready_max_lag: Duration,
-}
 
 /// Why the tailer is not ready; empty when it is.
 pub fn not_ready_reasons(metrics: &Metrics, ready_max_lag: Duration) -> Vec<String> {
@@ -58,49 +48,21 @@ pub async fn serve(
     ready_max_lag: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(AppState {
-            metrics,
-            ready_max_lag,
+    let ops = Ops::new(metrics.registry.clone())
+        .on_scrape({
+            let metrics = Arc::clone(&metrics);
+            move || metrics.refresh()
+        })
+        .readiness(move || {
+            metrics.refresh();
+            let reasons = not_ready_reasons(&metrics, ready_max_lag);
+            metrics.ready.set(i64::from(reasons.is_empty()));
+            std::future::ready(reasons)
         });
+    let app: Router = ops.router();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
-}
-
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics.refresh();
-    let mut body = Vec::new();
-    let encoder = TextEncoder::new();
-    match encoder.encode(&state.metrics.registry.gather(), &mut body) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-            body,
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain".to_owned())],
-            format!("encoding metrics: {e}\n").into_bytes(),
-        ),
-    }
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics.refresh();
-    let reasons = not_ready_reasons(&state.metrics, state.ready_max_lag);
-    state.metrics.ready.set(i64::from(reasons.is_empty()));
-    if reasons.is_empty() {
-        (StatusCode::OK, "ready\n".to_owned())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready:\n{}\n", reasons.join("\n")),
-        )
-    }
 }

@@ -10,17 +10,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
+use service_kit::ops_http::Ops;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::metrics::Metrics;
-use super::store::Store;
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 #[derive(Clone)]
 struct AppState {
@@ -30,12 +30,23 @@ struct AppState {
 
 /// The routes.
 pub fn router(metrics: Arc<Metrics>, store: Store) -> Router {
+    let ops = Ops::new(metrics.registry.clone())
+        .on_scrape({
+            let metrics = Arc::clone(&metrics);
+            move || metrics.refresh()
+        })
+        .readiness({
+            let metrics = Arc::clone(&metrics);
+            move || {
+                let reasons = metrics.not_ready_reasons();
+                metrics.ready.set(i64::from(reasons.is_empty()));
+                std::future::ready(reasons)
+            }
+        });
     Router::new()
         .route("/payments/{order_id}", get(payment))
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .with_state(AppState { metrics, store })
+        .merge(ops.router())
 }
 
 /// Serves until `shutdown` turns true.
@@ -79,36 +90,5 @@ async fn payment(State(state): State<AppState>, Path(order_id): Path<String>) ->
             )
                 .into_response()
         }
-    }
-}
-
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics.refresh();
-    let mut body = Vec::new();
-    let encoder = TextEncoder::new();
-    match encoder.encode(&state.metrics.registry.gather(), &mut body) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-            body,
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain".to_owned())],
-            format!("encoding metrics: {e}\n").into_bytes(),
-        ),
-    }
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let reasons = state.metrics.not_ready_reasons();
-    state.metrics.ready.set(i64::from(reasons.is_empty()));
-    if reasons.is_empty() {
-        (StatusCode::OK, "ready\n".to_owned())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready:\n{}\n", reasons.join("\n")),
-        )
     }
 }

@@ -1,5 +1,4 @@
-//! What the three binaries share at their edge: logging set-up and turning
-//! SIGINT/SIGTERM into a shutdown signal.
+//! Logging set-up and turning SIGINT/SIGTERM into a shutdown signal.
 
 use std::io::IsTerminal;
 

@@ -107,20 +107,20 @@
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+mod error;
 pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
 use tokio::sync::watch;
 
 pub use config::{ConfigError, PaymentConfig};
+pub use error::{Outcome, ServiceError};
 use metrics::Metrics;
 use store::Store;
 
@@ -141,39 +141,6 @@ pub const METRIC_NAMES: &[&str] = &[
     "payment_service_last_processed_timestamp_seconds",
     "payment_service_ready",
 ];
-
-/// How [`run`] ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Stopped on request; every processed message's offset committed.
-    Clean,
-    /// Stopped on request while the message at `at` (`topic/partition@offset`)
-    /// was waiting for a retry; it is processed on the next start.
-    Interrupted { at: String },
-}
-
-/// Why the service stopped or could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
-    #[error("cannot listen on http.listen = {addr}: {source}; choose another address (port 0 picks a free one)")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("Kafka consumer: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("{setting} = {topic:?}: the broker has no such topic; create it (kafka-topics.sh --create --topic {topic}) or fix the setting")]
-    MissingTopic {
-        setting: &'static str,
-        topic: String,
-    },
-    #[error(transparent)]
-    DeadLetter(#[from] dead_letter::DeadLetterError),
-    #[error("the Kafka consumer failed fatally: {0}")]
-    ConsumerFatal(String),
-}
 
 /// Runs the service until `shutdown` turns true (or a fatal error).
 ///

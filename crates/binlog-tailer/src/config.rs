@@ -22,6 +22,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use service_kit::config::ConfigError;
+use service_kit::config::{load_layered, read_secret};
+
 use crate::position::{BinlogCoord, GtidState};
 
 /// Environment variable prefix for overrides.
@@ -448,29 +451,6 @@ fn default_drain_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// Why the configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
-    #[error("override {text:?}: expected section.key=value")]
-    BadOverride { text: String },
-    #[error("{field}: {message}")]
-    Field { field: String, message: String },
-    #[error("no database password: set the environment variable {env} or the password_file key")]
-    NoPassword { env: String },
-    #[error("cannot read the password file {path}: {source}")]
-    PasswordFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
 impl Config {
     /// Loads the file (if any), applies environment and `--set` overrides,
     /// and validates the result.
@@ -587,116 +567,6 @@ impl Config {
     }
 }
 
-/// Loads any configuration type the way the tailer's is loaded: the TOML
-/// file (if any), then environment variables `<env_prefix><SECTION>__<KEY>`,
-/// then `--set section.key=value` overrides; unknown keys are the type's to
-/// refuse (`deny_unknown_fields`).
-///
-/// # Errors
-/// A [`ConfigError`] naming the file, variable or key at fault.
-pub fn load_layered<T: serde::de::DeserializeOwned>(
-    path: Option<&Path>,
-    env_prefix: &str,
-    env: impl IntoIterator<Item = (String, String)>,
-    overrides: &[String],
-) -> Result<T, ConfigError> {
-    let mut doc = match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            text.parse::<toml::Table>()
-                .map_err(|e| ConfigError::Invalid {
-                    origin: path.display().to_string(),
-                    message: e.to_string(),
-                })?
-        }
-        None => toml::Table::new(),
-    };
-    let mut env: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(env_prefix))
-        .collect();
-    env.sort();
-    for (key, value) in env {
-        let path: Vec<String> = key[env_prefix.len()..]
-            .split("__")
-            .map(|p| p.to_ascii_lowercase())
-            .collect();
-        set_path(&mut doc, &path, &value, &key)?;
-    }
-    for text in overrides {
-        let (key, value) = text
-            .split_once('=')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| ConfigError::BadOverride { text: text.clone() })?;
-        let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
-        set_path(&mut doc, &path, value, &format!("--set {key}"))?;
-    }
-    let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-    toml::Value::Table(doc)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid {
-            origin,
-            message: e.to_string(),
-        })
-}
-
-/// Reads a secret from `file` if given, else from the environment variable
-/// `env`.
-///
-/// # Errors
-/// [`ConfigError::NoPassword`] or [`ConfigError::PasswordFile`].
-pub fn read_secret(file: Option<&Path>, env: &str) -> Result<String, ConfigError> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
-    }
-    std::env::var(env).map_err(|_| ConfigError::NoPassword {
-        env: env.to_owned(),
-    })
-}
-
-/// Sets `path` in the TOML document to `raw`, read as a TOML value when it
-/// parses as one, else as a string.
-fn set_path(
-    doc: &mut toml::Table,
-    path: &[String],
-    raw: &str,
-    origin: &str,
-) -> Result<(), ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
-        origin: origin.to_owned(),
-        message,
-    };
-    let Some((last, parents)) = path.split_last() else {
-        return Err(invalid("empty key".into()));
-    };
-    if path.iter().any(|p| p.is_empty()) {
-        return Err(invalid("empty key segment".into()));
-    }
-    let value = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    let mut table = doc;
-    for part in parents {
-        let entry = table
-            .entry(part.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        table = entry
-            .as_table_mut()
-            .ok_or_else(|| invalid(format!("{part} is not a section")))?;
-    }
-    table.insert(last.clone(), value);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,7 +598,7 @@ mod tests {
 
     #[test]
     fn shipped_example_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
         let config = Config::load(Some(&path), std::iter::empty(), &[]).unwrap();
         assert_eq!(config.tables[0].table, "shop.orders");
     }

@@ -195,7 +195,7 @@ fn default_http_listen() -> SocketAddr {
 }
 
 /// Why the configuration was refused: the same errors as the tailer's.
-pub use crate::config::ConfigError;
+pub use service_kit::config::ConfigError;
 
 impl PaymentConfig {
     /// Loads the file (if any), applies environment and `--set` overrides,
@@ -208,7 +208,8 @@ impl PaymentConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<PaymentConfig, ConfigError> {
-        let config: PaymentConfig = crate::config::load_layered(path, ENV_PREFIX, env, overrides)?;
+        let config: PaymentConfig =
+            service_kit::config::load_layered(path, ENV_PREFIX, env, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -300,7 +301,7 @@ impl PaymentConfig {
     /// # Errors
     /// When neither gives one.
     pub fn database_password(&self) -> Result<String, ConfigError> {
-        crate::config::read_secret(
+        service_kit::config::read_secret(
             self.database.password_file.as_deref(),
             &self.database.password_env,
         )
@@ -336,7 +337,7 @@ mod tests {
     #[test]
     fn shipped_example_parses_and_matches_the_local_services() {
         let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/payment-service.example.toml");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/payment-service.example.toml");
         let c = PaymentConfig::load(Some(&path), std::iter::empty(), &[]).unwrap();
         assert_eq!(c.database.port, 13306);
         assert_eq!(c.database.user, "payments_app");
