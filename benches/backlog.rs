@@ -13,14 +13,13 @@
 //! 3. Reads the tailer's peak RSS (VmHWM) and checks that the topic holds
 //!    exactly one event per order.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -102,16 +101,13 @@ async fn bench() {
         "  written in {write_secs:.1} s ({:.0} transactions/s on the primary)",
         orders as f64 / write_secs
     );
-    common::tailer::wait_for_replica(&mut primary).await;
+    test_support::tailer::wait_for_replica(&mut primary).await;
 
     let topic = unique_name("bench");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "bench",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );

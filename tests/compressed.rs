@@ -5,10 +5,8 @@
 //! Its own test binary: it changes a global setting of the shared replica,
 //! and cargo runs test binaries one after another.
 
-mod common;
-
-use common::{connect, global_var, Server, User};
 use mysql_async::prelude::Queryable;
+use test_support::{connect, global_var, Server, User};
 
 /// Restores the replica's compression settings, even when the test fails.
 struct Restore {
@@ -58,7 +56,12 @@ async fn every_column_type_arrives_exactly_from_compressed_events() {
         (row.get(0).expect("file"), row.get(1).expect("pos"))
     };
 
-    common::alltypes::check_every_value_arrives("compressed", Server::Replica).await;
+    test_support::alltypes::check_every_value_arrives(
+        test_support::here!(),
+        "compressed",
+        Server::Replica,
+    )
+    .await;
 
     // The events the tailer read were compressed ones.
     let kinds: Vec<String> = replica

@@ -3,17 +3,15 @@
 //! hold every committed order exactly once, in commit order within each
 //! partition.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::tailer::{
-    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
-};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// A small deterministic generator, seeded from the clock (the seed is
 /// printed, so a failure can be replayed).
@@ -45,12 +43,9 @@ async fn repeated_sigkills_leave_every_order_exactly_once() {
     let topic = unique_name("crash");
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
+        test_support::here!(),
         "crash",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );
@@ -139,5 +134,5 @@ async fn repeated_sigkills_leave_every_order_exactly_once() {
     );
     assert!(repeated.is_empty(), "orders published twice: {repeated:?}");
 
-    common::tailer::assert_commit_order_per_partition(&messages);
+    test_support::tailer::assert_commit_order_per_partition(&messages);
 }

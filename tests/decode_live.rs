@@ -9,8 +9,6 @@
 //! (WRITE/UPDATE/DELETE_ROWS_COMPRESSED_V1, QUERY_COMPRESSED), and they must
 //! decode to the same values. The setting is restored even on failure.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -19,11 +17,11 @@ use binlog_tailer::decode::{
     parse_format_description, parse_gtid, parse_gtid_list, parse_query, parse_rows,
     parse_table_map, rows_table_id, Charset, CharsetMap, ColumnType, RowsKind, TableMap, Value,
 };
-use common::{connect, unique_name, Server, User};
 use futures_util::StreamExt;
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Row, TxOpts};
+use test_support::{connect, unique_name, Server, User};
 
 /// Upper bound for one run; a failure must never hang the suite.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -43,7 +41,7 @@ async fn decodes_every_column_type_from_the_replica_binlog() {
 async fn decodes_compressed_events_from_the_replica_binlog() {
     let _serial = REPLICA_SETTINGS.lock().await;
     let mut replica = connect(Server::Replica, User::Admin).await;
-    let old_min_len = common::global_var(&mut replica, "log_bin_compress_min_len").await;
+    let old_min_len = test_support::global_var(&mut replica, "log_bin_compress_min_len").await;
     // Restores the replica's settings when dropped: on success, on panic
     // and when the timeout drops the run.
     let _restore = SqlOnDrop {

@@ -6,21 +6,19 @@
 //!
 //! Its own test binary, like the other fault tests.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use binlog_tailer::checkpoint::Checkpoint;
 use binlog_tailer::position::{Gtid, GtidState};
-use common::tailer::{
-    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, Tailer, TailerSetup, TestDb,
-};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::json;
+use test_support::tailer::{
+    assert_checkpoint_unchanged, consume_all, last_gtid, replica_gtid_state, Consumed, Tailed,
+    Tailer, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// Waits for the tailer to exit on its own; returns its status and how long
 /// it ran. Panics (after killing it) if it is still running at the deadline.
@@ -72,25 +70,6 @@ fn error_lines(log: &str) -> String {
         .join("\n")
 }
 
-fn assert_unchanged(before: &Checkpoint, after: Option<Checkpoint>, what: &str) {
-    let after = after.unwrap_or_else(|| panic!("{what}: the checkpoint is gone"));
-    assert_eq!(
-        (
-            &after.position,
-            after.source_server_id,
-            after.events_published,
-            after.written_at_ms
-        ),
-        (
-            &before.position,
-            before.source_server_id,
-            before.events_published,
-            before.written_at_ms
-        ),
-        "{what}: the checkpoint changed"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_across_servers() {
     const REFUSE_WITHIN: Duration = Duration::from_secs(60);
@@ -98,12 +77,9 @@ async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_acros
     let db = TestDb::create("failover").await;
     let topic = unique_name("failover");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "failover",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     );
@@ -151,7 +127,7 @@ async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_acros
         "file:offset of the replica on the primary",
     );
     let to_primary_log = refused.log();
-    assert_unchanged(
+    assert_checkpoint_unchanged(
         &cp_replica,
         setup.checkpoint(),
         "refused file:offset on the primary",
@@ -192,7 +168,7 @@ async fn failover_from_replica_to_primary_by_gtid_and_file_offsets_refused_acros
         "file:offset of the primary on the replica",
     );
     let to_replica_log = refused.log();
-    assert_unchanged(
+    assert_checkpoint_unchanged(
         &cp_primary,
         setup.checkpoint(),
         "refused file:offset on the replica",

@@ -7,13 +7,11 @@
 //! another. The broker is started again by `services.sh up`, also when the
 //! test fails.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::faults::*;
-use common::tailer::{consume_all, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::unique_name;
+use test_support::faults::*;
+use test_support::tailer::{consume_all, replica_gtid_state, Tailed, TailerSetup, TestDb};
+use test_support::unique_name;
 
 // ------------------------------------------------------------ the test
 
@@ -25,16 +23,13 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
     const GRACE: Duration = Duration::from_secs(1);
 
     let mut restore = RestoreServices::armed();
-    let http_port = common::free_port();
+    let http_port = test_support::free_port();
     let db = TestDb::create("kafka_outage").await;
     let topic = unique_name("kafka_outage");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "kafka_outage",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     )
@@ -68,7 +63,7 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
         }
         let cp = setup.checkpoint().expect("a checkpoint");
         if not_ready.is_none() {
-            if let Ok((503, body)) = common::http_get(http_port, "/readyz") {
+            if let Ok((503, body)) = test_support::http_get(http_port, "/readyz") {
                 not_ready = Some((down_at.elapsed(), body));
             }
         }
@@ -132,17 +127,11 @@ async fn broker_outage_of_30s_loses_nothing_repeats_nothing() {
     let status = tailer.terminate(Duration::from_secs(60));
 
     let messages = consume_all(&topic);
-    let by_id = by_order(&messages);
-    let repeated: Vec<u64> = by_id
-        .iter()
-        .filter(|(_, ms)| ms.len() > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    let missing: Vec<u64> = ids
-        .iter()
-        .copied()
-        .filter(|id| !by_id.contains_key(id))
-        .collect();
+    let Delivery {
+        by_id,
+        repeated,
+        missing,
+    } = delivery(&messages, &ids);
     let waiting_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("waiting for the broker"))

@@ -5,18 +5,18 @@
 //! Its own test binary: the transaction is large enough to slow every other
 //! reader of the shared servers for a while.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::faults::{expected_data, order_values};
-use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
+use test_support::faults::{expected_data, order_values};
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// A field of `/proc/<pid>/status`, in KiB (`VmHWM`, `VmRSS`).
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -50,12 +50,9 @@ async fn one_transaction_of_200k_orders_arrives_once_in_bounded_memory() {
     let db = TestDb::create("large_txn").await;
     let topic = unique_name("large_txn");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "large_txn",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     );

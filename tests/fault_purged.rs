@@ -7,18 +7,17 @@
 //! replica keeps working; other tailers reading it would lose those files),
 //! and cargo runs test binaries one after another.
 
-mod common;
-
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use binlog_tailer::checkpoint::Checkpoint;
 use binlog_tailer::position::{Gtid, GtidState};
-use common::scratch::ScratchServer;
-use common::tailer::{last_gtid, Tailed, Tailer, TailerSetup, TestDb};
-use common::unique_name;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use test_support::scratch::ScratchServer;
+use test_support::tailer::{
+    assert_checkpoint_unchanged, last_gtid, Tailed, Tailer, TailerSetup, TestDb,
+};
+use test_support::unique_name;
 
 /// Waits for the tailer to exit on its own; returns its status and how long
 /// it ran. Panics (after killing it) if it is still running at the deadline.
@@ -84,25 +83,6 @@ fn error_lines(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.contains("ERROR")).collect()
 }
 
-fn assert_unchanged(before: &Checkpoint, after: Option<Checkpoint>, what: &str) {
-    let after = after.unwrap_or_else(|| panic!("{what}: the checkpoint is gone"));
-    assert_eq!(
-        (
-            &after.position,
-            after.source_server_id,
-            after.events_published,
-            after.written_at_ms
-        ),
-        (
-            &before.position,
-            before.source_server_id,
-            before.events_published,
-            before.written_at_ms
-        ),
-        "{what}: the checkpoint changed"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_in_a_purged_binlog_stops_the_tailer_with_the_position_and_the_fix() {
     const EXIT_WITHIN: Duration = Duration::from_secs(60);
@@ -110,6 +90,7 @@ async fn a_checkpoint_in_a_purged_binlog_stops_the_tailer_with_the_position_and_
     // A server of the test's own: purging the shared replica's binlogs
     // would pull them from under every other tailer (and `make demo`'s).
     let server = ScratchServer::start(
+        test_support::here!(),
         "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL",
     )
     .await;
@@ -125,12 +106,9 @@ async fn a_checkpoint_in_a_purged_binlog_stops_the_tailer_with_the_position_and_
         .unwrap_or_default();
     let topic = unique_name("purged");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "purged",
-        &[Tailed {
-            table: db.table("orders"),
-            topic,
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         if start.is_empty() { "earliest" } else { &start },
         "",
     )
@@ -202,13 +180,13 @@ async fn a_checkpoint_in_a_purged_binlog_stops_the_tailer_with_the_position_and_
     let mut by_gtid = setup.spawn();
     let (gtid_status, gtid_took) = exits_within(&mut by_gtid, EXIT_WITHIN);
     let gtid_log = by_gtid.log();
-    assert_unchanged(&cp, setup.checkpoint(), "resuming by GTID");
+    assert_checkpoint_unchanged(&cp, setup.checkpoint(), "resuming by GTID");
 
     // Resume by file:offset.
     let mut by_file = setup.spawn_with(&["--set", "start.resume_by=\"file\""]);
     let (file_status, file_took) = exits_within(&mut by_file, EXIT_WITHIN);
     let file_log = by_file.log();
-    assert_unchanged(&cp, setup.checkpoint(), "resuming by file");
+    assert_checkpoint_unchanged(&cp, setup.checkpoint(), "resuming by file");
 
     // The server still works: it only lost old files.
     let after_last = insert_orders(&mut primary, &db, next + 10, 5).await;

@@ -7,15 +7,15 @@
 //! binaries one after another. The replica is started again by
 //! `services.sh up`, also when the test fails.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use binlog_tailer::position::Gtid;
-use common::faults::*;
-use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
+use test_support::faults::*;
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// The sum of a topic's high watermarks: how many events it holds.
 struct Watermarks {
@@ -28,7 +28,7 @@ impl Watermarks {
     fn new(topic: &str) -> Watermarks {
         use rdkafka::consumer::Consumer;
         let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", common::kafka_bootstrap())
+            .set("bootstrap.servers", test_support::kafka_bootstrap())
             .set("group.id", unique_name("watermarks"))
             .create()
             .expect("consumer");
@@ -100,12 +100,9 @@ async fn replica_restart_mid_stream_loses_nothing_repeats_nothing() {
     let db = TestDb::create("replica_restart").await;
     let topic = unique_name("replica_restart");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "replica_restart",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     );
@@ -210,17 +207,11 @@ async fn replica_restart_mid_stream_loses_nothing_repeats_nothing() {
     let status = tailer.terminate(Duration::from_secs(60));
 
     let messages = consume_all(&topic);
-    let by_id = by_order(&messages);
-    let repeated: Vec<u64> = by_id
-        .iter()
-        .filter(|(_, ms)| ms.len() > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    let missing: Vec<u64> = ids
-        .iter()
-        .copied()
-        .filter(|id| !by_id.contains_key(id))
-        .collect();
+    let Delivery {
+        by_id,
+        repeated,
+        missing,
+    } = delivery(&messages, &ids);
     let reconnects = log.matches("reconnecting").count();
     let resumed_inside = log.matches("re-reading an interrupted transaction").count();
 

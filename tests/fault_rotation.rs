@@ -7,16 +7,16 @@
 //! Its own test binary: it rotates the shared servers' binlogs (harmless to
 //! other readers, but it makes the files it asserts on its own).
 
-mod common;
-
 use std::time::Duration;
 
 use binlog_tailer::position::{BinlogCoord, GtidState};
-use common::faults::*;
-use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use test_support::faults::*;
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// The numeric suffix of a binlog file name (`mariadb-bin.000007` → 7).
 fn file_index(file: &str) -> u64 {
@@ -45,12 +45,9 @@ async fn rotations_mid_stream_lose_nothing_repeat_nothing_and_move_the_coordinat
     let db = TestDb::create("rotation").await;
     let topic = unique_name("rotation");
     let setup = TailerSetup::new(
+        test_support::here!(),
         "rotation",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     );
@@ -137,17 +134,11 @@ async fn rotations_mid_stream_lose_nothing_repeat_nothing_and_move_the_coordinat
     let resumed_cp = setup.checkpoint().expect("a checkpoint");
 
     let messages = consume_all(&topic);
-    let by_id = by_order(&messages);
-    let repeated: Vec<u64> = by_id
-        .iter()
-        .filter(|(_, ms)| ms.len() > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    let missing: Vec<u64> = ids
-        .iter()
-        .copied()
-        .filter(|id| !by_id.contains_key(id))
-        .collect();
+    let Delivery {
+        by_id,
+        repeated,
+        missing,
+    } = delivery(&messages, &ids);
     let files_in_events: std::collections::BTreeSet<&str> = messages
         .iter()
         .filter_map(|m| m.payload["binlogfile"].as_str())

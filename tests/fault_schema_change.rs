@@ -6,20 +6,18 @@
 //! Its own test binary, like the other fault tests (these tests stop no
 //! service, so they may run in parallel with each other).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use binlog_tailer::position::{Gtid, GtidState};
-use common::tailer::{
-    consume_all, last_gtid, replica_gtid_state, wait_for_replica, Consumed, Tailed, TailerSetup,
-    TestDb,
-};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::{json, Map, Value as Json};
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, wait_for_replica, Consumed, Tailed, TailerSetup,
+    TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// The table's columns in order, as information_schema has them now.
 async fn columns(conn: &mut Conn, db: &TestDb) -> Vec<String> {
@@ -101,12 +99,9 @@ impl Row {
 fn topic_setup(name: &str, db: &TestDb, start: &str) -> (String, TailerSetup) {
     let topic = unique_name(name);
     let setup = TailerSetup::new(
+        test_support::here!(),
         name,
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(db, &topic)],
         start,
         "",
     );

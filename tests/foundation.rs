@@ -2,12 +2,9 @@
 //! replica and the Kafka broker started by `tests/env/services.sh` are real,
 //! configured as the tailer needs, and work end to end.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{connect, global_var, kafka_bootstrap, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, TxOpts};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -16,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use test_support::{connect, global_var, kafka_bootstrap, unique_name, Server, User};
 
 /// Both servers carry the binlog settings the tailer needs, and the replica is
 /// a read-only GTID replica that writes what it applies to its own binlog.

@@ -1,13 +1,11 @@
 //! The HTTP endpoint of a running tailer: /healthz, /readyz and /metrics,
 //! with the documented metric names and values that match what happened.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::tailer::{last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, free_port, http_get, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
+use test_support::tailer::{last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
+use test_support::{connect, free_port, http_get, unique_name, Server, User};
 
 /// Every metric the README documents.
 const METRICS: &[&str] = &[
@@ -52,12 +50,9 @@ async fn health_readiness_and_metrics_tell_the_truth() {
     let topic = unique_name("http");
     let port = free_port();
     let setup = TailerSetup::new(
+        test_support::here!(),
         "http",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     )

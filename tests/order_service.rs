@@ -2,13 +2,11 @@
 //! bad input is refused with a body naming the problem and writes nothing;
 //! a database that cannot be reached answers 503.
 
-mod common;
-
-use common::services::OrderService;
-use common::tailer::TestDb;
-use common::{connect, free_port, http_get, http_request, Server, User};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value as Json};
+use test_support::services::OrderService;
+use test_support::tailer::TestDb;
+use test_support::{connect, free_port, http_get, http_request, Server, User};
 
 async fn grant_orders_app(db: &TestDb) {
     let mut admin = connect(Server::Primary, User::Admin).await;
@@ -35,7 +33,7 @@ async fn row_count(db: &TestDb) -> u64 {
 async fn orders_are_stored_and_bad_input_writes_nothing() {
     let db = TestDb::create("ordersvc").await;
     grant_orders_app(&db).await;
-    let service = OrderService::start(&db.name, Server::Primary.port());
+    let service = OrderService::start(test_support::here!(), &db.name, Server::Primary.port());
 
     let order = json!({"customer_id": 42, "amount": "19.9", "currency": "EUR",
                        "items": [{"sku": "book-1", "qty": 2}]});
@@ -96,7 +94,7 @@ async fn orders_are_stored_and_bad_input_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_answers_503_and_writes_nothing() {
     // Nothing listens on this port: the database is "down".
-    let service = OrderService::start("shop", free_port());
+    let service = OrderService::start(test_support::here!(), "shop", free_port());
     let (status, body) = service.post(
         &json!({"customer_id": 1, "amount": "1.00", "currency": "EUR",
                                                "items": [{"sku": "a", "qty": 1}]}),

@@ -4,27 +4,21 @@
 //! another name), its own topics and its own consumer group, and produces
 //! its events itself in the exact format binlog-tailer publishes.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{connect, free_port, http_get, kafka_bootstrap, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value as Json};
+use test_support::kafka::{committed_offsets, create_topic, high_watermarks, read_topic};
+use test_support::services::{sample, PaymentService};
+use test_support::{connect, free_port, http_get, kafka_bootstrap, unique_name, Server, User};
 
 // ---------------------------------------------------------------------------
 // Fixtures: database, topics, events.
@@ -96,23 +90,6 @@ impl PayDb {
             .await
             .expect("count")
             .unwrap_or(0)
-    }
-}
-
-async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-        )
-        .await
-        .expect("create topic");
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
 }
 
@@ -267,135 +244,6 @@ async fn produce(producer: &FutureProducer, topic: &str, messages: &[Msg]) -> Ve
     pending
 }
 
-/// A message read back.
-#[derive(Debug, Clone)]
-struct Raw {
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
-}
-
-impl Raw {
-    fn header(&self, key: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Every message in `topic` now (payloads need not be JSON).
-fn read_topic(topic: &str) -> Vec<Raw> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("group.id", unique_name("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let timeout = Duration::from_secs(20);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("metadata");
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = BTreeMap::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .expect("watermarks");
-        if high > low {
-            assignment
-                .add_partition_offset(topic, p, Offset::Offset(low))
-                .expect("assign");
-            remaining.insert(p, high);
-        }
-    }
-    let mut out = Vec::new();
-    if remaining.is_empty() {
-        return out;
-    }
-    consumer.assign(&assignment).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !remaining.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} took over 60 s");
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let msg = msg.expect("consume");
-        out.push(Raw {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(<[u8]>::to_vec),
-            payload: msg.payload().map(<[u8]>::to_vec),
-            headers: msg
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
-        if let Some(&high) = remaining.get(&msg.partition()) {
-            if msg.offset() + 1 >= high {
-                remaining.remove(&msg.partition());
-            }
-        }
-    }
-    out
-}
-
-/// The group's committed offset per partition (-1: none).
-fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(20))
-        .expect("committed offsets");
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => -1,
-        })
-        .collect()
-}
-
-fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .expect("consumer");
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(20))
-                .expect("watermarks")
-                .1
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // The service process.
 
@@ -457,166 +305,17 @@ listen = "127.0.0.1:{port}"
 
     /// Starts the binary, its log in `<dir>/service-<n>.log`, and waits for
     /// `/healthz`.
-    fn spawn(&self) -> Service {
+    fn spawn(&self) -> PaymentService {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let log_path = self.dir.join(format!("service-{n}.log"));
-        let log = File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_payment-service"))
-            .arg("--config")
-            .arg(&self.config)
-            .env(
-                "PAYMENT_SERVICE_DB_PASSWORD",
-                User::PaymentsApp.credentials().1,
-            )
-            .env("PAYMENT_SERVICE_LOG", "info,payment_service=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start payment-service");
-        let mut service = Service {
-            child,
-            log_path,
-            port: self.port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = http_get(self.port, "/healthz") {
-                break;
-            }
-            if let Ok(Some(status)) = service.child.try_wait() {
-                panic!("payment-service exited ({status}); log:\n{}", service.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no /healthz within 30 s; log:\n{}",
-                service.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        service
+        PaymentService::start_as_configured(
+            test_support::here!(),
+            &self.config,
+            self.port,
+            self.dir.join(format!("service-{n}.log")),
+            "info,payment_service=debug",
+        )
     }
-}
-
-struct Service {
-    child: Child,
-    log_path: PathBuf,
-    port: u16,
-}
-
-impl Service {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn metrics(&self) -> String {
-        match http_get(self.port, "/metrics") {
-            Ok((200, body)) => body,
-            other => panic!("/metrics: {other:?}"),
-        }
-    }
-
-    /// A sample's value from /metrics (0 when absent).
-    fn sample(&self, series: &str) -> f64 {
-        sample(&self.metrics(), series)
-    }
-
-    fn outcome(&self, outcome: &str) -> u64 {
-        self.sample(&format!(
-            "payment_service_events_total{{outcome=\"{outcome}\"}}"
-        )) as u64
-    }
-
-    fn processed(&self) -> u64 {
-        ["charged", "duplicate", "dead_lettered"]
-            .iter()
-            .map(|o| self.outcome(o))
-            .sum()
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("payment-service exited ({status}); log:\n{}", self.log());
-        }
-    }
-
-    /// Waits until `done` says so (checked every 100 ms), or fails.
-    async fn wait_until<F, Fut>(&mut self, what: &str, timeout: Duration, mut done: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if done().await {
-                return;
-            }
-            self.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {timeout:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// SIGTERM and the exit status (within `timeout`).
-    fn terminate(mut self, timeout: Duration) -> ExitStatus {
-        self.signal("TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "no exit within {timeout:?} of SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no chance to commit anything.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The value of the sample line `series` (exact series text), 0 if absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Checks each row against the event that charged it.

@@ -2,17 +2,16 @@
 //! configuration, a corrupt checkpoint store. Each must stop the tailer with a
 //! message that names the problem, and change nothing.
 
-mod common;
-
 use std::process::Command;
 
-use common::scratch::ScratchServer;
-use common::tailer::{Tailed, TailerSetup};
-use common::{kafka_bootstrap, unique_name};
 use mysql_async::prelude::Queryable;
+use test_support::scratch::ScratchServer;
+use test_support::tailer::{Tailed, TailerSetup};
+use test_support::{kafka_bootstrap, unique_name};
 
 fn setup_for(port: u16) -> TailerSetup {
     TailerSetup::new(
+        test_support::here!(),
         "preflight",
         &[Tailed {
             table: "shop.orders".into(),
@@ -28,6 +27,7 @@ fn setup_for(port: u16) -> TailerSetup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_names_each_wrong_server_setting_and_passes_when_fixed() {
     let server = ScratchServer::start(
+        test_support::here!(),
         "binlog_format = STATEMENT\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL",
     )
     .await;
@@ -102,7 +102,7 @@ fn a_missing_password_exits_2_naming_the_variable() {
 
 #[test]
 fn a_corrupt_checkpoint_store_stops_the_tailer_and_stays_untouched() {
-    let setup = setup_for(common::Server::Replica.port());
+    let setup = setup_for(test_support::Server::Replica.port());
     std::fs::create_dir_all(&setup.state).expect("state dir");
     let file = setup.state.join(binlog_tailer::checkpoint::FILE_NAME);
     let garbage = b"not a checkpoint store".repeat(200);

@@ -7,14 +7,14 @@
 //! Its own test binary: it kills every binlog dump thread of the tailer's
 //! user on the replica, and cargo runs test binaries one after another.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::tailer::{consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 /// Kills the replica's binlog dump threads of the tailer's user; returns how many.
 async fn kill_dump_threads() -> usize {
@@ -39,12 +39,9 @@ async fn killed_source_connections_lose_and_repeat_nothing() {
     let topic = unique_name("reconnect");
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
+        test_support::here!(),
         "reconnect",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );

@@ -2,17 +2,15 @@
 //! same one) and rewinds of the live checkpoint. Replayed and re-published
 //! events are byte-identical to the originals.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use binlog_tailer::position::Gtid;
-use common::tailer::{
+use mysql_async::prelude::Queryable;
+use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
 };
-use common::{connect, unique_name, Server, User};
-use mysql_async::prelude::Queryable;
+use test_support::{connect, unique_name, Server, User};
 
 async fn insert_batch(db: &TestDb, ids: std::ops::RangeInclusive<u64>) -> Gtid {
     let mut primary = connect(Server::Primary, User::Admin).await;
@@ -64,12 +62,9 @@ async fn replays_and_rewinds_publish_identical_events() {
     let topic = unique_name("live");
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
+        test_support::here!(),
         "replay",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );

@@ -4,45 +4,19 @@
 //! once, for exactly their amount, through two SIGKILLs of the
 //! payment-service and a replay of the tailer over orders already paid.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::services::{OrderService, PaymentService};
-use common::tailer::{replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, kafka_bootstrap, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use serde_json::json;
+use test_support::services::{OrderService, PaymentService};
+use test_support::tailer::{replica_gtid_state, Tailed, TailerSetup, TestDb};
+use test_support::{connect, kafka_bootstrap, unique_name, Server, User};
 
 const ORDERS: u64 = 2_000;
 const CLIENTS: u64 = 8;
-
-async fn create_topics(names: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .expect("admin");
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)))
-        .collect();
-    for result in admin
-        .create_topics(
-            &topics,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("create topics")
-    {
-        result.unwrap_or_else(|(t, e)| panic!("topic {t}: {e}"));
-    }
-}
 
 /// A payments database of the test's own, from schemas/payments.sql.
 async fn payments_db() -> String {
@@ -100,17 +74,15 @@ async fn every_committed_order_is_charged_exactly_once() {
     let pay_db = payments_db().await;
     let topic = unique_name("orders");
     let dlq = format!("{topic}.dlq");
-    create_topics(&[&topic, &dlq]).await;
+    test_support::kafka::create_topic(&topic, 3).await;
+    test_support::kafka::create_topic(&dlq, 3).await;
     let start = replica_gtid_state().await;
 
     // The tailer on the replica.
     let tailer_setup = TailerSetup::new(
+        test_support::here!(),
         "system",
-        &[Tailed {
-            table: shop.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&shop, &topic)],
         &start,
         "",
     );
@@ -131,10 +103,14 @@ async fn every_committed_order_is_charged_exactly_once() {
         ),
     )
     .expect("payment config");
-    let mut payments = Some(PaymentService::start(&pay_config, Server::Primary.port()));
+    let mut payments = Some(PaymentService::start(
+        test_support::here!(),
+        &pay_config,
+        Server::Primary.port(),
+    ));
 
     // The order service, and 2,000 orders from 8 concurrent clients.
-    let orders = OrderService::start(&shop.name, Server::Primary.port());
+    let orders = OrderService::start(test_support::here!(), &shop.name, Server::Primary.port());
     let began = Instant::now();
     let created: Arc<Mutex<BTreeMap<u64, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let port = orders.port;
@@ -150,7 +126,7 @@ async fn every_committed_order_is_charged_exactly_once() {
                         "currency": "EUR",
                         "items": [{"sku": format!("sku-{c}-{n}"), "qty": 1}]
                     });
-                    let (status, text) = common::http_request(
+                    let (status, text) = test_support::http_request(
                         port,
                         "POST",
                         "/orders",
@@ -158,7 +134,7 @@ async fn every_committed_order_is_charged_exactly_once() {
                     )
                     .expect("POST /orders");
                     assert_eq!(status, 201, "{text}");
-                    let order = common::services::json_body(&text);
+                    let order = test_support::services::json_body(&text);
                     let id = order["id"].as_u64().expect("id");
                     let amount = order["amount"].as_str().expect("amount").to_owned();
                     created.lock().expect("lock").insert(id, amount);
@@ -182,7 +158,11 @@ async fn every_committed_order_is_charged_exactly_once() {
             service.kill();
             kills += 1;
         }
-        payments = Some(PaymentService::start(&pay_config, Server::Primary.port()));
+        payments = Some(PaymentService::start(
+            test_support::here!(),
+            &pay_config,
+            Server::Primary.port(),
+        ));
     }
     for client in clients {
         client.join().expect("client");

@@ -2,18 +2,16 @@
 //! publishing to the real broker. Each test has its own database, topic and
 //! state directory.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::tailer::{
-    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
-};
-use common::{connect, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
 use serde_json::{json, Value as Json};
+use test_support::tailer::{
+    consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
+};
+use test_support::{connect, unique_name, Server, User};
 
 fn order_schema() -> jsonschema::Validator {
     let text = std::fs::read_to_string(
@@ -144,12 +142,9 @@ async fn committed_inserts_become_one_event_each_and_rollbacks_none() {
     let topic = unique_name("orders");
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
+        test_support::here!(),
         "orders",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );
@@ -264,7 +259,7 @@ async fn committed_inserts_become_one_event_each_and_rollbacks_none() {
         by_id[&30].payload["binloggtid"]
     );
 
-    common::tailer::assert_commit_order_per_partition(&messages);
+    test_support::tailer::assert_commit_order_per_partition(&messages);
 
     let status = tailer.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "clean shutdown exits 0");
@@ -296,12 +291,9 @@ async fn stop_mid_stream(kill: bool) {
     let topic = unique_name("stop");
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
+        test_support::here!(),
         "stop",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );
@@ -410,16 +402,13 @@ async fn an_undecodable_table_that_is_not_tailed_does_not_stop_the_tailer() {
         ))
         .await
         .expect("legacy table");
-    common::tailer::wait_for_replica(&mut primary).await;
+    test_support::tailer::wait_for_replica(&mut primary).await;
     let topic = unique_name("otherchar");
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
+        test_support::here!(),
         "otherchar",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &start,
         "",
     );

@@ -2,16 +2,14 @@
 //! tailer connects, passes its checks and streams when `source.tls` says so,
 //! and is refused with a clear message when it does not.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::scratch::ScratchServer;
-use common::tailer::{consume_all, last_gtid, Tailed, TailerSetup};
-use common::unique_name;
 use mysql_async::prelude::Queryable;
+use test_support::scratch::ScratchServer;
+use test_support::tailer::{consume_all, last_gtid, Tailed, TailerSetup};
+use test_support::unique_name;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -93,12 +91,15 @@ fn make_certificates(dir: &Path) {
 async fn streams_over_tls_and_is_refused_without_it() {
     let certs = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name("certs"));
     make_certificates(&certs);
-    let server = ScratchServer::start(&format!(
-        "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL\n\
+    let server = ScratchServer::start(
+        test_support::here!(),
+        &format!(
+            "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL\n\
          ssl_ca = {d}/ca.pem\nssl_cert = {d}/server.pem\nssl_key = {d}/server.key\n\
          require_secure_transport = ON",
-        d = certs.display()
-    ))
+            d = certs.display()
+        ),
+    )
     .await;
     let mut root = server.root().await;
     let start: String = root
@@ -114,7 +115,8 @@ async fn streams_over_tls_and_is_refused_without_it() {
     }];
 
     // Without TLS the server refuses the connection, and the message says so.
-    let plain = TailerSetup::new("tls-off", &tables, "latest", "").with_source_port(server.port);
+    let plain = TailerSetup::new(test_support::here!(), "tls-off", &tables, "latest", "")
+        .with_source_port(server.port);
     let (code, out, err) = plain.command(&["check"]);
     assert_ne!(code, 0, "an unencrypted connection must fail:\n{out}{err}");
     // MariaDB 10.11 answers a password login over plain TCP to a server with
@@ -134,6 +136,7 @@ async fn streams_over_tls_and_is_refused_without_it() {
         start
     };
     let setup = TailerSetup::new(
+        test_support::here!(),
         "tls-on",
         &tables,
         &start_from,
@@ -182,6 +185,7 @@ async fn streams_over_tls_and_is_refused_without_it() {
         ],
     );
     let wrong = TailerSetup::new(
+        test_support::here!(),
         "tls-wrong-ca",
         &tables,
         "latest",

@@ -19,8 +19,6 @@
 //! local services: it parses, and passes the preflight against servers set up
 //! like the compose file's.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -134,7 +132,7 @@ fn check_own_image(
 /// the test's environment removed so that the compose file's defaults apply:
 /// (its YAML, as JSON).
 fn compose_config() -> Json {
-    common::require_tools(&["docker-compose"]);
+    test_support::require_tools(&["docker-compose"]);
     let mut cmd = Command::new("docker-compose");
     cmd.current_dir(repo())
         .args(["-f", "docker/compose.yml", "config"])
@@ -929,8 +927,8 @@ fn prometheus_loads_the_alerts_and_scrapes_the_three_services() {
     }
     assert!(read("dashboards/alerts.yml").contains("job=\"binlog-tailer\""));
     // promtool checks the configuration and the rule file it names.
-    common::require_tools(&["promtool"]);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name("compose"));
+    test_support::require_tools(&["promtool"]);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test_support::unique_name("compose"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let checked = dir.join("prometheus.yml");
     std::fs::write(
@@ -1062,23 +1060,24 @@ fn dockerfile_builds_with_the_cargo_toml_toolchain() {
 /// `make demo` does.)
 #[test]
 fn the_compose_tailer_configuration_passes_check_against_the_local_services() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name("compose_check"));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(test_support::unique_name("compose_check"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
         .current_dir(repo())
         .args(["--config", "docker/binlog-tailer.toml", "check"])
         .env(
             "BINLOG_TAILER_SOURCE_PASSWORD",
-            common::tailer::tailer_password(),
+            test_support::tailer::tailer_password(),
         )
         .env("BINLOG_TAILER__SOURCE__HOST", "127.0.0.1")
         .env(
             "BINLOG_TAILER__SOURCE__PORT",
-            common::Server::Replica.port().to_string(),
+            test_support::Server::Replica.port().to_string(),
         )
         .env(
             "BINLOG_TAILER__KAFKA__BOOTSTRAP_SERVERS",
-            common::kafka_bootstrap(),
+            test_support::kafka_bootstrap(),
         )
         .env("BINLOG_TAILER__CHECKPOINT__DIR", dir.join("state"))
         .env("BINLOG_TAILER__HTTP__LISTEN", "127.0.0.1:0")

@@ -17,8 +17,6 @@
 //! The dashboard's expressions use Grafana's variables; they are replaced
 //! before querying (see [`GRAFANA_VARIABLES`]).
 
-#[path = "../common/mod.rs"]
-mod common;
 mod promql;
 
 use std::collections::BTreeSet;
@@ -30,10 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use binlog_tailer::position::Gtid;
-use common::tailer::{last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
-use common::{connect, free_port, http_get, unique_name, Server, User};
 use mysql_async::prelude::Queryable;
 use serde_json::Value as Json;
+use test_support::tailer::{last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb};
+use test_support::{connect, free_port, http_get, unique_name, Server, User};
 
 use promql::{condition_operands, exported_names, metric_names, unexported};
 
@@ -323,7 +321,7 @@ async fn insert_orders(db: String, stop: Arc<AtomicBool>) -> (u64, Gtid) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_alert_expression_has_data_in_a_real_prometheus() {
-    common::require_tools(&["prometheus", "promtool"]);
+    test_support::require_tools(&["prometheus", "promtool"]);
     let alerts_text = read("dashboards/alerts.yml");
     let alert_names: BTreeSet<String> = alerts_text
         .lines()
@@ -355,12 +353,9 @@ async fn every_dashboard_and_alert_expression_has_data_in_a_real_prometheus() {
     let topic = unique_name("prom");
     let http_port = free_port();
     let setup = TailerSetup::new(
+        test_support::here!(),
         "prom",
-        &[Tailed {
-            table: db.table("orders"),
-            topic: topic.clone(),
-            event_type: "shop.order.created.v1".into(),
-        }],
+        &[Tailed::orders(&db, &topic)],
         &replica_gtid_state().await,
         "",
     )
@@ -779,7 +774,7 @@ fn promtool_tests(alert_names: &BTreeSet<String>) -> String {
 /// on an idle, caught-up tailer: `promtool test rules` on synthetic series.
 #[test]
 fn each_alert_fires_when_it_should_and_none_while_idle() {
-    common::require_tools(&["prometheus", "promtool"]);
+    test_support::require_tools(&["prometheus", "promtool"]);
     let text = read("dashboards/alerts.yml");
     let alert_names: BTreeSet<String> = text
         .lines()

@@ -1,14 +1,14 @@
 //! A MariaDB server of a test's own, for tests that change server-wide
 //! settings.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
-use super::unique_name;
+use crate::Here;
 
 /// A MariaDB server of the test's own (Debian's mariadbd, a fresh data
 /// directory, a free loopback port), so its global settings can be changed
@@ -20,9 +20,8 @@ pub struct ScratchServer {
 }
 
 impl ScratchServer {
-    pub async fn start(settings: &str) -> ScratchServer {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name("scratch"));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
+    pub async fn start(here: Here, settings: &str) -> ScratchServer {
+        let dir = here.new_dir("scratch");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -68,7 +67,7 @@ impl ScratchServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut conn) = Conn::new(server.root_opts(&user)).await {
-                let tailer = super::User::Tailer.credentials();
+                let tailer = crate::User::Tailer.credentials();
                 conn.query_drop(format!(
                     "CREATE USER '{u}'@'127.0.0.1' IDENTIFIED BY '{p}'; \
                      GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{u}'@'127.0.0.1'; \
@@ -78,10 +77,8 @@ impl ScratchServer {
                 ))
                 .await
                 .expect("tailer user");
-                let schema = std::fs::read_to_string(
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/orders.sql"),
-                )
-                .expect("schema");
+                let schema = std::fs::read_to_string(crate::repo_root().join("schemas/orders.sql"))
+                    .expect("schema");
                 conn.query_drop(schema)
                     .await
                     .expect("apply schemas/orders.sql");

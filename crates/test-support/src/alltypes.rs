@@ -152,9 +152,13 @@ pub fn insert(db: &str) -> String {
 /// Creates the table in a test database, inserts the rows in one
 /// transaction, runs the tailer on `server` from just before, and checks
 /// that every value arrives exactly. Returns the tailer's log.
-pub async fn check_every_value_arrives(prefix: &str, server: super::Server) -> String {
-    use super::tailer::{consume_all, last_gtid, wait_for_replica, Tailed, TailerSetup, TestDb};
-    use super::{connect, unique_name, Server, User};
+pub async fn check_every_value_arrives(
+    here: crate::Here,
+    prefix: &str,
+    server: crate::Server,
+) -> String {
+    use crate::tailer::{consume_all, last_gtid, wait_for_replica, Tailed, TailerSetup, TestDb};
+    use crate::{connect, unique_name, Server, User};
     use mysql_async::prelude::Queryable;
     use std::time::Duration;
 
@@ -173,6 +177,7 @@ pub async fn check_every_value_arrives(prefix: &str, server: super::Server) -> S
         .unwrap_or_default();
     let topic = unique_name("alltypes");
     let setup = TailerSetup::new(
+        here,
         prefix,
         &[Tailed {
             table: db.table("alltypes"),

@@ -1,17 +1,82 @@
-//! Helpers shared by the integration tests: where the local services listen
-//! (the same variables and defaults as `tests/env/defaults.env`), connections
-//! to them, and unique names so tests can run in parallel.
+//! Fixtures of the integration tests (`tests/`) and the benchmark
+//! (`benches/`), compiled once instead of once per test binary: where the
+//! local services listen (the same variables and defaults as
+//! `tests/env/defaults.env`), connections to them, unique names so tests can
+//! run in parallel, and the processes and topics the tests drive.
+//!
+//! - this file: servers, users, connections, names, ports, HTTP, tools;
+//!   [`here!`] and [`repo_root`].
+//! - `tailer.rs`: test databases, tailer set-ups and runs, reading topics.
+//! - `process.rs`: one child process: its log, signals, exit, kill on drop.
+//! - `services.rs`: the order and payment services as child processes.
+//! - `kafka.rs`: creating topics, reading them back raw, committed offsets.
+//! - `faults.rs`: stopping and restarting shared services, order writers.
+//! - `scratch.rs`: a MariaDB server of a test's own.
+//! - `alltypes.rs`: a table with every column type and its expected values.
 //!
 //! The services must be running: `make services-up` (or `make test`, which
 //! starts them).
 
-#![allow(dead_code)] // Each test binary uses its own subset.
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::path::PathBuf;
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
+
+pub mod alltypes;
+pub mod faults;
+pub mod kafka;
+pub mod process;
+pub mod scratch;
+pub mod services;
+pub mod tailer;
+
+/// What Cargo tells only the package whose tests and benchmarks are being
+/// compiled: the paths of its binaries and its scratch directory. A library
+/// cannot read them itself (`env!` here would be compiled for this crate),
+/// so the test builds this with [`here!`] and hands it to the fixtures that
+/// start binaries or write files.
+#[derive(Debug, Clone, Copy)]
+pub struct Here {
+    /// `binlog-tailer`.
+    pub tailer_bin: &'static str,
+    /// `order-service`.
+    pub order_service_bin: &'static str,
+    /// `payment-service`.
+    pub payment_service_bin: &'static str,
+    /// A directory for the test's files (`CARGO_TARGET_TMPDIR`).
+    pub tmp: &'static str,
+}
+
+impl Here {
+    /// A new directory under [`Here::tmp`] named after `prefix`.
+    pub fn new_dir(&self, prefix: &str) -> PathBuf {
+        let dir = std::path::Path::new(self.tmp).join(unique_name(prefix));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        dir
+    }
+}
+
+/// The [`Here`] of the test or benchmark that expands it.
+#[macro_export]
+macro_rules! here {
+    () => {
+        $crate::Here {
+            tailer_bin: env!("CARGO_BIN_EXE_binlog-tailer"),
+            order_service_bin: env!("CARGO_BIN_EXE_order-service"),
+            payment_service_bin: env!("CARGO_BIN_EXE_payment-service"),
+            tmp: env!("CARGO_TARGET_TMPDIR"),
+        }
+    };
+}
+
+/// The repository's root (where `tests/env/` and `schemas/` are).
+pub fn repo_root() -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -125,10 +190,6 @@ pub async fn global_var(conn: &mut Conn, name: &str) -> String {
         .unwrap_or_else(|e| panic!("reading @@GLOBAL.{name}: {e}"));
     value.unwrap_or_else(|| panic!("@@GLOBAL.{name} is NULL"))
 }
-pub mod alltypes;
-pub mod scratch;
-pub mod tailer;
-
 /// A loopback port free right now (for a server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -210,9 +271,6 @@ pub fn http_request(
     let body = String::from_utf8_lossy(raw.get(head_end..).unwrap_or_default()).into_owned();
     Ok((status, body))
 }
-pub mod faults;
-pub mod services;
-
 /// Whether `cmd` is an executable on PATH.
 pub fn on_path(cmd: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -233,7 +291,7 @@ pub fn require_tools(commands: &[&str]) {
     if commands.iter().all(|c| on_path(c)) {
         return;
     }
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/services.sh");
+    let script = repo_root().join("tests/env/services.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
         .arg("install")

@@ -2,21 +2,17 @@
 //! reading back what it published.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use binlog_tailer::checkpoint::{Checkpoint, Store};
 use binlog_tailer::position::{Gtid, GtidState};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
-use super::{connect, kafka_bootstrap, unique_name, Server, User};
+use crate::process::Process;
+use crate::{connect, kafka_bootstrap, unique_name, Here, Server, User};
 
 /// The tailer's password, as the services script sets it.
 pub fn tailer_password() -> String {
@@ -95,6 +91,18 @@ pub struct Tailed {
     pub event_type: String,
 }
 
+impl Tailed {
+    /// The `orders` table of `db` (shaped like shop.orders), published to
+    /// `topic` as `shop.order.created.v1`: what most tests tail.
+    pub fn orders(db: &TestDb, topic: &str) -> Tailed {
+        Tailed {
+            table: db.table("orders"),
+            topic: topic.to_owned(),
+            event_type: "shop.order.created.v1".into(),
+        }
+    }
+}
+
 /// The JSON/UUID/INET6 column lists of the test tables, by their event type:
 /// order tables are shaped like shop.orders (`items` is JSON; `meta` is the
 /// JSON column the schema-change test adds and drops); the all-types table
@@ -114,12 +122,19 @@ pub struct TailerSetup {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub state: PathBuf,
+    /// The `binlog-tailer` binary under test.
+    pub bin: &'static str,
 }
 
 impl TailerSetup {
-    pub fn new(name: &str, tables: &[Tailed], start_from: &str, extra: &str) -> TailerSetup {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name(name));
-        std::fs::create_dir_all(&dir).expect("test dir");
+    pub fn new(
+        here: Here,
+        name: &str,
+        tables: &[Tailed],
+        start_from: &str,
+        extra: &str,
+    ) -> TailerSetup {
+        let dir = here.new_dir(name);
         let state = dir.join("state");
         let config = dir.join("tailer.toml");
         // Distinct replica ids for tailers running at the same time.
@@ -172,7 +187,12 @@ listen = "127.0.0.1:0"
         }
         text.push_str(extra);
         std::fs::write(&config, text).expect("write config");
-        TailerSetup { dir, config, state }
+        TailerSetup {
+            dir,
+            config,
+            state,
+            bin: here.tailer_bin,
+        }
     }
 
     /// Points the configuration at another MariaDB port.
@@ -216,25 +236,20 @@ listen = "127.0.0.1:0"
     pub fn spawn_with(&self, args: &[&str]) -> Tailer {
         let n = unique_counter();
         let log_path = self.dir.join(format!("tailer-{n}.log"));
-        let log = File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
+        let mut command = Command::new(self.bin);
+        command
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .arg("run")
             .env("BINLOG_TAILER_SOURCE_PASSWORD", tailer_password())
-            .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start binlog-tailer");
-        Tailer { child, log_path }
+            .env("BINLOG_TAILER_LOG", "info,binlog_tailer=debug");
+        Tailer(Process::spawn("binlog-tailer", &mut command, log_path))
     }
 
     /// Runs another subcommand to completion: (exit code, stdout, stderr).
     pub fn command(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_binlog-tailer"))
+        let out = Command::new(self.bin)
             .arg("--config")
             .arg(&self.config)
             .args(args)
@@ -313,62 +328,31 @@ fn unique_counter() -> u32 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A running tailer process.
-pub struct Tailer {
-    pub child: Child,
-    pub log_path: PathBuf,
+/// A running tailer process (killed when dropped).
+pub struct Tailer(pub Process);
+
+impl std::ops::Deref for Tailer {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Tailer {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
+    }
 }
 
 impl Tailer {
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
     /// SIGTERM, then waits for the exit.
     pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
-        self.signal("TERM");
-        self.wait(timeout)
+        self.0.terminate(timeout)
     }
 
     /// SIGKILL, then waits for the exit.
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "the tailer did not exit within {timeout:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tailer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.0.kill();
     }
 }
 
@@ -387,81 +371,21 @@ pub struct Consumed {
 /// watermark. Call it once the checkpoint covers what the test wrote: the
 /// checkpoint only moves after the broker has acknowledged.
 pub fn consume_all(topic: &str) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("group.id", unique_name("reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let timeout = Duration::from_secs(20);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("topic metadata");
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = BTreeMap::new();
-    for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .expect("watermarks");
-        if high > low {
-            assignment
-                .add_partition_offset(topic, p, Offset::Offset(low))
-                .expect("assign");
-            remaining.insert(p, high);
-        }
-    }
-    let mut out = Vec::new();
-    if remaining.is_empty() {
-        return out;
-    }
-    consumer.assign(&assignment).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !remaining.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "consuming {topic} took over 60 s"
-        );
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let msg = msg.expect("consume");
-        let headers = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let raw_payload = msg.payload().unwrap_or_default().to_vec();
-        out.push(Consumed {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
-            payload: serde_json::from_slice(&raw_payload).expect("payload is JSON"),
-            raw_payload,
-            headers,
-        });
-        if let Some(&high) = remaining.get(&msg.partition()) {
-            if msg.offset() + 1 >= high {
-                remaining.remove(&msg.partition());
+    let messages = crate::kafka::read_topic(topic);
+    messages
+        .into_iter()
+        .map(|m| {
+            let raw_payload = m.payload.unwrap_or_default();
+            Consumed {
+                partition: m.partition,
+                offset: m.offset,
+                key: String::from_utf8_lossy(&m.key.unwrap_or_default()).into_owned(),
+                payload: serde_json::from_slice(&raw_payload).expect("payload is JSON"),
+                raw_payload,
+                headers: m.headers.into_iter().collect(),
             }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// Parses a GTID state (for start.from).
@@ -497,4 +421,25 @@ pub fn assert_commit_order_per_partition(messages: &[Consumed]) {
             "partition {partition}: offsets do not follow commit order: {order:?}"
         );
     }
+}
+
+/// Fails unless the checkpoint `after` (read again) is still `before`:
+/// same position, server, event count and write time.
+pub fn assert_checkpoint_unchanged(before: &Checkpoint, after: Option<Checkpoint>, what: &str) {
+    let after = after.unwrap_or_else(|| panic!("{what}: the checkpoint is gone"));
+    assert_eq!(
+        (
+            &after.position,
+            after.source_server_id,
+            after.events_published,
+            after.written_at_ms
+        ),
+        (
+            &before.position,
+            before.source_server_id,
+            before.events_published,
+            before.written_at_ms
+        ),
+        "{what}: the checkpoint changed"
+    );
 }

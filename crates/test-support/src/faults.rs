@@ -2,10 +2,8 @@
 //! by the PIDs `tests/env/services.sh` records, a steady writer of orders,
 //! and the rows and values it writes.
 
-#![allow(dead_code)] // Each fault test uses its own subset.
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +13,8 @@ use binlog_tailer::position::Gtid;
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value as Json};
 
-use super::tailer::{last_gtid, Consumed, TestDb};
-use super::{connect, Server, User};
+use crate::tailer::{last_gtid, Consumed, TestDb};
+use crate::{connect, Server, User};
 
 // ------------------------------------------------------------ services
 
@@ -24,7 +22,7 @@ use super::{connect, Server, User};
 pub fn services_state() -> PathBuf {
     std::env::var_os("BT_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/services"))
+        .unwrap_or_else(|| crate::repo_root().join("target/services"))
 }
 
 /// `bash tests/env/services.sh up`: starts whatever is down and waits until
@@ -32,9 +30,9 @@ pub fn services_state() -> PathBuf {
 pub fn services_up() -> Result<Duration, String> {
     let started = Instant::now();
     let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/services.sh"))
+        .arg(crate::repo_root().join("tests/env/services.sh"))
         .arg("up")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(crate::repo_root())
         .output()
         .map_err(|e| format!("running tests/env/services.sh up: {e}"))?;
     if out.status.success() {
@@ -238,4 +236,35 @@ pub fn by_order(messages: &[Consumed]) -> BTreeMap<u64, Vec<&Consumed>> {
         by_id.entry(id).or_default().push(m);
     }
     by_id
+}
+
+/// What a topic holds of a set of committed orders.
+pub struct Delivery<'m> {
+    /// Each order id with its messages.
+    pub by_id: BTreeMap<u64, Vec<&'m Consumed>>,
+    /// Ids with more than one message.
+    pub repeated: Vec<u64>,
+    /// Committed ids with no message.
+    pub missing: Vec<u64>,
+}
+
+/// Groups `messages` by order id and lists the repeated ones and the ones
+/// of `ids` that are missing: exactly once means both lists are empty.
+pub fn delivery<'m>(messages: &'m [Consumed], ids: &[u64]) -> Delivery<'m> {
+    let by_id = by_order(messages);
+    let repeated = by_id
+        .iter()
+        .filter(|(_, ms)| ms.len() > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let missing = ids
+        .iter()
+        .copied()
+        .filter(|id| !by_id.contains_key(id))
+        .collect();
+    Delivery {
+        by_id,
+        repeated,
+        missing,
+    }
 }
