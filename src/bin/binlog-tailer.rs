@@ -265,8 +265,15 @@ async fn check(config: Config) -> u8 {
             for check in &checks {
                 println!("{check}");
             }
-            if failed == 0 {
+            let warned = checks.iter().filter(|c| c.warning.is_some()).count();
+            if failed == 0 && warned == 0 {
                 println!("all {} checks passed", checks.len());
+                exit::OK
+            } else if failed == 0 {
+                println!(
+                    "all {} checks passed, {warned} with a warning",
+                    checks.len()
+                );
                 exit::OK
             } else {
                 println!("{failed} of {} checks failed", checks.len());

@@ -112,7 +112,11 @@ async fn require_preflight(config: &Config, log: bool) -> Result<(), RunError> {
     let checks = check(config).await?;
     if log {
         for check in &checks {
-            tracing::info!("preflight: {check}");
+            if check.warning.is_some() {
+                tracing::warn!("preflight: {check}");
+            } else {
+                tracing::info!("preflight: {check}");
+            }
         }
     }
     let problems: Vec<Problem> = checks.into_iter().filter_map(|c| c.outcome.err()).collect();

@@ -43,6 +43,10 @@ impl fmt::Display for Problem {
 pub struct Check {
     pub name: String,
     pub outcome: Result<String, Problem>,
+    /// A setting the tailer runs with but that lets the server write what
+    /// stops it later: what can happen and how to avoid it. Never refuses a
+    /// start.
+    pub warning: Option<String>,
 }
 
 impl Check {
@@ -50,6 +54,14 @@ impl Check {
         Self {
             name: name.into(),
             outcome: Ok(found.into()),
+            warning: None,
+        }
+    }
+    fn warn(name: impl Into<String>, found: impl Into<String>, warning: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            outcome: Ok(found.into()),
+            warning: Some(warning.into()),
         }
     }
     fn problem(
@@ -67,6 +79,7 @@ impl Check {
                 fix: fix.into(),
             }),
             name,
+            warning: None,
         }
     }
 }
@@ -74,7 +87,10 @@ impl Check {
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.outcome {
-            Ok(found) => write!(f, "ok    {}: {}", self.name, found),
+            Ok(found) => match &self.warning {
+                None => write!(f, "ok    {}: {}", self.name, found),
+                Some(warning) => write!(f, "warn  {}: {}. {}", self.name, found, warning),
+            },
             Err(problem) => write!(f, "FAIL  {problem}"),
         }
     }
@@ -92,6 +108,7 @@ struct ServerVars {
     checksum: String,
     encrypt_binlog: bool,
     gtid_slave_pos: String,
+    gtid_strict_mode: bool,
 }
 
 async fn server_vars(conn: &mut Conn) -> Result<ServerVars, mysql_async::Error> {
@@ -99,7 +116,7 @@ async fn server_vars(conn: &mut Conn) -> Result<ServerVars, mysql_async::Error> 
         .query_first(
             "SELECT @@version, @@server_id, @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, \
              @@GLOBAL.binlog_row_metadata, @@GLOBAL.log_slave_updates, @@GLOBAL.binlog_checksum, @@GLOBAL.encrypt_binlog, \
-             @@gtid_slave_pos",
+             @@gtid_slave_pos, @@GLOBAL.gtid_strict_mode",
         )
         .await?;
     let text = |i: usize| {
@@ -130,6 +147,7 @@ async fn server_vars(conn: &mut Conn) -> Result<ServerVars, mysql_async::Error> 
         checksum: text(7),
         encrypt_binlog: flag(8),
         gtid_slave_pos: text(9),
+        gtid_strict_mode: flag(10),
     })
 }
 
@@ -183,6 +201,7 @@ pub async fn check_source(
     checks.push(setting("binlog_format", &vars.binlog_format, "ROW"));
     checks.push(setting("binlog_row_image", &vars.row_image, "FULL"));
     checks.push(setting("binlog_row_metadata", &vars.row_metadata, "FULL"));
+    checks.push(check_gtid_strict_mode(vars.gtid_strict_mode));
     checks.push(match vars.checksum.to_ascii_uppercase().as_str() {
         "CRC32" => Check::ok("binlog_checksum", "CRC32 (verified on every event)"),
         other => Check::ok(
@@ -241,6 +260,29 @@ pub async fn check_source(
         checks.push(check_table(conn, config, table).await);
     }
     Ok(checks)
+}
+
+/// `gtid_strict_mode`: with it OFF, the server accepts a GTID whose
+/// sequence number does not increase within its domain, and the tailer stops
+/// at one (see `source::txn`); a warning, not a refusal, because MariaDB
+/// defaults to OFF and most servers never write such a GTID.
+fn check_gtid_strict_mode(on: bool) -> Check {
+    if on {
+        Check::ok(
+            "gtid_strict_mode",
+            "ON (sequence numbers only increase within a domain)",
+        )
+    } else {
+        Check::warn(
+            "gtid_strict_mode",
+            "OFF",
+            "The server may then write a GTID whose sequence number is not above the last one of \
+             its domain (after SET gtid_seq_no, a restored backup, or two primaries writing one \
+             domain); the tailer stops at such a GTID rather than skip or repeat an order. Set \
+             gtid_strict_mode = ON on every server of the replication topology (SET GLOBAL \
+             gtid_strict_mode = ON, and in the server's configuration)",
+        )
+    }
 }
 
 async fn is_replica(conn: &mut Conn, vars: &ServerVars) -> bool {

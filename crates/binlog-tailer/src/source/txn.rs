@@ -211,6 +211,11 @@ impl<'p> TxnState<'p> {
                 ),
             ));
         }
+        if let Some(last) = self.progress.position.gtid.get(event.gtid.domain) {
+            if event.gtid.seq <= last.seq {
+                return Err(self.protocol(end, out_of_order(event.gtid, last)));
+            }
+        }
         self.open = Some(Txn {
             gtid: event.gtid,
             standalone: event.standalone,
@@ -395,6 +400,23 @@ impl<'p> TxnState<'p> {
     }
 }
 
+/// Why a GTID whose sequence number does not increase within its domain
+/// stops the tailer, and what the operator can do.
+fn out_of_order(next: Gtid, last: Gtid) -> String {
+    format!(
+        "GTID {next} follows {last} in domain {domain} with a sequence number that is not \
+         higher; MariaDB writes that only with gtid_strict_mode=OFF (after SET gtid_seq_no, a \
+         restored backup, or two primaries writing one domain). Event ids are made of the GTID, \
+         so this transaction's orders cannot get ids distinct from those already published, and \
+         a start by GTID state could pass over it: the tailer stopped before it, with the \
+         checkpoint at {last}. Fix: set gtid_strict_mode=ON on every server of the topology so \
+         it cannot happen again; look at the transactions from here on (mariadb-binlog \
+         --start-position), publish their orders by other means if they are new, then move \
+         the tailer past them with `binlog-tailer checkpoint set <file:offset after them>`",
+        domain = next.domain,
+    )
+}
+
 /// The records of one rows event, mapped as they are taken, so that a rows
 /// event's records never all sit in memory at once.
 pub struct Records {
@@ -457,6 +479,17 @@ mod tests {
             flags: u8::from(standalone),
             standalone,
             commit_id: None,
+        }
+    }
+
+    fn gtid_event_in(domain: u32, seq: u64) -> GtidEvent {
+        GtidEvent {
+            gtid: Gtid {
+                domain,
+                server_id: 1,
+                seq,
+            },
+            ..gtid_event(seq, false)
         }
     }
 
@@ -672,6 +705,38 @@ mod tests {
             state.progress().start,
             Start::Gtid("0-1-5".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_sequence_number_that_does_not_increase_in_its_domain_stops_before_the_transaction() {
+        let mut progress = Progress::new(Start::Gtid("0-1-10,1-1-3".parse().unwrap()));
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        // Another domain's numbers are its own: 1-1-4 follows 1-1-3 even
+        // though 4 < 10.
+        state.begin(&gtid_event_in(1, 4), 100, 1, 140).unwrap();
+        let commit = state.xid(200).unwrap();
+        state.committed(commit);
+        // The same sequence number again, and a lower one, in domain 0.
+        for seq in [10, 9] {
+            let err = state
+                .begin(&gtid_event_in(0, seq), 200, 1, 240)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("GTID 0-1-{seq} follows 0-1-10 in domain 0")),
+                "{err}"
+            );
+            assert!(err.contains("gtid_strict_mode=ON"), "{err}");
+            assert!(err.contains("bin.000001:240"), "{err}");
+            assert!(!state.in_transaction());
+        }
+        assert_eq!(
+            state.progress().position.gtid.to_string(),
+            "0-1-10,1-1-4",
+            "nothing moved past the refused GTID"
+        );
+        // The next number is fine.
+        state.begin(&gtid_event_in(0, 11), 200, 1, 240).unwrap();
     }
 
     #[test]
