@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+use test_support::process::status_kib;
 use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
 };
@@ -26,15 +27,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 fn main() {
@@ -118,7 +110,7 @@ async fn bench() {
     let sampler = {
         let deadline = began + Duration::from_secs(600);
         loop {
-            if let Some(kib) = peak_rss_kib(pid) {
+            if let Some(kib) = status_kib(pid, "VmHWM") {
                 peak = peak.max(kib);
             }
             if setup
@@ -138,7 +130,7 @@ async fn bench() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    if let Some(kib) = peak_rss_kib(pid) {
+    if let Some(kib) = status_kib(pid, "VmHWM") {
         peak = peak.max(kib);
     }
     let status = tailer.terminate(Duration::from_secs(30));

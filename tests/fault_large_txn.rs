@@ -13,22 +13,11 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 use test_support::faults::{expected_data, order_values};
+use test_support::process::status_kib;
 use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
 };
 use test_support::{connect, unique_name, Server, User};
-
-/// A field of `/proc/<pid>/status`, in KiB (`VmHWM`, `VmRSS`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_transaction_of_200k_orders_arrives_once_in_bounded_memory() {

@@ -119,9 +119,24 @@ pub struct SourceConfig {
     pub reconnect_backoff_min: Duration,
     #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub reconnect_backoff_max: Duration,
+    /// The largest binlog event the tailer accepts, in bytes (the client
+    /// side of `max_allowed_packet` on its connections). Default and maximum
+    /// 1073741824 (1 GiB), MariaDB's largest event: a row event over the
+    /// server's own `max_allowed_packet` is still read. An event over this
+    /// limit stops the tailer with the setting named; lower it only to bound
+    /// the memory one event may take.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
     #[serde(default)]
     pub tls: TlsConfig,
 }
+
+/// MariaDB's largest `max_allowed_packet`, and so its largest binlog event.
+pub const MAX_EVENT_BYTES: usize = 1 << 30;
+
+/// The smallest `source.max_event_bytes` accepted: every ordinary event
+/// fits many times over.
+const MIN_EVENT_BYTES: usize = 1 << 20;
 
 /// TLS to MariaDB.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -405,6 +420,9 @@ fn default_connect_timeout() -> Duration {
 fn default_heartbeat() -> Duration {
     Duration::from_secs(2)
 }
+fn default_max_event_bytes() -> usize {
+    MAX_EVENT_BYTES
+}
 fn default_read_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -526,6 +544,16 @@ impl Config {
         if self.kafka.max_in_flight == 0 {
             return Err(field("kafka.max_in_flight", "must be at least 1".into()));
         }
+        if !(MIN_EVENT_BYTES..=MAX_EVENT_BYTES).contains(&self.source.max_event_bytes) {
+            return Err(field(
+                "source.max_event_bytes",
+                format!(
+                    "{} is outside {MIN_EVENT_BYTES}..={MAX_EVENT_BYTES} (1 MiB to 1 GiB, MariaDB's \
+                     largest event)",
+                    self.source.max_event_bytes
+                ),
+            ));
+        }
         if self.source.read_timeout <= self.source.heartbeat {
             return Err(field(
                 "source.read_timeout",
@@ -644,6 +672,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn max_event_bytes_defaults_to_mariadbs_largest_event_and_is_bounded() {
+        assert_eq!(
+            load(MINIMAL, &[], &[]).unwrap().source.max_event_bytes,
+            1 << 30
+        );
+        for bad in ["1000", "2147483648"] {
+            let err = load(MINIMAL, &[], &[&format!("source.max_event_bytes={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("source.max_event_bytes"), "{err}");
+        }
     }
 
     #[test]

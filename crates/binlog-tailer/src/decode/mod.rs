@@ -72,7 +72,9 @@ pub use mariadb::{
     parse_annotate_rows, parse_binlog_checkpoint, parse_format_description, parse_gtid,
     parse_gtid_list, parse_query, FormatDescription, GtidEvent, QueryEvent, COMMON_HEADER_LEN,
 };
-pub use rows::{is_rows_event, parse_rows, rows_table_id, RowChange, RowsEvent, RowsKind};
+pub use rows::{
+    count_rows, is_rows_event, parse_rows, rows_kind, rows_table_id, RowChange, RowsEvent, RowsKind,
+};
 pub use table_map::{parse_table_map, Column, ColumnType, TableMap};
 pub use value::Value;
 

@@ -258,6 +258,34 @@ pub(crate) fn decode_value(column: &Column, data: &[u8]) -> Result<(Value, usize
     }
 }
 
+/// The bytes the non-NULL value of `column` at the start of `data` takes,
+/// without building it: strings and blobs are measured (their length
+/// prefix and declared maximum checked), not copied or converted from
+/// their character set; other types, all a few bytes, are decoded and
+/// dropped. For rows that are only counted.
+pub(crate) fn value_len(column: &Column, data: &[u8]) -> Result<usize, ValueError> {
+    match column.column_type {
+        ColumnType::Char { max_bytes } | ColumnType::VarChar { max_bytes } => {
+            let prefix = if max_bytes > 255 { 2 } else { 1 };
+            let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
+            if len > usize::from(max_bytes) {
+                return Err(invalid(format!(
+                    "length {len} is above the declared {max_bytes} bytes"
+                )));
+            }
+            take(data.get(prefix..).unwrap_or_default(), len)?;
+            Ok(prefix + len)
+        }
+        ColumnType::Blob { length_bytes } | ColumnType::Geometry { length_bytes } => {
+            let prefix = usize::from(length_bytes);
+            let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
+            take(data.get(prefix..).unwrap_or_default(), len)?;
+            Ok(prefix + len)
+        }
+        _ => decode_value(column, data).map(|(_, used)| used),
+    }
+}
+
 /// Text or bytes, by the column's charset; binary values padded with 0x00
 /// to `pad_to` bytes.
 fn string_value(column: &Column, bytes: &[u8], pad_to: usize) -> Result<Value, ValueError> {

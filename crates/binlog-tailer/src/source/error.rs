@@ -49,6 +49,20 @@ pub enum SourceError {
     ConnectTimeout { addr: String, timeout: Duration },
     #[error("reading the binlog at {at}: {source}")]
     Stream { at: At, source: mysql_async::Error },
+    #[error(
+        "reading the binlog after {at}: the next event is larger than source.max_event_bytes \
+         ({limit} bytes), so it cannot be read. Nothing after {at} was published and the \
+         checkpoint stays there. Fix: raise source.max_event_bytes (at most 1073741824, the \
+         default, MariaDB's largest event)"
+    )]
+    EventTooLarge { at: At, limit: usize },
+    #[error(
+        "reading the binlog after {at}: the server cannot send the next event: {message}. \
+         Nothing after {at} was published and the checkpoint stays there. Fix: on the source \
+         server raise max_allowed_packet (SET GLOBAL max_allowed_packet = 1073741824, and in its \
+         configuration), then restart the tailer"
+    )]
+    ServerEventTooLarge { at: At, message: String },
     #[error("reading the binlog at {at}: no event and no heartbeat for {timeout:?}; the connection is presumed dead")]
     Silence { at: At, timeout: Duration },
     #[error("reading the binlog at {at}: the server ended the stream")]
@@ -129,10 +143,56 @@ impl SourceError {
     }
 }
 
+/// Whether a client-side error says a packet was over the connection's
+/// `max_allowed_packet` (mysql_async reports it as an I/O error whose
+/// source is the packet codec's `PacketTooLarge`).
+pub fn is_packet_too_large(error: &mysql_async::Error) -> bool {
+    use mysql_common::proto::codec::error::PacketCodecError;
+    match error {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
+            .is_some_and(|e| matches!(e, PacketCodecError::PacketTooLarge)),
+        mysql_async::Error::Driver(mysql_async::DriverError::PacketTooLarge) => true,
+        _ => false,
+    }
+}
+
 /// Whether a server error refuses the tailer's credentials or privileges.
 pub fn is_access_denied(code: u16) -> bool {
     matches!(
         code,
         server_error::ACCESS_DENIED | server_error::SPECIFIC_ACCESS_DENIED
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::proto::codec::error::PacketCodecError;
+
+    #[test]
+    fn packet_too_large_is_recognised_and_is_not_transient() {
+        let too_large = mysql_async::Error::from(PacketCodecError::PacketTooLarge);
+        assert!(is_packet_too_large(&too_large));
+        let other_io = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other(
+            "connection reset",
+        )));
+        assert!(!is_packet_too_large(&other_io));
+        let error = SourceError::EventTooLarge {
+            at: At {
+                file: "mariadb-bin.000007".into(),
+                offset: 1234,
+                gtid: None,
+            },
+            limit: 33_554_432,
+        };
+        assert!(!error.is_transient());
+        let text = error.to_string();
+        assert!(
+            text.contains("mariadb-bin.000007:1234")
+                && text.contains("source.max_event_bytes (33554432 bytes)"),
+            "{text}"
+        );
+    }
 }

@@ -23,7 +23,10 @@ pub fn connection_opts(config: &Config, password: &str) -> Opts {
         .pass(Some(password.to_owned()))
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(30)))
-        .stmt_cache_size(16);
+        .stmt_cache_size(16)
+        // Without it the client takes the server's max_allowed_packet as its
+        // limit, but the server's dump thread sends events up to 1 GiB.
+        .max_allowed_packet(Some(source.max_event_bytes));
     match source.tls.mode {
         TlsMode::Disabled => {}
         TlsMode::Required => {

@@ -12,7 +12,7 @@ use mysql_async::BinlogStreamRequest;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::error::{is_access_denied, server_error, At, SourceError};
+use super::error::{is_access_denied, is_packet_too_large, server_error, At, SourceError};
 use super::server;
 use super::txn::{Progress, TxnState};
 use super::{Reader, Stopped};
@@ -184,6 +184,26 @@ impl Reader {
                             ),
                         });
                     };
+                    // Rows that are not published are only counted: no values
+                    // are built, so a row of any size costs nothing beyond
+                    // its event.
+                    let published = known.layout.is_some()
+                        && decode::rows_kind(t) == Some(decode::RowsKind::Insert);
+                    if !published {
+                        match decode::count_rows(t, body, &known.map) {
+                            Ok((kind, rows)) => {
+                                self.metrics.rows_seen(&known.name, kind, rows);
+                                state.counted(rows, end)?;
+                            }
+                            Err(e) if known.layout.is_none() => {
+                                let table = known.name.clone();
+                                self.tables.warn_undecodable(&table, &e);
+                                state.uncounted_rows(end)?;
+                            }
+                            Err(e) => return Err(decode_err(e, &state)),
+                        }
+                        continue;
+                    }
                     let rows = match decode::parse_rows(t, body, &known.map) {
                         Ok(rows) => rows,
                         // A table that is not tailed is only counted: a value
@@ -265,7 +285,27 @@ impl Reader {
     /// position (with what the server still has), refused credentials, a
     /// replica id already in use, or a stream error at the read position.
     async fn stream_error(&self, error: mysql_async::Error, progress: &Progress) -> SourceError {
+        let coord = progress.position.coord.as_ref();
+        let at = At {
+            file: coord.map(|c| c.file.clone()).unwrap_or_default(),
+            offset: coord.map_or(0, |c| c.offset),
+            gtid: None,
+        };
+        if is_packet_too_large(&error) {
+            return SourceError::EventTooLarge {
+                at,
+                limit: self.config.source.max_event_bytes,
+            };
+        }
         if let mysql_async::Error::Server(e) = &error {
+            if e.code == server_error::FATAL_READING_BINLOG
+                && e.message.contains("max_allowed_packet")
+            {
+                return SourceError::ServerEventTooLarge {
+                    at,
+                    message: e.message.trim_end_matches('.').to_owned(),
+                };
+            }
             if e.code == server_error::FATAL_READING_BINLOG {
                 // What the server still has: its oldest binlog and the GTID
                 // state where it begins, so the gap is plain to see.
@@ -290,15 +330,7 @@ impl Reader {
                 };
             }
         }
-        let coord = progress.position.coord.as_ref();
-        SourceError::Stream {
-            at: At {
-                file: coord.map(|c| c.file.clone()).unwrap_or_default(),
-                offset: coord.map_or(0, |c| c.offset),
-                gtid: None,
-            },
-            source: error,
-        }
+        SourceError::Stream { at, source: error }
     }
 }
 

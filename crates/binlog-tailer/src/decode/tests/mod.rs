@@ -517,6 +517,13 @@ pub(crate) fn decode_row(
     let body = rows_body(WRITE_ROWS_EVENT_V1, 42, &present, None, &image(values));
     let ev = parse_rows(WRITE_ROWS_EVENT_V1, &body, &table)?;
     assert_eq!(ev.rows.len(), 1);
+    // Counting steps over each value by its length alone: it must take the
+    // same bytes the decoder took, or it would find another row count.
+    assert_eq!(
+        count_rows(WRITE_ROWS_EVENT_V1, &body, &table).map_err(|e| e.to_string()),
+        Ok((RowsKind::Insert, 1)),
+        "counting agrees with decoding"
+    );
     Ok(ev.rows.into_iter().next().unwrap().after.unwrap())
 }
 

@@ -116,6 +116,13 @@ fn sample_bodies() -> Vec<(&'static str, Vec<u8>, Decoder, bool)> {
             Box::new(move |b| parse_rows(event_type, b, &t).map(|e| format!("{e:?}"))),
             true,
         ));
+        let t = table.clone();
+        out.push((
+            "rows counted, one row of every type",
+            rows_body(event_type, 42, &vec![true; cols.len()], None, &one_row),
+            Box::new(move |b| count_rows(event_type, b, &t).map(|e| format!("{e:?}"))),
+            true,
+        ));
     }
     for (event_type, after) in [
         (UPDATE_ROWS_EVENT_V1, Some(&[true; 3][..])),
@@ -130,6 +137,13 @@ fn sample_bodies() -> Vec<(&'static str, Vec<u8>, Decoder, bool)> {
             "rows, two images",
             rows_body(event_type, 42, &[true; 3], after, &two_rows),
             Box::new(move |b| parse_rows(event_type, b, &t).map(|e| format!("{e:?}"))),
+            exact,
+        ));
+        let t = people_table.clone();
+        out.push((
+            "rows counted, two images",
+            rows_body(event_type, 42, &[true; 3], after, &two_rows),
+            Box::new(move |b| count_rows(event_type, b, &t).map(|e| format!("{e:?}"))),
             exact,
         ));
     }

@@ -70,6 +70,11 @@ fn updates_carry_before_and_after_and_deletes_before() {
         let ev = parse_rows(event_type, &body, &table).unwrap();
         assert_eq!(ev.kind, RowsKind::Update);
         assert_eq!(
+            count_rows(event_type, &body, &table).unwrap(),
+            (RowsKind::Update, 1),
+            "both images stepped over, event type {event_type}"
+        );
+        assert_eq!(
             ev.rows,
             vec![RowChange {
                 before: Some(expect_person(1, Some("Ada"), Some("1.00"))),
@@ -92,6 +97,10 @@ fn updates_carry_before_and_after_and_deletes_before() {
         );
         let ev = parse_rows(event_type, &body, &table).unwrap();
         assert_eq!(ev.kind, RowsKind::Delete);
+        assert_eq!(
+            count_rows(event_type, &body, &table).unwrap(),
+            (RowsKind::Delete, 1)
+        );
         assert_eq!(
             ev.rows,
             vec![RowChange {
