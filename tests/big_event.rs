@@ -191,6 +191,18 @@ async fn row_events_over_max_allowed_packet_are_read_or_refused_by_name() {
         "each order once after the fix"
     );
 
+    // MariaDB's BINLOG_GTID_POS() reads a binlog file with the session's
+    // max_allowed_packet and answers NULL past an event larger than it (as
+    // later tests and `checkpoint set file:offset` would): leave the big
+    // events in files of their own.
+    for server in [Server::Primary, Server::Replica] {
+        connect(server, User::Admin)
+            .await
+            .query_drop("FLUSH BINARY LOGS")
+            .await
+            .expect("FLUSH BINARY LOGS");
+    }
+
     let error = limited_log
         .lines()
         .find(|l| l.contains("ERROR"))

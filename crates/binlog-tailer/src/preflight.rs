@@ -198,7 +198,22 @@ pub async fn check_source(
             "start the server with log_bin (e.g. `log_bin = mariadb-bin` under [mariadbd]); it cannot be switched on at runtime",
         )
     });
-    checks.push(setting("binlog_format", &vars.binlog_format, "ROW"));
+    checks.push(match setting("binlog_format", &vars.binlog_format, "ROW") {
+        // Right globally; a session may still log its own writes as text.
+        Check {
+            outcome: Ok(found),
+            name,
+            warning,
+        } => Check {
+            outcome: Ok(format!(
+                "{found} (a session can still SET SESSION binlog_format; an INSERT into a tailed \
+                 table logged as a statement stops the tailer, naming it)"
+            )),
+            name,
+            warning,
+        },
+        problem => problem,
+    });
     checks.push(setting("binlog_row_image", &vars.row_image, "FULL"));
     checks.push(setting("binlog_row_metadata", &vars.row_metadata, "FULL"));
     checks.push(check_gtid_strict_mode(vars.gtid_strict_mode));

@@ -45,12 +45,16 @@ pub enum StartError {
     NoBinaryLogs,
     #[error(
         "start.from = {0}: the server has no such binlog position (BINLOG_GTID_POS is NULL); \
-         use a file from SHOW BINARY LOGS and an offset where a transaction begins or ends"
+         use a file from SHOW BINARY LOGS and an offset where a transaction begins or ends. \
+         (BINLOG_GTID_POS is also NULL past an event larger than the server's \
+         max_allowed_packet in that file: then raise max_allowed_packet, or start by GTID state)"
     )]
     NoSuchStart(BinlogCoord),
     #[error(
         "the server has no binlog position {0} (BINLOG_GTID_POS is NULL); use a file from \
-         SHOW BINARY LOGS and an offset where a transaction begins or ends"
+         SHOW BINARY LOGS and an offset where a transaction begins or ends. (BINLOG_GTID_POS \
+         is also NULL past an event larger than the server's max_allowed_packet in that file: \
+         then raise max_allowed_packet, or give a GTID state)"
     )]
     NoSuchTarget(BinlogCoord),
     #[error("the history has no entry #{0}; see `binlog-tailer checkpoint list`")]

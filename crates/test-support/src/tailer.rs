@@ -198,11 +198,20 @@ listen = "127.0.0.1:0"
     /// Points the configuration at another MariaDB port.
     pub fn with_source_port(self, port: u16) -> TailerSetup {
         let text = std::fs::read_to_string(&self.config).expect("config");
-        let text = text.replacen(
-            &format!("port = {}", Server::Replica.port()),
-            &format!("port = {port}"),
-            1,
-        );
+        // The first `port = ` line is [source]'s (the file starts with it).
+        let text: String = {
+            let mut done = false;
+            text.lines()
+                .map(|line| {
+                    if !done && line.starts_with("port = ") {
+                        done = true;
+                        format!("port = {port}\n")
+                    } else {
+                        format!("{line}\n")
+                    }
+                })
+                .collect()
+        };
         std::fs::write(&self.config, text).expect("config");
         self
     }

@@ -47,6 +47,7 @@
 mod error;
 mod server;
 mod session;
+mod statement;
 mod tables;
 mod txn;
 

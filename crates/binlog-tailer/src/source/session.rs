@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::error::{is_access_denied, is_packet_too_large, server_error, At, SourceError};
 use super::server;
+use super::statement;
 use super::txn::{Progress, TxnState};
 use super::{Reader, Stopped};
 use crate::decode;
@@ -239,6 +240,15 @@ impl Reader {
                     let query =
                         decode::parse_query(kind, body).map_err(|e| decode_err(e, &state))?;
                     let text = String::from_utf8_lossy(&query.query);
+                    if state.in_transaction() {
+                        if let Some((table, problem)) = self.logged_insert(&text, &query.schema) {
+                            return Err(SourceError::Table {
+                                at: state.at(end),
+                                table,
+                                problem,
+                            });
+                        }
+                    }
                     ended = state.query(text.trim(), end);
                 }
                 decode::HEARTBEAT_LOG_EVENT => self.metrics.heartbeat(),
@@ -279,6 +289,39 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// A statement logged as text that inserts into a tailed table: its rows
+    /// are not in the binlog, so they cannot be published; passing over it
+    /// would lose the orders silently. Returns the tailed table and the
+    /// problem.
+    fn logged_insert(&self, sql: &str, schema: &str) -> Option<(String, String)> {
+        let target = statement::inserted_table(sql)?;
+        let database = target.database.as_deref().unwrap_or(schema);
+        let table = self.config.tables.iter().find(|t| {
+            t.split_name().is_some_and(|(db, tbl)| {
+                db.eq_ignore_ascii_case(database) && tbl.eq_ignore_ascii_case(&target.table)
+            })
+        })?;
+        let mut excerpt: String = sql.trim().chars().take(200).collect();
+        if excerpt.len() < sql.trim().len() {
+            excerpt.push_str(" …");
+        }
+        Some((
+            table.table.clone(),
+            format!(
+                "the transaction inserts into it with a statement logged as text \
+                 (binlog_format=STATEMENT or MIXED in the writing session, although the server's \
+                 global format may be ROW): `{excerpt}`. Its rows are not in the binlog, so they \
+                 cannot be published, and passing over them would lose orders; the checkpoint \
+                 stays before this transaction. Fix: point \
+                 source at a replica with binlog_format=ROW and log_slave_updates=ON, which logs \
+                 the same transaction as rows (resuming by GTID loses nothing); and make every \
+                 session that writes {table} log rows (no SET SESSION binlog_format in the \
+                 application)",
+                table = table.table
+            ),
+        ))
     }
 
     /// Turns an error of the binlog stream into a source error: a purged
