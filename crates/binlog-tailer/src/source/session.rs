@@ -15,10 +15,10 @@ use tokio::time::Instant;
 use super::error::{is_access_denied, is_packet_too_large, server_error, At, SourceError};
 use super::server;
 use super::statement;
-use super::txn::{Progress, TxnState};
+use super::txn::{Ended, Progress, TxnState};
 use super::{Reader, Stopped};
 use crate::decode;
-use crate::handoff::{Commit, Item};
+use crate::handoff::Item;
 use crate::position::Start;
 
 impl Reader {
@@ -127,7 +127,7 @@ impl Reader {
             };
 
             // The commit mark of a transaction that ends with this event.
-            let mut ended: Option<Commit> = None;
+            let mut ended: Option<Ended> = None;
             match kind {
                 decode::FORMAT_DESCRIPTION_EVENT => {
                     // The decoder assumes MariaDB's post-header lengths; a
@@ -228,11 +228,14 @@ impl Reader {
                             at: state.at(end),
                             source,
                         })?;
-                        let (gtid, row_index) = (record.gtid, record.row_index);
-                        if !hand_over(items, Item::Record(record), stopping).await {
-                            return Ok(Stopped::SinkClosed);
+                        // Held until the group ends, unless it grew too large.
+                        for record in state.take(record) {
+                            let (gtid, row_index) = (record.gtid, record.row_index);
+                            if !hand_over(items, Item::Record(record), stopping).await {
+                                return Ok(Stopped::SinkClosed);
+                            }
+                            state.handed_over(gtid, row_index);
                         }
-                        state.handed_over(gtid, row_index);
                     }
                 }
                 decode::XID_EVENT => ended = state.xid(end),
@@ -276,7 +279,14 @@ impl Reader {
                 }
             }
 
-            if let Some(commit) = ended {
+            if let Some(Ended { records, commit }) = ended {
+                for record in records {
+                    let (gtid, row_index) = (record.gtid, record.row_index);
+                    if !hand_over(items, Item::Record(record), stopping).await {
+                        return Ok(Stopped::SinkClosed);
+                    }
+                    state.handed_over(gtid, row_index);
+                }
                 let commit_time = commit.commit_time;
                 if !hand_over(items, Item::Commit(commit.clone()), stopping).await {
                     return Ok(Stopped::SinkClosed);

@@ -11,7 +11,18 @@
 //! # Invariants
 //! - A transaction opens at a GTID event and ends at its XID, at a `COMMIT`
 //!   or `ROLLBACK` query, or, for a standalone GTID (DDL), at its one
-//!   statement. A GTID while one is open is an error, never a silent restart.
+//!   statement. A GTID sequence number never goes back within its domain.
+//! - Records are held until their group ends, because MariaDB writes some
+//!   rows that never commit: a group that created a temporary table or wrote
+//!   a non-transactional one ends in `ROLLBACK` (nothing of it goes out), and
+//!   rows written after a `SAVEPOINT` are withdrawn by a later `ROLLBACK TO`
+//!   it. A GTID while a group is open means the group was cut off (a server
+//!   that crashed while writing it): it never committed and is dropped.
+//! - A group whose held records pass [`HOLD_LIMIT_BYTES`] lets them go out
+//!   as they are read, to keep memory bounded; a rollback in such a group
+//!   can no longer withdraw them and is reported as an error (a cut-off one
+//!   stops the tailer). Re-reading such a group once its outcome is known is
+//!   not done yet.
 //! - Every row of every rows event of the transaction counts, whatever its
 //!   table or operation: a row's index is its place in the transaction, so
 //!   (GTID, index) names it on every server and in every session.
@@ -110,6 +121,24 @@ struct Txn {
     /// Rows of an undecodable, untailed table were passed over: row indexes
     /// after them are unknown.
     uncounted: bool,
+    /// Records read but not handed over yet: the group may still end in
+    /// `ROLLBACK` or roll back to a savepoint.
+    held: Vec<Record>,
+    /// What `held` takes in memory ([`held_size`] of each).
+    held_bytes: usize,
+    /// `SAVEPOINT`s in force: name and the length of `held` when it was set.
+    savepoints: Vec<(String, usize)>,
+    /// `held` grew past [`HOLD_LIMIT_BYTES`]: records now go out as they are
+    /// read (see the module docs).
+    streaming: bool,
+}
+
+/// What the group that ended hands over: its held records, then its
+/// commit mark. A group that ended in `ROLLBACK` has no records.
+#[derive(Debug)]
+pub struct Ended {
+    pub records: Vec<Record>,
+    pub commit: Commit,
 }
 
 /// One session's reading state: the binlog file being read, the transaction
@@ -203,13 +232,29 @@ impl<'p> TxnState<'p> {
         end: u64,
     ) -> Result<(), TxnError> {
         if let Some(open) = &self.open {
-            return Err(self.protocol(
-                end,
-                format!(
-                    "GTID {} begins before transaction {} ended",
-                    event.gtid, open.gtid
-                ),
-            ));
+            if open.streaming {
+                return Err(self.protocol(
+                    end,
+                    format!(
+                        "GTID {} begins before transaction {} ended: that transaction was cut \
+                         off in the binlog (a server that crashed while writing it) and never \
+                         committed, but it was larger than the tailer holds back, so some of \
+                         its rows were already published. Check those orders (ids {}.*) \
+                         against the database, then restart the tailer",
+                        event.gtid, open.gtid, open.gtid
+                    ),
+                ));
+            }
+            // Nothing of it was handed over: drop it and read on.
+            tracing::warn!(
+                cut_off = %open.gtid,
+                next = %event.gtid,
+                at = %self.at(end),
+                held_records = open.held.len(),
+                "a transaction was cut off in the binlog (a GTID began before it ended): it \
+                 never committed, so none of its rows are published"
+            );
+            self.open = None;
         }
         if let Some(last) = self.progress.position.gtid.get(event.gtid.domain) {
             if event.gtid.seq <= last.seq {
@@ -223,6 +268,10 @@ impl<'p> TxnState<'p> {
             commit_time,
             rows: 0,
             uncounted: false,
+            held: Vec::new(),
+            held_bytes: 0,
+            savepoints: Vec::new(),
+            streaming: false,
         });
         Ok(())
     }
@@ -342,6 +391,36 @@ impl<'p> TxnState<'p> {
         Ok(())
     }
 
+    /// A record of the open transaction, mapped: held until the group ends
+    /// (it may still roll back), or, once the held records passed
+    /// [`HOLD_LIMIT_BYTES`], returned at once with those held so far, in
+    /// order. The caller hands over what comes back.
+    pub fn take(&mut self, record: Record) -> Vec<Record> {
+        let Some(open) = self.open.as_mut() else {
+            return vec![record];
+        };
+        if open.streaming {
+            return vec![record];
+        }
+        open.held_bytes = open.held_bytes.saturating_add(held_size(&record));
+        open.held.push(record);
+        if open.held_bytes <= HOLD_LIMIT_BYTES {
+            return Vec::new();
+        }
+        tracing::warn!(
+            gtid = %open.gtid,
+            records = open.held.len(),
+            limit_bytes = HOLD_LIMIT_BYTES,
+            "a transaction holds more than the tailer keeps back: its records go out as they \
+             are read from here on (a ROLLBACK or ROLLBACK TO SAVEPOINT later in it can no \
+             longer withdraw them)"
+        );
+        open.streaming = true;
+        open.held_bytes = 0;
+        open.savepoints.clear();
+        std::mem::take(&mut open.held)
+    }
+
     /// The record of row `row_index` of transaction `gtid` was handed to the
     /// sink: a later session re-reading this transaction skips that row and
     /// every row before it.
@@ -352,29 +431,75 @@ impl<'p> TxnState<'p> {
     /// XID: the open transaction ends here (`end` is the offset after it;
     /// 0 when the server does not say). Returns its commit mark to hand
     /// over; `None` for an XID outside a transaction.
-    pub fn xid(&mut self, end: u64) -> Option<Commit> {
+    pub fn xid(&mut self, end: u64) -> Option<Ended> {
         let done = self.open.take()?;
-        Some(self.commit_mark(&done, end))
+        let commit = self.commit_mark(&done, end);
+        Some(Ended {
+            records: done.held,
+            commit,
+        })
     }
 
     /// QUERY: `BEGIN` and other statements inside a transaction change
     /// nothing; `COMMIT`/`ROLLBACK` end it, and so does the one statement of
     /// a standalone GTID. Returns the commit mark to hand over when the
     /// transaction ended.
-    pub fn query(&mut self, statement: &str, end: u64) -> Option<Commit> {
-        let ends = match &self.open {
-            None => false,
-            Some(open) if open.standalone => true,
-            Some(_) => {
-                statement.eq_ignore_ascii_case("COMMIT")
-                    || statement.eq_ignore_ascii_case("ROLLBACK")
+    pub fn query(&mut self, statement: &str, end: u64) -> Option<Ended> {
+        let open = self.open.as_mut()?;
+        if !open.standalone {
+            if let Some(name) = savepoint_name(statement, "SAVEPOINT") {
+                // A later ROLLBACK TO it withdraws what follows.
+                let name = name.to_owned();
+                let mark = open.held.len();
+                open.savepoints.retain(|(n, _)| *n != name);
+                open.savepoints.push((name, mark));
+                return None;
             }
-        };
+            if let Some(name) = savepoint_name(statement, "ROLLBACK TO SAVEPOINT")
+                .or_else(|| savepoint_name(statement, "ROLLBACK TO"))
+            {
+                match open.savepoints.iter().position(|(n, _)| n == name) {
+                    Some(i) => {
+                        let mark = open.savepoints[i].1;
+                        let dropped = open.held.len().saturating_sub(mark);
+                        open.held.truncate(mark);
+                        open.held_bytes = open.held.iter().map(held_size).sum();
+                        open.savepoints.truncate(i + 1);
+                        if dropped > 0 {
+                            tracing::debug!(gtid = %open.gtid, savepoint = name, records = dropped,
+                                "rolled back to a savepoint: its records are withdrawn");
+                        }
+                    }
+                    None if open.streaming => tracing::error!(
+                        gtid = %open.gtid,
+                        savepoint = name,
+                        "rolled back to a savepoint inside a transaction larger than the tailer \
+                         holds back: rows written after the savepoint were already published \
+                         although the transaction withdrew them"
+                    ),
+                    None => {}
+                }
+                return None;
+            }
+        }
+        let rolled_back = !open.standalone && statement.eq_ignore_ascii_case("ROLLBACK");
+        let ends = open.standalone || rolled_back || statement.eq_ignore_ascii_case("COMMIT");
         if !ends {
             return None;
         }
         let done = self.open.take()?;
-        Some(self.commit_mark(&done, end))
+        if rolled_back && done.streaming {
+            tracing::error!(
+                gtid = %done.gtid,
+                "a transaction larger than the tailer holds back ended in ROLLBACK: rows of it \
+                 were already published although it never committed"
+            );
+        }
+        let commit = self.commit_mark(&done, end);
+        Some(Ended {
+            records: if rolled_back { Vec::new() } else { done.held },
+            commit,
+        })
     }
 
     fn commit_mark(&self, txn: &Txn, end: u64) -> Commit {
@@ -405,6 +530,45 @@ impl<'p> TxnState<'p> {
             _ => Start::Gtid(progress.position.gtid.clone()),
         };
     }
+}
+
+/// How many bytes of records (as [`held_size`] counts them) an open
+/// transaction holds back before it lets them go out as they are read.
+pub const HOLD_LIMIT_BYTES: usize = 8 << 20;
+
+/// About what a held record takes in memory: its buffers and the
+/// allocations around them.
+fn held_size(record: &Record) -> usize {
+    const PER_RECORD: usize = 160;
+    const PER_HEADER: usize = 48;
+    record.payload.len()
+        + record.key.len()
+        + record.id.len()
+        + record
+            .headers
+            .iter()
+            .map(|(name, value)| PER_HEADER + name.len() + value.len())
+            .sum::<usize>()
+        + PER_RECORD
+}
+
+/// The savepoint a `SAVEPOINT` or `ROLLBACK TO` statement names (`keyword`
+/// followed by the name, back-quoted as MariaDB writes it or bare).
+fn savepoint_name<'s>(statement: &'s str, keyword: &str) -> Option<&'s str> {
+    let head = statement.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = statement.get(keyword.len()..)?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let rest = rest.trim();
+    let name = match rest.strip_prefix('`') {
+        Some(quoted) => quoted.strip_suffix('`')?,
+        None => rest,
+    };
+    (!name.is_empty()).then_some(name)
 }
 
 /// The row index after `rows` more rows from `first`; `None` past
@@ -676,7 +840,7 @@ mod tests {
         assert!(state.query("BEGIN", 0).is_none(), "BEGIN ends nothing");
         assert!(state.in_transaction());
 
-        let commit = state.xid(420).expect("the XID ends the transaction");
+        let commit = state.xid(420).expect("the XID ends the transaction").commit;
         assert!(!state.in_transaction());
         assert_eq!(commit.position.to_string(), "0-1-5@bin.000001:420");
         assert_eq!(commit.server_id, 7);
@@ -710,7 +874,7 @@ mod tests {
         state.rotate("bin.000003".into(), 4, true);
         assert_eq!(state.progress().position.to_string(), "0-1-4@bin.000003:4");
         state.begin(&gtid_event(5, false), 0, 1, 0).unwrap();
-        let commit = state.xid(0).unwrap();
+        let commit = state.xid(0).unwrap().commit;
         assert_eq!(commit.position.to_string(), "0-1-5@bin.000003:4");
         state.committed(commit);
         assert_eq!(
@@ -726,7 +890,7 @@ mod tests {
         // Another domain's numbers are its own: 1-1-4 follows 1-1-3 even
         // though 4 < 10.
         state.begin(&gtid_event_in(1, 4), 100, 1, 140).unwrap();
-        let commit = state.xid(200).unwrap();
+        let commit = state.xid(200).unwrap().commit;
         state.committed(commit);
         // The same sequence number again, and a lower one, in domain 0.
         for seq in [10, 9] {
@@ -794,7 +958,7 @@ mod tests {
         let mut again = hand_over_all(&mut state, first);
         again.extend(hand_over_all(&mut state, second));
         assert_eq!(ids(&again), ["0-1-5.2", "0-1-5.3"]);
-        let commit = state.xid(300).unwrap();
+        let commit = state.xid(300).unwrap().commit;
         state.committed(commit);
 
         // Once committed, a later transaction with other rows skips nothing.
@@ -860,17 +1024,22 @@ mod tests {
         assert!(state.query("INSERT INTO t VALUES (1)", 70).is_none());
         let commit = state
             .query("commit", 80)
-            .expect("COMMIT ends a non-transactional group");
+            .expect("COMMIT ends a non-transactional group")
+            .commit;
         state.committed(commit);
 
         state.begin(&gtid_event(2, false), 80, 1, 90).unwrap();
-        let commit = state.query("ROLLBACK", 100).expect("so does ROLLBACK");
+        let commit = state
+            .query("ROLLBACK", 100)
+            .expect("so does ROLLBACK")
+            .commit;
         state.committed(commit);
 
         state.begin(&gtid_event(3, true), 100, 1, 110).unwrap();
         let commit = state
             .query("CREATE TABLE t (id INT PRIMARY KEY)", 150)
-            .expect("a standalone GTID ends at its statement");
+            .expect("a standalone GTID ends at its statement")
+            .commit;
         assert_eq!(commit.position.to_string(), "0-1-3@bin.000001:150");
     }
 
@@ -892,12 +1061,121 @@ mod tests {
             outside.to_string(),
             "binlog at bin.000001:200: rows event outside a transaction"
         );
+    }
 
+    /// A record of transaction `seq` with a payload of `bytes` bytes.
+    fn record(seq: u64, row_index: u32, bytes: usize) -> Record {
+        Record {
+            topic: Arc::from("orders"),
+            key: b"k".to_vec(),
+            payload: vec![b'x'; bytes],
+            headers: Vec::new(),
+            id: format!("0-1-{seq}.{row_index}"),
+            gtid: gtid(seq),
+            row_index,
+        }
+    }
+
+    /// Feeds records of the open transaction `seq` through `take`; returns
+    /// what came back to hand over at once.
+    fn take_all(state: &mut TxnState<'_>, seq: u64, rows: &[u32], bytes: usize) -> Vec<Record> {
+        let mut out = Vec::new();
+        for &row in rows {
+            out.extend(state.take(record(seq, row, bytes)));
+        }
+        out
+    }
+
+    #[test]
+    fn records_are_held_to_the_commit_and_dropped_with_a_rollback() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
         state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
-        let nested = state.begin(&gtid_event(6, false), 300, 1, 350).unwrap_err();
+        assert!(take_all(&mut state, 5, &[0, 1], 100).is_empty(), "held");
+        let ended = state.xid(300).expect("XID ends it");
+        assert_eq!(ids(&ended.records), ["0-1-5.0", "0-1-5.1"]);
+        state.committed(ended.commit);
+
+        // A group MariaDB ends with ROLLBACK (it created a temporary table, or
+        // wrote a non-transactional one): its rows never committed.
+        state.begin(&gtid_event(6, false), 300, 1, 350).unwrap();
+        assert!(take_all(&mut state, 6, &[0], 100).is_empty());
+        let ended = state.query("ROLLBACK", 500).expect("ROLLBACK ends it");
+        assert!(ended.records.is_empty(), "nothing of a rolled-back group");
+        assert_eq!(ended.commit.position.to_string(), "0-1-6@bin.000001:500");
+    }
+
+    #[test]
+    fn rollback_to_a_savepoint_withdraws_what_followed_it() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+        assert!(state.query("START TRANSACTION", 160).is_none());
+        take_all(&mut state, 5, &[0], 100);
+        assert!(state.query("SAVEPOINT `a`", 200).is_none());
+        take_all(&mut state, 5, &[1], 100);
+        assert!(state.query("SAVEPOINT `b`", 220).is_none());
+        take_all(&mut state, 5, &[2], 100);
+        assert!(state.query("ROLLBACK TO `b`", 240).is_none());
+        take_all(&mut state, 5, &[3], 100);
+        // Back to `a`: rows 1 and 3 go, and `b` with them.
+        assert!(state.query("ROLLBACK TO `a`", 260).is_none());
+        assert!(state.query("ROLLBACK TO `b`", 270).is_none(), "b is gone");
+        take_all(&mut state, 5, &[4], 100);
+        assert!(state.query("ROLLBACK TO SAVEPOINT `a`", 280).is_none());
+        take_all(&mut state, 5, &[5], 100);
+        let ended = state.xid(400).expect("XID ends it");
+        assert_eq!(ids(&ended.records), ["0-1-5.0", "0-1-5.5"]);
+    }
+
+    #[test]
+    fn a_transaction_past_the_hold_limit_goes_out_as_it_is_read() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+        let chunk = HOLD_LIMIT_BYTES / 4;
+        assert!(take_all(&mut state, 5, &[0, 1, 2], chunk).is_empty());
+        let released = take_all(&mut state, 5, &[3, 4], chunk);
         assert_eq!(
-            nested.to_string(),
-            "binlog at bin.000001:350 (transaction 0-1-5): GTID 0-1-6 begins before transaction 0-1-5 ended"
+            ids(&released),
+            ["0-1-5.0", "0-1-5.1", "0-1-5.2", "0-1-5.3", "0-1-5.4"],
+            "past the limit, the held records and each later one go out in order"
+        );
+        assert_eq!(ids(&take_all(&mut state, 5, &[5], 10)), ["0-1-5.5"]);
+        let ended = state.xid(400).expect("XID ends it");
+        assert!(ended.records.is_empty(), "nothing left to hand over");
+    }
+
+    #[test]
+    fn a_transaction_cut_off_in_the_binlog_is_dropped_unless_it_already_went_out() {
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.begin(&gtid_event(5, false), 100, 1, 150).unwrap();
+        take_all(&mut state, 5, &[0, 1], 100);
+        // A crash while 0-1-5 was written: the next GTID arrives first.
+        state.begin(&gtid_event(6, false), 300, 1, 350).unwrap();
+        take_all(&mut state, 6, &[0], 100);
+        let ended = state.xid(400).expect("XID ends 0-1-6");
+        assert_eq!(ids(&ended.records), ["0-1-6.0"], "nothing of 0-1-5");
+        state.committed(ended.commit);
+        assert_eq!(
+            state.progress().position.to_string(),
+            "0-1-6@bin.000001:400"
+        );
+
+        // Past the hold limit some rows already went out: that cannot be
+        // undone, so it is a definite error that says so.
+        state.begin(&gtid_event(7, false), 400, 1, 450).unwrap();
+        let out = take_all(&mut state, 7, &[0, 1], HOLD_LIMIT_BYTES);
+        assert!(!out.is_empty());
+        let err = state
+            .begin(&gtid_event(8, false), 600, 1, 650)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("binlog at bin.000001:650 (transaction 0-1-7): GTID 0-1-8 begins before transaction 0-1-7 ended")
+                && err.contains("already published"),
+            "{err}"
         );
     }
 
@@ -932,7 +1210,7 @@ mod tests {
         assert!(matches!(refused, TxnError::Table { ref table, .. } if table == "shop.orders"));
 
         // The next transaction counts again.
-        let commit = state.xid(400).unwrap();
+        let commit = state.xid(400).unwrap().commit;
         state.committed(commit);
         state.begin(&gtid_event(6, false), 400, 1, 450).unwrap();
         let records = state
@@ -965,7 +1243,7 @@ mod tests {
             "not inside a transaction"
         );
         assert_eq!(state.at(0).file, "bin.000002");
-        let commit = state.xid(500).unwrap();
+        let commit = state.xid(500).unwrap().commit;
         state.committed(commit);
 
         state.rotate("bin.000003".into(), 4, false);
@@ -994,7 +1272,7 @@ mod tests {
         for seq in 1..=2 {
             assert!(!state.progress().reached_stop());
             state.begin(&gtid_event(seq, false), 4, 1, 10).unwrap();
-            let commit = state.xid(seq * 100).unwrap();
+            let commit = state.xid(seq * 100).unwrap().commit;
             state.committed(commit);
         }
         assert!(state.progress().reached_stop());
