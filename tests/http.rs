@@ -32,6 +32,7 @@ const METRICS: &[&str] = &[
     "binlog_tailer_checkpoint_gtid_sequence",
     "binlog_tailer_checkpoint_binlog_file_index",
     "binlog_tailer_checkpoint_binlog_offset",
+    "binlog_tailer_xa_prepared_pending",
 ];
 
 /// The value of the first sample line starting with `prefix`.

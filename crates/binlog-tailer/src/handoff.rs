@@ -20,10 +20,23 @@ pub enum Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
     pub position: Position,
+    /// Where a new process must resume instead of `position`: the start of
+    /// the oldest `XA PREPARE` group whose outcome is still unknown, so that
+    /// its rows are read again before its `XA COMMIT` (the records in
+    /// between are then found in the topic and skipped). `None` when no XA
+    /// transaction is pending.
+    pub hold: Option<Position>,
     /// `@@server_id` of the server read.
     pub server_id: u32,
     /// Commit time, Unix seconds.
     pub commit_time: u32,
+}
+
+impl Commit {
+    /// Where the checkpoint may point after this transaction.
+    pub fn checkpoint_position(&self) -> &Position {
+        self.hold.as_ref().unwrap_or(&self.position)
+    }
 }
 
 /// The newest fully acknowledged transaction end.

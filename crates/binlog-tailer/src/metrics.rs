@@ -45,6 +45,10 @@ pub struct Metrics {
     pub checkpoint_time: IntGauge,
     /// `binlog_tailer_checkpoint_gtid_sequence` (gauge): GTID sequence number of the checkpoint (domain of the last transaction).
     pub checkpoint_seq: IntGauge,
+    /// `binlog_tailer_xa_prepared_pending` (gauge): `XA PREPARE`d
+    /// transactions read whose `XA COMMIT` or `XA ROLLBACK` is not read yet;
+    /// the checkpoint stays before the oldest of them.
+    pub xa_prepared: IntGauge,
     /// `binlog_tailer_build_info{version}` (gauge, always 1).
     pub build_info: IntGaugeVec,
     /// `binlog_tailer_broker_connected` (gauge, 0/1): the producer has a broker connection up.
@@ -186,6 +190,10 @@ impl Metrics {
                 "binlog_tailer_checkpoint_timestamp_seconds",
                 "When the last checkpoint was written, Unix seconds.",
             ),
+            xa_prepared: r.gauge(
+                "binlog_tailer_xa_prepared_pending",
+                "XA PREPAREd transactions read whose XA COMMIT or XA ROLLBACK is not read yet.",
+            ),
             checkpoint_seq: r.gauge(
                 "binlog_tailer_checkpoint_gtid_sequence",
                 "GTID sequence number of the last checkpointed transaction.",
@@ -323,6 +331,7 @@ pub fn event_type_label(kind: u8) -> &'static str {
         t::UPDATE_ROWS_EVENT_V1 | t::UPDATE_ROWS_EVENT_V2 => "update_rows",
         t::DELETE_ROWS_EVENT_V1 | t::DELETE_ROWS_EVENT_V2 => "delete_rows",
         t::HEARTBEAT_LOG_EVENT => "heartbeat",
+        t::XA_PREPARE_LOG_EVENT => "xa_prepare",
         t::ANNOTATE_ROWS_EVENT => "annotate_rows",
         t::BINLOG_CHECKPOINT_EVENT => "binlog_checkpoint",
         t::GTID_EVENT => "gtid",

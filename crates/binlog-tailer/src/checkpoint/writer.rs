@@ -51,12 +51,15 @@ pub async fn write_checkpoints(
         }
         let current = acked.borrow_and_update().clone();
         if let Some(acked) = current {
-            let unchanged = last
-                .as_ref()
-                .is_some_and(|l| l.position == acked.commit.position);
+            // The count moves on also while the position is held before a
+            // pending XA transaction.
+            let unchanged = last.as_ref().is_some_and(|l| {
+                &l.position == acked.commit.checkpoint_position()
+                    && l.events_published == base_events + acked.records
+            });
             if !unchanged {
                 let cp = Checkpoint {
-                    position: acked.commit.position.clone(),
+                    position: acked.commit.checkpoint_position().clone(),
                     source_server_id: acked.commit.server_id,
                     commit_time: Some(i64::from(acked.commit.commit_time)),
                     written_at_ms: now_ms(),

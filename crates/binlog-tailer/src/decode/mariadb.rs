@@ -1,4 +1,5 @@
-//! MariaDB's own events (GTID, GTID_LIST, ANNOTATE_ROWS, BINLOG_CHECKPOINT),
+//! MariaDB's own events (GTID, GTID_LIST, ANNOTATE_ROWS, BINLOG_CHECKPOINT,
+//! XA_PREPARE),
 //! QUERY and QUERY_COMPRESSED, and FORMAT_DESCRIPTION's post-header
 //! lengths, which fix where every other body's fields are.
 
@@ -302,4 +303,51 @@ impl FormatDescription {
         }
         Ok(())
     }
+}
+
+/// An `XA_PREPARE_LOG_EVENT`: the XID of the transaction its group
+/// prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XaPrepare {
+    /// Written for `XA COMMIT … ONE PHASE`: the group committed here.
+    pub one_phase: bool,
+    /// The XID as MariaDB writes it in `XA COMMIT`/`XA ROLLBACK`
+    /// statements: `X'<gtrid hex>',X'<bqual hex>',<formatID>`.
+    pub xid: String,
+}
+
+/// XA_PREPARE_LOG_EVENT (38) → [`XaPrepare`].
+///
+/// ```text
+/// one_phase u8, formatID u32, gtrid_length u32, bqual_length u32,
+/// gtrid (gtrid_length bytes), bqual (bqual_length bytes)
+/// ```
+///
+/// # Errors
+/// [`DecodeError::Truncated`] for a short body, [`DecodeError::Malformed`]
+/// for XID parts longer than XA allows (64 bytes each).
+pub fn parse_xa_prepare(body: &[u8]) -> Result<XaPrepare, DecodeError> {
+    let mut r = Reader::new("XA_PREPARE", body);
+    let one_phase = r.u8("one_phase")? != 0;
+    let format_id = r.u32_le("formatID")?;
+    let gtrid_len = r.u32_le("gtrid_length")?;
+    let bqual_len = r.u32_le("bqual_length")?;
+    for (len, field) in [(gtrid_len, "gtrid_length"), (bqual_len, "bqual_length")] {
+        if len > 64 {
+            return Err(r.malformed(field, format!("{len}, at most 64")));
+        }
+    }
+    let gtrid = r.take(usize::try_from(gtrid_len).unwrap_or(64), "gtrid")?;
+    let bqual = r.take(usize::try_from(bqual_len).unwrap_or(64), "bqual")?;
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    Ok(XaPrepare {
+        one_phase,
+        // MariaDB's formatID is a signed long; -1 means a null XID.
+        xid: format!(
+            "X'{}',X'{}',{}",
+            hex(gtrid),
+            hex(bqual),
+            i32::from_le_bytes(format_id.to_le_bytes())
+        ),
+    })
 }

@@ -70,7 +70,8 @@ pub use crate::position::Gtid;
 pub use charset::{Charset, CharsetMap};
 pub use mariadb::{
     parse_annotate_rows, parse_binlog_checkpoint, parse_format_description, parse_gtid,
-    parse_gtid_list, parse_query, FormatDescription, GtidEvent, QueryEvent, COMMON_HEADER_LEN,
+    parse_gtid_list, parse_query, parse_xa_prepare, FormatDescription, GtidEvent, QueryEvent,
+    XaPrepare, COMMON_HEADER_LEN,
 };
 pub use rows::{
     count_rows, is_rows_event, parse_rows, rows_kind, rows_table_id, RowChange, RowsEvent, RowsKind,
@@ -110,6 +111,9 @@ pub const DELETE_ROWS_EVENT_V1: u8 = 25;
 pub const INCIDENT_EVENT: u8 = 26;
 /// Sent by the server when idle (not written to the binlog).
 pub const HEARTBEAT_LOG_EVENT: u8 = 27;
+/// Ends the group of an `XA PREPARE`: its rows commit only at a later
+/// `XA COMMIT` of the same XID (see [`parse_xa_prepare`]).
+pub const XA_PREPARE_LOG_EVENT: u8 = 38;
 /// WRITE_ROWS v2 (MySQL 5.6+ format, read by MariaDB; MariaDB's
 /// `WRITE_ROWS_EVENT`).
 pub const WRITE_ROWS_EVENT_V2: u8 = 30;
@@ -161,6 +165,7 @@ pub fn event_type_name(event_type: u8) -> &'static str {
         DELETE_ROWS_EVENT_V1 => "DELETE_ROWS_V1",
         INCIDENT_EVENT => "INCIDENT",
         HEARTBEAT_LOG_EVENT => "HEARTBEAT",
+        XA_PREPARE_LOG_EVENT => "XA_PREPARE",
         WRITE_ROWS_EVENT_V2 => "WRITE_ROWS_V2",
         UPDATE_ROWS_EVENT_V2 => "UPDATE_ROWS_V2",
         DELETE_ROWS_EVENT_V2 => "DELETE_ROWS_V2",

@@ -239,6 +239,11 @@ impl Reader {
                     }
                 }
                 decode::XID_EVENT => ended = state.xid(end),
+                decode::XA_PREPARE_LOG_EVENT => {
+                    let event =
+                        decode::parse_xa_prepare(body).map_err(|e| decode_err(e, &state))?;
+                    ended = Some(state.xa_prepare(event, end)?);
+                }
                 decode::QUERY_EVENT | decode::QUERY_COMPRESSED_EVENT => {
                     let query =
                         decode::parse_query(kind, body).map_err(|e| decode_err(e, &state))?;
@@ -252,7 +257,10 @@ impl Reader {
                             });
                         }
                     }
-                    ended = state.query(text.trim(), end);
+                    ended = match state.xa_decision(text.trim(), end) {
+                        Some(decided) => Some(decided?),
+                        None => state.query(text.trim(), end),
+                    };
                 }
                 decode::HEARTBEAT_LOG_EVENT => self.metrics.heartbeat(),
                 decode::ANNOTATE_ROWS_EVENT
@@ -292,6 +300,9 @@ impl Reader {
                     return Ok(Stopped::SinkClosed);
                 }
                 self.metrics.transaction(commit_time);
+                self.metrics
+                    .xa_prepared
+                    .set(i64::try_from(state.progress().prepared_xa()).unwrap_or(i64::MAX));
                 self.metrics.set_read_position(&commit.position);
                 state.committed(commit);
                 if state.progress().reached_stop() {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use super::error::{At, SourceError};
 
-use crate::decode::{GtidEvent, RowChange, RowsEvent, RowsKind};
+use crate::decode::{GtidEvent, RowChange, RowsEvent, RowsKind, XaPrepare, GTID_FL_PREPARED_XA};
 use crate::handoff::Commit;
 use crate::map::{self, MapError, Record, RowOrigin, TableLayout};
 use crate::position::{BinlogCoord, Gtid, Position, Start, StopAt};
@@ -54,6 +54,32 @@ pub struct Progress {
     /// Stop once a transaction at or after this point has been handed over
     /// (bounded replays).
     pub stop_at: Option<StopAt>,
+    /// `XA PREPARE`d transactions whose `XA COMMIT` or `XA ROLLBACK` has not
+    /// been read yet, oldest first.
+    prepared: Vec<PreparedXa>,
+}
+
+/// An `XA PREPARE`d transaction: its inserted rows, kept unmapped because
+/// they are published under the GTID of the `XA COMMIT` that commits them.
+#[derive(Debug, Clone)]
+struct PreparedXa {
+    /// As XA statements write it: `X'…',X'…',<formatID>`.
+    xid: String,
+    /// The GTID of the prepare group (for messages).
+    gtid: Gtid,
+    rows: Vec<XaRow>,
+    /// The position before the prepare group: where a new process must
+    /// resume while this transaction is pending.
+    before: Position,
+}
+
+/// An inserted row of a tailed table in an XA transaction.
+#[derive(Debug, Clone)]
+struct XaRow {
+    layout: Arc<TableLayout>,
+    /// Its index in the prepare group.
+    row_index: u32,
+    after: Vec<Option<crate::decode::Value>>,
 }
 
 impl Progress {
@@ -73,7 +99,13 @@ impl Progress {
             start,
             interrupted: None,
             stop_at: None,
+            prepared: Vec::new(),
         }
+    }
+
+    /// How many `XA PREPARE`d transactions await their outcome.
+    pub fn prepared_xa(&self) -> usize {
+        self.prepared.len()
     }
 
     /// Whether a bounded read has reached its end point.
@@ -96,6 +128,8 @@ pub enum TxnError {
         table: String,
         problem: String,
     },
+    #[error("mapping a row at {at}: {source}")]
+    Map { at: At, source: Box<MapError> },
 }
 
 impl From<TxnError> for SourceError {
@@ -103,6 +137,10 @@ impl From<TxnError> for SourceError {
         match e {
             TxnError::Protocol { at, problem } => SourceError::Protocol { at, problem },
             TxnError::Table { at, table, problem } => SourceError::Table { at, table, problem },
+            TxnError::Map { at, source } => SourceError::Map {
+                at,
+                source: *source,
+            },
         }
     }
 }
@@ -131,6 +169,10 @@ struct Txn {
     /// `held` grew past [`HOLD_LIMIT_BYTES`]: records now go out as they are
     /// read (see the module docs).
     streaming: bool,
+    /// An `XA PREPARE` group (its GTID says so): its inserted rows are kept
+    /// unmapped in `xa_rows` until the `XA COMMIT`.
+    xa: bool,
+    xa_rows: Vec<XaRow>,
 }
 
 /// What the group that ended hands over: its held records, then its
@@ -272,6 +314,8 @@ impl<'p> TxnState<'p> {
             held_bytes: 0,
             savepoints: Vec::new(),
             streaming: false,
+            xa: event.flags & GTID_FL_PREPARED_XA != 0,
+            xa_rows: Vec::new(),
         });
         Ok(())
     }
@@ -346,6 +390,28 @@ impl<'p> TxnState<'p> {
         }
         let first = open.rows;
         open.rows = advance(first, event.rows.len()).ok_or_else(|| too_many_rows(at()))?;
+        if open.xa {
+            // Published only at the XA COMMIT, under its GTID.
+            if let (true, Some(layout)) = (publishes, layout) {
+                for (row_index, change) in (first..).zip(event.rows) {
+                    open.xa_rows.push(XaRow {
+                        layout: Arc::clone(layout),
+                        row_index,
+                        after: change.after.unwrap_or_default(),
+                    });
+                }
+            }
+            return Ok(Records {
+                rows: None,
+                next_index: first,
+                skip: 0,
+                gtid: open.gtid,
+                server_id,
+                file,
+                pos: open.start_offset,
+                commit_time: open.commit_time,
+            });
+        }
         let skip = match interrupted {
             Some((gtid, n)) if gtid == open.gtid => n,
             _ => 0,
@@ -502,6 +568,121 @@ impl<'p> TxnState<'p> {
         })
     }
 
+    /// XA_PREPARE: the open group is prepared, not committed. Its rows wait
+    /// for the `XA COMMIT` of the same XID; its commit mark moves the read
+    /// position on but holds the checkpoint before it (see
+    /// [`Commit::hold`]). With `one_phase` the group committed here.
+    ///
+    /// # Errors
+    /// [`TxnError::Protocol`] outside a transaction, or for a group whose
+    /// GTID did not announce an XA prepare; [`TxnError::Map`] for a row of
+    /// a one-phase commit that cannot be published.
+    pub fn xa_prepare(&mut self, event: XaPrepare, end: u64) -> Result<Ended, TxnError> {
+        let Some(mut open) = self.open.take() else {
+            return Err(self.protocol(end, "XA_PREPARE outside a transaction".into()));
+        };
+        if !open.xa {
+            let problem = format!(
+                "XA_PREPARE for XID {} ends a group whose GTID did not announce an XA prepare",
+                event.xid
+            );
+            self.open = Some(open);
+            return Err(self.protocol(end, problem));
+        }
+        if event.one_phase {
+            let mapped = self.map_xa_rows(&open.xa_rows, &open, end)?;
+            let commit = self.commit_mark(&open, end);
+            let mut records = std::mem::take(&mut open.held);
+            records.extend(mapped);
+            return Ok(Ended { records, commit });
+        }
+        tracing::debug!(gtid = %open.gtid, xid = %event.xid, rows = open.xa_rows.len(),
+            "XA PREPARE: its rows wait for the XA COMMIT");
+        self.progress.prepared.push(PreparedXa {
+            xid: event.xid,
+            gtid: open.gtid,
+            rows: std::mem::take(&mut open.xa_rows),
+            before: self.progress.position.clone(),
+        });
+        let commit = self.commit_mark(&open, end);
+        Ok(Ended {
+            records: Vec::new(),
+            commit,
+        })
+    }
+
+    /// QUERY `XA COMMIT <xid>` or `XA ROLLBACK <xid>`: the group that decides
+    /// a prepared XA transaction ends here. On commit its rows go out, under
+    /// this group's GTID and position (the point where they commit, so the
+    /// topic stays in commit order) with their indexes in the prepare group.
+    /// `None` for any other statement.
+    pub fn xa_decision(&mut self, statement: &str, end: u64) -> Option<Result<Ended, TxnError>> {
+        let (commit, xid) = strip_keyword(statement, "XA COMMIT")
+            .map(|x| (true, x))
+            .or_else(|| strip_keyword(statement, "XA ROLLBACK").map(|x| (false, x)))?;
+        let open = self.open.take()?;
+        let xid = xid.trim();
+        let prepared = self
+            .progress
+            .prepared
+            .iter()
+            .position(|p| p.xid.eq_ignore_ascii_case(xid))
+            .map(|i| self.progress.prepared.remove(i));
+        let records = match (commit, prepared) {
+            (true, Some(prepared)) => {
+                tracing::debug!(prepared = %prepared.gtid, committed = %open.gtid, xid,
+                    rows = prepared.rows.len(), "XA COMMIT: its rows go out");
+                match self.map_xa_rows(&prepared.rows, &open, end) {
+                    Ok(records) => records,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            (true, None) => {
+                tracing::warn!(
+                    gtid = %open.gtid,
+                    xid,
+                    "XA COMMIT of a transaction prepared before this tailer's start position: \
+                     its rows were never read, so they are not published (start the tailer \
+                     before its XA PREPARE to publish them)"
+                );
+                Vec::new()
+            }
+            (false, _) => Vec::new(),
+        };
+        let commit = self.commit_mark(&open, end);
+        Some(Ok(Ended { records, commit }))
+    }
+
+    /// Maps the rows of an XA transaction as rows of `group`, the group that
+    /// commits them, skipping those a previous session already handed over.
+    fn map_xa_rows(&self, rows: &[XaRow], group: &Txn, end: u64) -> Result<Vec<Record>, TxnError> {
+        let skip = match self.progress.interrupted {
+            Some((gtid, n)) if gtid == group.gtid => n,
+            _ => 0,
+        };
+        rows.iter()
+            .filter(|row| row.row_index >= skip)
+            .map(|row| {
+                let origin = RowOrigin {
+                    gtid: group.gtid,
+                    row_index: row.row_index,
+                    server_id: self.server_id,
+                    file: &self.file,
+                    pos: group.start_offset,
+                    commit_time: group.commit_time,
+                };
+                map::map_insert(&row.layout, &row.after, &origin).map_err(|source| TxnError::Map {
+                    at: At {
+                        file: self.file.to_string(),
+                        offset: end,
+                        gtid: Some(group.gtid),
+                    },
+                    source: Box::new(source),
+                })
+            })
+            .collect()
+    }
+
     fn commit_mark(&self, txn: &Txn, end: u64) -> Commit {
         let mut position = self.progress.position.clone();
         position.gtid.apply(txn.gtid);
@@ -510,6 +691,7 @@ impl<'p> TxnState<'p> {
         }
         Commit {
             position,
+            hold: self.progress.prepared.first().map(|p| p.before.clone()),
             server_id: self.server_id,
             commit_time: txn.commit_time,
         }
@@ -535,6 +717,13 @@ impl<'p> TxnState<'p> {
 /// How many bytes of records (as [`held_size`] counts them) an open
 /// transaction holds back before it lets them go out as they are read.
 pub const HOLD_LIMIT_BYTES: usize = 8 << 20;
+
+/// The rest of `statement` after `keyword` and a blank, ignoring case.
+fn strip_keyword<'s>(statement: &'s str, keyword: &str) -> Option<&'s str> {
+    let head = statement.get(..keyword.len())?;
+    let rest = statement.get(keyword.len()..)?;
+    (head.eq_ignore_ascii_case(keyword) && rest.starts_with(char::is_whitespace)).then_some(rest)
+}
 
 /// About what a held record takes in memory: its buffers and the
 /// allocations around them.
@@ -1103,6 +1292,141 @@ mod tests {
         let ended = state.query("ROLLBACK", 500).expect("ROLLBACK ends it");
         assert!(ended.records.is_empty(), "nothing of a rolled-back group");
         assert_eq!(ended.commit.position.to_string(), "0-1-6@bin.000001:500");
+    }
+
+    fn xa_gtid(seq: u64) -> GtidEvent {
+        GtidEvent {
+            flags: GTID_FL_PREPARED_XA,
+            ..gtid_event(seq, false)
+        }
+    }
+
+    fn prepare(xid: &str) -> XaPrepare {
+        XaPrepare {
+            one_phase: false,
+            xid: xid.into(),
+        }
+    }
+
+    #[test]
+    fn xa_rows_go_out_at_the_xa_commit_under_its_gtid_and_never_at_a_rollback() {
+        let layout = orders();
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+
+        // XA 'a' prepares order 1; XA 'b' prepares order 2.
+        for (seq, xid, id) in [(5, "X'61',X'',1", 1), (6, "X'62',X'',1", 2)] {
+            state
+                .begin(&xa_gtid(seq), seq * 100, 1, seq * 100 + 40)
+                .unwrap();
+            assert!(state.query("XA START X'61',X'',1", 0).is_none());
+            let records = state
+                .rows(
+                    "shop.orders",
+                    Some(&layout),
+                    rows(RowsKind::Insert, &[id]),
+                    0,
+                )
+                .unwrap();
+            assert_eq!(hand_over_all(&mut state, records).len(), 0, "nothing yet");
+            assert!(state.query("XA END X'61',X'',1", 0).is_none());
+            let ended = state.xa_prepare(prepare(xid), seq * 100 + 90).unwrap();
+            assert!(ended.records.is_empty());
+            // The read position moves on; the checkpoint stays before the
+            // oldest pending prepare (0-1-5's group, after 4 bytes of bin.000001).
+            assert_eq!(
+                ended.commit.checkpoint_position().to_string(),
+                "@bin.000001:4"
+            );
+            state.committed(ended.commit);
+        }
+        assert_eq!(state.progress().prepared_xa(), 2);
+
+        // An ordinary transaction in between.
+        state.begin(&gtid_event(7, false), 700, 1, 740).unwrap();
+        let ended = state.xid(790).unwrap();
+        assert!(ended.commit.hold.is_some(), "still held before 0-1-5");
+        state.committed(ended.commit);
+
+        // XA ROLLBACK 'a': nothing of order 1, ever.
+        state.begin(&gtid_event(8, false), 800, 1, 840).unwrap();
+        let ended = state
+            .xa_decision("XA ROLLBACK X'61',X'',1", 890)
+            .expect("an XA decision")
+            .unwrap();
+        assert!(ended.records.is_empty());
+        assert_eq!(
+            ended.commit.checkpoint_position().to_string(),
+            "0-1-5@bin.000001:590",
+            "now held before 'b' (0-1-6's group, after 0-1-5's)"
+        );
+        state.committed(ended.commit);
+
+        // XA COMMIT 'b' (written in lower or upper case): order 2 goes out as
+        // a row of 0-1-9, the group that commits it.
+        state.begin(&gtid_event(9, false), 900, 1, 940).unwrap();
+        let ended = state
+            .xa_decision("xa commit X'62',X'',1", 990)
+            .expect("an XA decision")
+            .unwrap();
+        assert_eq!(ids(&ended.records), ["0-1-9.0"]);
+        assert_eq!(ended.commit.hold, None, "nothing pending");
+        assert_eq!(
+            ended.commit.checkpoint_position().to_string(),
+            "0-1-9@bin.000001:990"
+        );
+        state.committed(ended.commit);
+        assert_eq!(state.progress().prepared_xa(), 0);
+
+        // An XA COMMIT of a transaction prepared before the start: nothing
+        // to publish (a warning), the group still ends.
+        state.begin(&gtid_event(10, false), 1000, 1, 1040).unwrap();
+        let ended = state
+            .xa_decision("XA COMMIT X'7a',X'',1", 1090)
+            .unwrap()
+            .unwrap();
+        assert!(ended.records.is_empty());
+        assert!(
+            state.xa_decision("COMMIT", 0).is_none(),
+            "not an XA statement"
+        );
+    }
+
+    #[test]
+    fn a_one_phase_xa_prepare_commits_and_a_plain_group_cannot_prepare() {
+        let layout = orders();
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        state.begin(&xa_gtid(5), 100, 1, 140).unwrap();
+        let records = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, &[1, 2]),
+                0,
+            )
+            .unwrap();
+        hand_over_all(&mut state, records);
+        let ended = state
+            .xa_prepare(
+                XaPrepare {
+                    one_phase: true,
+                    xid: "X'61',X'',1".into(),
+                },
+                200,
+            )
+            .unwrap();
+        assert_eq!(ids(&ended.records), ["0-1-5.0", "0-1-5.1"]);
+        assert_eq!(ended.commit.hold, None);
+        state.committed(ended.commit);
+
+        state.begin(&gtid_event(6, false), 200, 1, 240).unwrap();
+        let err = state.xa_prepare(prepare("X'62',X'',1"), 300).unwrap_err();
+        assert!(
+            err.to_string().contains("did not announce an XA prepare"),
+            "{err}"
+        );
+        assert!(state.in_transaction(), "the group stays open");
     }
 
     #[test]

@@ -182,3 +182,47 @@ fn annotate_checkpoint_and_format_description() {
     old.post_header_lengths[18] = 6;
     assert!(old.check_supported().is_err());
 }
+
+/// An XA_PREPARE body as MariaDB writes it (sql/log_event_server.cc:
+/// one_phase, then the XID's formatID, lengths and data).
+fn xa_prepare_body(one_phase: bool, format_id: i32, gtrid: &[u8], bqual: &[u8]) -> Vec<u8> {
+    let mut b = vec![u8::from(one_phase)];
+    b.extend(format_id.to_le_bytes());
+    b.extend(u32::try_from(gtrid.len()).unwrap().to_le_bytes());
+    b.extend(u32::try_from(bqual.len()).unwrap().to_le_bytes());
+    b.extend(gtrid);
+    b.extend(bqual);
+    b
+}
+
+#[test]
+fn xa_prepare_names_the_xid_as_xa_statements_write_it() {
+    // `XA START 'x2'` is written `XA COMMIT X'7832',X'',1` in the binlog.
+    let ev = parse_xa_prepare(&xa_prepare_body(false, 1, b"x2", b"")).unwrap();
+    assert_eq!(
+        ev,
+        XaPrepare {
+            one_phase: false,
+            xid: "X'7832',X'',1".into()
+        }
+    );
+    let ev = parse_xa_prepare(&xa_prepare_body(true, -1, b"\x00\xff", b"b")).unwrap();
+    assert_eq!(ev.xid, "X'00ff',X'62',-1");
+    assert!(ev.one_phase);
+    let mut too_long = xa_prepare_body(false, 1, &[b'g'; 64], b"");
+    too_long[5] = 65;
+    assert!(matches!(
+        parse_xa_prepare(&too_long),
+        Err(DecodeError::Malformed { .. })
+    ));
+    let body = xa_prepare_body(false, 1, b"x2", b"q");
+    for cut in 0..body.len() {
+        assert!(
+            matches!(
+                parse_xa_prepare(&body[..cut]),
+                Err(DecodeError::Truncated { .. })
+            ),
+            "cut at {cut}"
+        );
+    }
+}
