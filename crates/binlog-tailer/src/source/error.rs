@@ -63,6 +63,12 @@ pub enum SourceError {
          configuration), then restart the tailer"
     )]
     ServerEventTooLarge { at: At, message: String },
+    #[error(
+        "the binlog after {at} ends in the middle of an event ({message}): the server crashed \
+         while writing a transaction there, which never committed; reading on by GTID state, \
+         which starts in the binlog the server began after its restart"
+    )]
+    CutOff { at: At, message: String },
     #[error("reading the binlog at {at}: no event and no heartbeat for {timeout:?}; the connection is presumed dead")]
     Silence { at: At, timeout: Duration },
     #[error("reading the binlog at {at}: the server ended the stream")]
@@ -125,7 +131,8 @@ impl SourceError {
         match self {
             SourceError::ConnectTimeout { .. }
             | SourceError::Silence { .. }
-            | SourceError::Ended { .. } => true,
+            | SourceError::Ended { .. }
+            | SourceError::CutOff { .. } => true,
             SourceError::Connect { source, .. }
             | SourceError::Stream { source, .. }
             | SourceError::Query(source) => match source {
@@ -188,6 +195,11 @@ mod tests {
             limit: 33_554_432,
         };
         assert!(!error.is_transient());
+        let cut_off = SourceError::CutOff {
+            at: At::default(),
+            message: "binlog truncated in the middle of event".into(),
+        };
+        assert!(cut_off.is_transient(), "read on by GTID state");
         let text = error.to_string();
         assert!(
             text.contains("mariadb-bin.000007:1234")

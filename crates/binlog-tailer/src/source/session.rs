@@ -106,7 +106,13 @@ impl Reader {
                     });
                 }
                 Ok(None) => return Err(SourceError::Ended { at: state.at(0) }),
-                Ok(Some(Err(e))) => return Err(self.stream_error(e, state.progress()).await),
+                Ok(Some(Err(e))) => {
+                    let error = self.stream_error(e, state.progress()).await;
+                    if matches!(error, SourceError::CutOff { .. }) {
+                        state.read_on_by_gtid();
+                    }
+                    return Err(error);
+                }
                 Ok(Some(Ok(event))) => event,
             };
             let header = event.header();
@@ -362,6 +368,31 @@ impl Reader {
             };
         }
         if let mysql_async::Error::Server(e) = &error {
+            // A binlog file that ends inside an event: what a server that
+            // crashed while writing a transaction leaves (it starts a new
+            // file on restart and does not read past the cut). Read on by
+            // GTID state, which starts in the new file; without a GTID
+            // state that is not possible.
+            if e.code == server_error::FATAL_READING_BINLOG
+                && e.message.contains("truncated in the middle of event")
+            {
+                if progress.position.gtid.is_empty() {
+                    return SourceError::Protocol {
+                        at,
+                        problem: format!(
+                            "the binlog ends in the middle of an event ({}), as a server that \
+                             crashed while writing a transaction leaves it, and the read \
+                             position has no GTID state to read on from; start the tailer by \
+                             GTID state (start.from) past it",
+                            e.message.trim_end_matches('.')
+                        ),
+                    };
+                }
+                return SourceError::CutOff {
+                    at,
+                    message: e.message.trim_end_matches('.').to_owned(),
+                };
+            }
             if e.code == server_error::FATAL_READING_BINLOG
                 && e.message.contains("max_allowed_packet")
             {

@@ -50,13 +50,25 @@ pub struct Progress {
     pub start: Start,
     /// A transaction interrupted by a session's end: its GTID and how many of
     /// its rows were already handed over (they are skipped when re-read).
-    interrupted: Option<(Gtid, u32)>,
+    interrupted: Option<Interrupted>,
     /// Stop once a transaction at or after this point has been handed over
     /// (bounded replays).
     pub stop_at: Option<StopAt>,
     /// `XA PREPARE`d transactions whose `XA COMMIT` or `XA ROLLBACK` has not
     /// been read yet, oldest first.
     prepared: Vec<PreparedXa>,
+}
+
+/// A transaction some of whose records went out before a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Interrupted {
+    gtid: Gtid,
+    /// Rows already handed over (they are skipped when it is read again).
+    rows: u32,
+    /// Its GTID event's timestamp, when the records went out while it was
+    /// being read: a transaction read again under the same GTID but another
+    /// timestamp is another transaction (see [`TxnState::begin`]).
+    commit_time: Option<u32>,
 }
 
 /// An `XA PREPARE`d transaction: its inserted rows, kept unmapped because
@@ -303,6 +315,11 @@ impl<'p> TxnState<'p> {
                 return Err(self.protocol(end, out_of_order(event.gtid, last)));
             }
         }
+        if let Some(i) = self.progress.interrupted {
+            if i.gtid == event.gtid && i.commit_time.is_some_and(|t| t != commit_time) {
+                return Err(self.protocol(end, gtid_reused(i, commit_time)));
+            }
+        }
         self.open = Some(Txn {
             gtid: event.gtid,
             standalone: event.standalone,
@@ -369,7 +386,7 @@ impl<'p> TxnState<'p> {
         end: u64,
     ) -> Result<Records, TxnError> {
         let file = Arc::clone(&self.file);
-        let interrupted = self.progress.interrupted;
+        let interrupted = self.progress.interrupted.map(|i| (i.gtid, i.rows));
         let server_id = self.server_id;
         let open = self.open_for_rows(end)?;
         let at = || At {
@@ -491,7 +508,16 @@ impl<'p> TxnState<'p> {
     /// sink: a later session re-reading this transaction skips that row and
     /// every row before it.
     pub fn handed_over(&mut self, gtid: Gtid, row_index: u32) {
-        self.progress.interrupted = Some((gtid, row_index.saturating_add(1)));
+        let commit_time = self
+            .open
+            .as_ref()
+            .filter(|open| open.gtid == gtid)
+            .map(|open| open.commit_time);
+        self.progress.interrupted = Some(Interrupted {
+            gtid,
+            rows: row_index.saturating_add(1),
+            commit_time,
+        });
     }
 
     /// XID: the open transaction ends here (`end` is the offset after it;
@@ -657,7 +683,7 @@ impl<'p> TxnState<'p> {
     /// commits them, skipping those a previous session already handed over.
     fn map_xa_rows(&self, rows: &[XaRow], group: &Txn, end: u64) -> Result<Vec<Record>, TxnError> {
         let skip = match self.progress.interrupted {
-            Some((gtid, n)) if gtid == group.gtid => n,
+            Some(i) if i.gtid == group.gtid => i.rows,
             _ => 0,
         };
         rows.iter()
@@ -695,6 +721,14 @@ impl<'p> TxnState<'p> {
             server_id: self.server_id,
             commit_time: txn.commit_time,
         }
+    }
+
+    /// The next session starts by the GTID state of the last transaction
+    /// handed over, whatever this one started by (a binlog file cut off by
+    /// a crash cannot be read past by file).
+    pub fn read_on_by_gtid(&mut self) {
+        let progress = &mut *self.progress;
+        progress.start = Start::Gtid(progress.position.gtid.clone());
     }
 
     /// A commit mark was handed to the sink: the transaction is read, and
@@ -758,6 +792,26 @@ fn savepoint_name<'s>(statement: &'s str, keyword: &str) -> Option<&'s str> {
         None => rest,
     };
     (!name.is_empty()).then_some(name)
+}
+
+/// Why a GTID read again with another timestamp after some of its records
+/// went out stops the tailer.
+fn gtid_reused(interrupted: Interrupted, commit_time: u32) -> String {
+    let Interrupted { gtid, rows, .. } = interrupted;
+    format!(
+        "transaction {gtid} was being read when the connection ended, after {rows} of its rows \
+         were published (it was larger than the tailer holds back), and the server now sends \
+         another transaction under the same GTID (its GTID event's time is {commit_time}, not \
+         {old}): the server restarted after a crash while writing the first one, which never \
+         committed, and gave its GTID to a new transaction. The records {gtid}.0 to \
+         {gtid}.{last} in the topic belong to no committed order, and the new transaction's \
+         rows would get the same ids. Fix: have consumers discard those records (or find their \
+         orders missing in the database), then start the tailer after the new transaction \
+         (`binlog-tailer checkpoint set <GTID state after it>`) and publish its orders by \
+         other means, as their ids are taken",
+        old = interrupted.commit_time.unwrap_or_default(),
+        last = rows.saturating_sub(1),
+    )
 }
 
 /// The row index after `rows` more rows from `first`; `None` past
@@ -1427,6 +1481,37 @@ mod tests {
             "{err}"
         );
         assert!(state.in_transaction(), "the group stays open");
+    }
+
+    #[test]
+    fn a_gtid_given_to_another_transaction_after_a_crash_is_refused_not_skipped() {
+        let mut progress = by_file("bin.000001", 4);
+        {
+            let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+            state.begin(&gtid_event(5, false), 100, 1_000, 150).unwrap();
+            // Past the hold limit: two rows went out, then the connection ended.
+            for record in take_all(&mut state, 5, &[0, 1], HOLD_LIMIT_BYTES) {
+                state.handed_over(record.gtid, record.row_index);
+            }
+        }
+        {
+            // The same transaction read again (same GTID, same time): its
+            // first two rows are skipped as before.
+            let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+            state.begin(&gtid_event(5, false), 100, 1_000, 150).unwrap();
+        }
+        let mut state = TxnState::new(&mut progress, 7, "bin.000002");
+        // Another transaction under GTID 0-1-5 (written at another time).
+        let err = state
+            .begin(&gtid_event(5, false), 300, 2_000, 350)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("transaction 0-1-5 was being read")
+                && err.contains("after 2 of its rows were published")
+                && err.contains("0-1-5.0 to 0-1-5.1"),
+            "{err}"
+        );
     }
 
     #[test]
