@@ -123,3 +123,115 @@ async fn rolled_back_rows_in_the_binlog_are_never_published() {
         assert_eq!(ids, committed, "{server:?}: exactly the committed orders");
     }
 }
+
+/// `count` orders from `first` in one statement.
+fn insert_many(db: &TestDb, first: u64, count: u64) -> String {
+    format!(
+        "INSERT INTO {}.orders (id, customer_id, amount, currency, items, created_at) \
+         WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < {count}) \
+         SELECT {first} + n, n % 5 + 1, '9.99', 'EUR', '[]', NOW(6) FROM s",
+        db.name
+    )
+}
+
+/// Transactions far larger than the tailer holds (it reads such a group to
+/// its end, then again from its start if it committed), read from the
+/// primary: 50,000 orders with a savepoint rolled back around an Aria write
+/// (10,000 of them withdrawn), then 20,000 orders in a transaction with a
+/// temporary table that rolls back. Exactly the committed orders arrive,
+/// once each; peak RSS printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transactions_with_rollbacks_are_published_exactly_in_bounded_memory() {
+    let db = TestDb::create("rollbacks_large").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "CREATE TABLE {}.audit (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(50)) \
+             ENGINE=Aria",
+            db.name
+        ))
+        .await
+        .expect("a non-transactional table");
+    let start: String = primary
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("gtid_binlog_pos")
+        .unwrap_or_default();
+    let topic = unique_name("rollbacks_large");
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "rollbacks_large",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    )
+    .with_source_port(Server::Primary.port());
+    let mut tailer = setup.spawn();
+    let pid = tailer.child.id();
+
+    let mut session = connect(Server::Primary, User::Admin).await;
+    session
+        .query_drop("SET SESSION max_recursive_iterations = 1000000")
+        .await
+        .expect("max_recursive_iterations");
+    let started = std::time::Instant::now();
+    session
+        .query_drop(format!(
+            "START TRANSACTION; {}; SAVEPOINT s1; INSERT INTO {db}.audit (note) VALUES ('x'); \
+             {}; ROLLBACK TO SAVEPOINT s1; {}; COMMIT",
+            insert_many(&db, 1, 30_000),
+            insert_many(&db, 30_001, 10_000),
+            insert_many(&db, 40_001, 10_000),
+            db = db.name
+        ))
+        .await
+        .expect("50,000 orders, 10,000 rolled back to a savepoint");
+    session
+        .query_drop(format!(
+            "START TRANSACTION; CREATE TEMPORARY TABLE {db}.scratch (id INT); {}; ROLLBACK",
+            insert_many(&db, 50_001, 20_000),
+            db = db.name
+        ))
+        .await
+        .expect("20,000 orders rolled back");
+    session
+        .query_drop(insert(&db, 70_001))
+        .await
+        .expect("one more order");
+    let last = last_gtid(&mut session).await;
+    setup.wait_checkpoint(last, Duration::from_secs(300), Some(&mut tailer));
+    let took = started.elapsed();
+    let peak_kib = test_support::process::status_kib(pid, "VmHWM").unwrap_or(0);
+    let log = tailer.log();
+    assert_eq!(
+        tailer.terminate(Duration::from_secs(60)).code(),
+        Some(0),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("ERROR"), "log:\n{log}");
+    assert!(
+        log.contains("reading it to its end first"),
+        "the 50,000-order transaction was too large to hold; log:\n{log}"
+    );
+
+    let committed: Vec<u64> = primary
+        .query(format!("SELECT id FROM {}.orders ORDER BY id", db.name))
+        .await
+        .expect("SELECT");
+    assert_eq!(committed.len(), 40_001);
+    let ids = order_ids(&topic);
+    let once = ids.windows(2).all(|w| w[0] < w[1]);
+    println!("large transactions with rollbacks, read from the primary:");
+    println!(
+        "  committed {} orders; the topic holds {} ({}), {:.1} s to the last checkpoint",
+        committed.len(),
+        ids.len(),
+        if once { "each once" } else { "with repeats" },
+        took.as_secs_f64()
+    );
+    println!(
+        "  tailer peak RSS {:.1} MiB (VmHWM)",
+        peak_kib as f64 / 1024.0
+    );
+    assert_eq!(ids, committed, "exactly the committed orders, once each");
+}

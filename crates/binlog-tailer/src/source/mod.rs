@@ -85,6 +85,14 @@ pub enum Stopped {
     Reached,
 }
 
+/// How a session ended without error.
+enum SessionEnd {
+    Stopped(Stopped),
+    /// A committed transaction too large to hold was read to its end; the
+    /// next session reads it again from its start.
+    ReadAgain,
+}
+
 /// The reader: sessions against the server until shutdown or a definite
 /// error.
 pub struct Reader {
@@ -126,7 +134,8 @@ impl Reader {
             let result = self.session(progress, &items, &mut shutdown).await;
             self.metrics.set_source_connected(false);
             match result {
-                Ok(stopped) => return Ok(stopped),
+                Ok(SessionEnd::ReadAgain) => continue,
+                Ok(SessionEnd::Stopped(stopped)) => return Ok(stopped),
                 Err(e) if e.is_transient() => {
                     if began.elapsed() > Duration::from_secs(30) {
                         backoff = self.config.source.reconnect_backoff_min;

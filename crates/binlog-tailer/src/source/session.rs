@@ -16,7 +16,7 @@ use super::error::{is_access_denied, is_packet_too_large, server_error, At, Sour
 use super::server;
 use super::statement;
 use super::txn::{Ended, Progress, TxnState};
-use super::{Reader, Stopped};
+use super::{Reader, SessionEnd, Stopped};
 use crate::decode;
 use crate::handoff::Item;
 use crate::position::Start;
@@ -29,12 +29,12 @@ impl Reader {
         progress: &mut Progress,
         items: &mpsc::Sender<Item>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Stopped, SourceError> {
+    ) -> Result<SessionEnd, SourceError> {
         if *shutdown.borrow() {
-            return Ok(Stopped::AtBoundary);
+            return Ok(SessionEnd::Stopped(Stopped::AtBoundary));
         }
         if progress.reached_stop() {
-            return Ok(Stopped::Reached);
+            return Ok(SessionEnd::Stopped(Stopped::Reached));
         }
         let mut conn = server::connect(&self.config, &self.opts).await?;
         let info = server::server_info(&mut conn).await?;
@@ -77,11 +77,11 @@ impl Reader {
         loop {
             if let Some(deadline) = stopping {
                 if !state.in_transaction() {
-                    return Ok(Stopped::AtBoundary);
+                    return Ok(SessionEnd::Stopped(Stopped::AtBoundary));
                 }
                 if Instant::now() >= deadline {
                     tracing::warn!("shutdown: the transaction being read did not end in time; its records are not checkpointed and will be read again");
-                    return Ok(Stopped::MidTransaction);
+                    return Ok(SessionEnd::Stopped(Stopped::MidTransaction));
                 }
             }
             let next = tokio::select! {
@@ -234,11 +234,11 @@ impl Reader {
                             at: state.at(end),
                             source,
                         })?;
-                        // Held until the group ends, unless it grew too large.
-                        for record in state.take(record) {
+                        // Held until the group ends (see `TxnState::take`).
+                        if let Some(record) = state.take(record) {
                             let (gtid, row_index) = (record.gtid, record.row_index);
                             if !hand_over(items, Item::Record(record), stopping).await {
-                                return Ok(Stopped::SinkClosed);
+                                return Ok(SessionEnd::Stopped(Stopped::SinkClosed));
                             }
                             state.handed_over(gtid, row_index);
                         }
@@ -293,17 +293,28 @@ impl Reader {
                 }
             }
 
-            if let Some(Ended { records, commit }) = ended {
+            if let Some(Ended {
+                records,
+                commit,
+                read_again,
+            }) = ended
+            {
+                if let Some(plan) = read_again {
+                    // Too large to hold, and committed: the next session
+                    // reads it again from its start, publishing as it reads.
+                    state.read_again(plan);
+                    return Ok(SessionEnd::ReadAgain);
+                }
                 for record in records {
                     let (gtid, row_index) = (record.gtid, record.row_index);
                     if !hand_over(items, Item::Record(record), stopping).await {
-                        return Ok(Stopped::SinkClosed);
+                        return Ok(SessionEnd::Stopped(Stopped::SinkClosed));
                     }
                     state.handed_over(gtid, row_index);
                 }
                 let commit_time = commit.commit_time;
                 if !hand_over(items, Item::Commit(commit.clone()), stopping).await {
-                    return Ok(Stopped::SinkClosed);
+                    return Ok(SessionEnd::Stopped(Stopped::SinkClosed));
                 }
                 self.metrics.transaction(commit_time);
                 self.metrics
@@ -312,7 +323,7 @@ impl Reader {
                 self.metrics.set_read_position(&commit.position);
                 state.committed(commit);
                 if state.progress().reached_stop() {
-                    return Ok(Stopped::Reached);
+                    return Ok(SessionEnd::Stopped(Stopped::Reached));
                 }
             }
         }
