@@ -57,12 +57,7 @@ impl ScratchServer {
             .status()
             .expect("mariadb-install-db (is mariadb-server installed? run `make services-up`)");
         assert!(status.success(), "mariadb-install-db failed");
-        let child = Command::new("mariadbd")
-            .arg(format!("--defaults-file={}", cnf.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mariadbd");
+        let child = spawn_mariadbd(&cnf);
         let server = ScratchServer { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -95,6 +90,32 @@ impl ScratchServer {
         server
     }
 
+    /// SIGKILL, as a crash: the server writes nothing more.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its data directory (after [`Self::kill9`]:
+    /// with crash recovery) and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.child = spawn_mariadbd(&self.dir.join("my.cnf"));
+        let user = os_user();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(conn) = Conn::new(self.root_opts(&user)).await {
+                let _ = conn.disconnect().await;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scratch server did not restart; see {}",
+                self.dir.join("error.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     fn root_opts(&self, user: &str) -> OptsBuilder {
         OptsBuilder::default()
             .socket(Some(self.dir.join("mariadb.sock").display().to_string()))
@@ -102,14 +123,26 @@ impl ScratchServer {
     }
 
     pub async fn root(&self) -> Conn {
-        let user = String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
-            .expect("user")
-            .trim()
-            .to_owned();
-        Conn::new(self.root_opts(&user))
+        Conn::new(self.root_opts(&os_user()))
             .await
             .expect("root over the socket")
     }
+}
+
+fn spawn_mariadbd(cnf: &std::path::Path) -> Child {
+    Command::new("mariadbd")
+        .arg(format!("--defaults-file={}", cnf.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mariadbd")
+}
+
+fn os_user() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
+        .expect("user")
+        .trim()
+        .to_owned()
 }
 
 impl Drop for ScratchServer {
