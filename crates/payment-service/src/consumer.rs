@@ -114,8 +114,18 @@ impl ConsumerContext for ConsumerCtx {
                     .map(|e| format!("{}/{}", e.topic(), e.partition()))
                     .collect();
                 tracing::info!(?partitions, "partitions assigned");
+                // At once, not at the next statistics report: readiness
+                // follows the assignment, and the gauge must agree with it.
+                let ours = tpl
+                    .elements()
+                    .iter()
+                    .filter(|e| e.topic() == self.topic)
+                    .count();
+                self.metrics
+                    .assigned_partitions
+                    .set(i64::try_from(ours).unwrap_or(i64::MAX));
             }
-            Rebalance::Revoke(_) => {}
+            Rebalance::Revoke(_) => self.metrics.assigned_partitions.set(0),
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
     }
