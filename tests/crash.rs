@@ -4,40 +4,19 @@
 //! partition.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
+use test_support::random::{crash_seed, Lcg};
 use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, Consumed, Tailed, TailerSetup, TestDb,
 };
 use test_support::{connect, unique_name, Server, User};
 
-/// A small deterministic generator, seeded from the clock (the seed is
-/// printed, so a failure can be replayed).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_sigkills_leave_every_order_exactly_once() {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("crash test seed {seed} (CRASH_SEED={seed} replays it)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg(crash_seed("crash test"));
 
     let db = TestDb::create("crash").await;
     let topic = unique_name("crash");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use test_support::process::status_kib;
-use test_support::scratch::ScratchServer;
+use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::tailer::{consume_all, last_gtid, Tailed, TailerSetup, TestDb};
 use test_support::unique_name;
 
@@ -42,8 +42,7 @@ async fn insert_order(conn: &mut Conn, id: u64) -> binlog_tailer::position::Gtid
 async fn a_transaction_cut_off_by_a_crash_is_never_published_and_the_tailer_reads_on() {
     let mut server = ScratchServer::start(
         test_support::here!(),
-        "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL\n\
-         max_binlog_size = 1G\ninnodb_buffer_pool_size = 256M",
+        &format!("{ROW_LOGGING}\nmax_binlog_size = 1G\ninnodb_buffer_pool_size = 256M"),
     )
     .await;
     let db = TestDb {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use binlog_tailer::position::{Gtid, GtidState};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use test_support::scratch::ScratchServer;
+use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::tailer::{
     assert_checkpoint_unchanged, last_gtid, Tailed, Tailer, TailerSetup, TestDb,
 };
@@ -89,11 +89,7 @@ async fn a_checkpoint_in_a_purged_binlog_stops_the_tailer_with_the_position_and_
 
     // A server of the test's own: purging the shared replica's binlogs
     // would pull them from under every other tailer (and `make demo`'s).
-    let server = ScratchServer::start(
-        test_support::here!(),
-        "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL",
-    )
-    .await;
+    let server = ScratchServer::start(test_support::here!(), ROW_LOGGING).await;
     let db = TestDb {
         name: "shop".into(),
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use binlog_tailer::position::Gtid;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use test_support::scratch::ScratchServer;
+use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::tailer::{
     assert_checkpoint_unchanged, consume_all, last_gtid, Tailed, Tailer, TailerSetup, TestDb,
 };
@@ -73,11 +73,7 @@ fn order_ids(topic: &str) -> Vec<u64> {
 async fn a_gtid_that_goes_back_in_its_domain_stops_the_tailer_before_it_with_the_fix() {
     // A server of the test's own, with MariaDB's default gtid_strict_mode=OFF
     // (the shared services run with it ON, and it is a global setting).
-    let server = ScratchServer::start(
-        test_support::here!(),
-        "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL",
-    )
-    .await;
+    let server = ScratchServer::start(test_support::here!(), ROW_LOGGING).await;
     let db = TestDb {
         name: "shop".into(),
     };

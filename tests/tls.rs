@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use test_support::scratch::ScratchServer;
+use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::tailer::{consume_all, last_gtid, Tailed, TailerSetup};
 use test_support::unique_name;
 
@@ -94,9 +94,9 @@ async fn streams_over_tls_and_is_refused_without_it() {
     let server = ScratchServer::start(
         test_support::here!(),
         &format!(
-            "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL\n\
-         ssl_ca = {d}/ca.pem\nssl_cert = {d}/server.pem\nssl_key = {d}/server.key\n\
-         require_secure_transport = ON",
+            "{ROW_LOGGING}\n\
+             ssl_ca = {d}/ca.pem\nssl_cert = {d}/server.pem\nssl_key = {d}/server.key\n\
+             require_secure_transport = ON",
             d = certs.display()
         ),
     )

@@ -1,31 +1,74 @@
 //! Exactly-once into Kafka across crashes: what each partition already holds.
 //!
-//! # How
-//! Every record carries its source position in headers (`binlog.gtid`,
-//! `binlog.row`) and the store's epoch (`binlog.epoch`). The tailer chooses
-//! each record's partition itself (Kafka's murmur2 of the key, as the Java
-//! client does), so it knows where a record would go before sending it. At
-//! start-up it reads the newest record of the current epoch in every
-//! partition of every target topic: that is the partition's frontier. A record
-//! at or before its partition's frontier (same replication domain, same or
-//! lower sequence number, same or lower row) is already there and is skipped.
+//! # What a live record carries
+//! Its source position (`binlog.gtid`, `binlog.row`), the id of the
+//! checkpoint store that published it (`binlog.store`, random, chosen when the
+//! store is created) and the store's epoch (`binlog.epoch`, moved by
+//! `checkpoint set`). The tailer chooses each record's partition itself
+//! (Kafka's murmur2 of the key, as the Java client does), so it knows where a
+//! record would go before sending it.
 //!
-//! Why it is sound: one partition receives the records routed to it in
-//! commit order (one producer, idempotent, acknowledgements in order), so
-//! every record before the frontier that belongs to the partition is in it.
-//! After a crash the tailer re-reads from the checkpoint, which is never after
-//! the frontier, and skips exactly what was published after the checkpoint.
+//! # The frontier
+//! At start-up, every partition of every target topic is read backwards from
+//! its end. For each replication domain, the first live record of this store
+//! and epoch met is the newest one of that domain in the partition: the
+//! partition's frontier in that domain. A record routed to a partition is
+//! skipped when the partition's frontier in the record's domain is at or
+//! after it (same or lower sequence number; same sequence number and same or
+//! lower row).
+//!
+//! The read stops at the first of:
+//! - a live record of this store and epoch that the checkpoint includes (its
+//!   GTID at or before the checkpoint's in its domain);
+//! - a live record of another store or another epoch;
+//! - the start of the partition.
+//!
+//! Replays (`binlog.replay`) and records without our headers are read past:
+//! they never stop the read and never count. The read therefore costs the
+//! records published after the checkpoint (at most `checkpoint.interval` of
+//! traffic plus what was in flight, or more while an `XA PREPARE` holds the
+//! checkpoint back), plus what other writers put between them, whatever the
+//! size of the topic.
+//!
+//! # Why it is sound
+//! 1. One partition receives its records in the order the tailer sends them
+//!    (one idempotent producer with `enable.gapless.guarantee`: a record
+//!    refused for good stops the producer before any later record of its
+//!    partition is written), and the tailer sends in binlog order.
+//! 2. Within a domain, binlog order is GTID order: the source refuses a GTID
+//!    whose sequence number does not grow within its domain, and a
+//!    transaction's rows keep their row order.
+//! 3. So, if `F` is the newest record of domain `d` in partition `p`, every
+//!    record of `d` routed to `p` at or before `F` is in `p` (1 and 2), and
+//!    none after it is: skipping exactly those publishes each record once.
+//!    Records of other domains interleave freely; they have frontiers of
+//!    their own.
+//! 4. Stopping the read at a record `R` that the checkpoint includes loses no
+//!    frontier that matters: every record before `R` in the partition was
+//!    sent before `R`, so it lies before the checkpoint in the binlog (when
+//!    the tailer reads the same binlog order it published in), so the
+//!    restart, which reads from the checkpoint on, never meets it.
+//! 5. Stopping at a record of another store or epoch is sound because
+//!    a topic has one live store at a time and an epoch changes only while
+//!    the tailer is stopped: every record of this store and epoch comes after
+//!    every record of the ones before.
 //!
 //! # Conditions
-//! - No other producer writes records with our headers and the current epoch
-//!   into the topics.
+//! - One live store publishes into a topic at a time, and no other producer
+//!   writes records with our headers.
 //! - Partition counts do not change while records are in flight: a change
 //!   moves keys between partitions.
-//! - One replication domain per partition frontier: a record of another
-//!   domain than the frontier's is never skipped (a duplicate is possible
-//!   when several domains interleave; nothing is ever skipped wrongly).
-//! - Deliberate rewinds (`checkpoint set`) start a new epoch, so the records
-//!   of earlier epochs do not count, and replays (`replay`) are not skipped.
+//! - Point 4 takes the binlog order of the server that published the records
+//!   after the checkpoint. A server whose binlog interleaves *different*
+//!   domains in another order (a replica with domain-parallel replication,
+//!   after a failover between the two while the tailer was down) can make the
+//!   read stop before the newest record of a domain: that domain's records
+//!   after the checkpoint are then published again (never skipped).
+//! - A store created anew never counts another store's records (random store
+//!   id): after `RESET MASTER` or a rebuilt source, give the tailer a new store
+//!   or a new epoch (`checkpoint set`), and nothing it never published is
+//!   skipped. Stores made before store ids existed keep counting the records
+//!   of their epoch that carry no `binlog.store`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -36,14 +79,34 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::map::{HEADER_EPOCH, HEADER_GTID, HEADER_REPLAY, HEADER_ROW};
-use crate::position::Gtid;
+use crate::map::{HEADER_EPOCH, HEADER_GTID, HEADER_REPLAY, HEADER_ROW, HEADER_STORE};
+use crate::position::{Gtid, GtidState};
 
-/// How far back from a partition's end the newest record of the current
-/// epoch is looked for.
-const LOOK_BACK: i64 = 200;
+/// Records read per step backwards at first; each further step doubles, up
+/// to [`MAX_STEP`].
+const FIRST_STEP: i64 = 256;
+const MAX_STEP: i64 = 32_768;
 
-/// The newest record of the current epoch in one partition.
+/// Which store, in which epoch, publishes the live records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Chosen at random when the store is created.
+    pub store: u64,
+    /// Moved by `checkpoint set`.
+    pub epoch: u64,
+    /// The store was made before store ids: records of its epoch without a
+    /// `binlog.store` header are its own.
+    pub legacy: bool,
+}
+
+impl Identity {
+    /// The `binlog.store` header value.
+    pub fn store_header(&self) -> String {
+        format!("{:016x}", self.store)
+    }
+}
+
+/// The newest record of one domain in one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     pub gtid: Gtid,
@@ -54,8 +117,10 @@ pub struct Published {
 #[derive(Debug, Clone, Default)]
 pub struct Frontier {
     partitions: HashMap<String, i32>,
-    /// topic → partition → its newest record (looked up per record, by &str).
-    last: HashMap<String, HashMap<i32, Published>>,
+    /// topic → partition → domain → its newest record.
+    last: HashMap<String, HashMap<i32, HashMap<u32, Published>>>,
+    /// Records read to find it.
+    records_read: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +138,7 @@ impl Frontier {
     pub fn empty(partitions: HashMap<String, i32>) -> Self {
         Frontier {
             partitions,
-            last: HashMap::new(),
+            ..Frontier::default()
         }
     }
 
@@ -89,21 +154,26 @@ impl Frontier {
         self.last
             .get(topic)
             .and_then(|partitions| partitions.get(&partition))
-            .is_some_and(|last| {
-                last.gtid.domain == gtid.domain && (gtid.seq, row) <= (last.gtid.seq, last.row)
-            })
+            .and_then(|domains| domains.get(&gtid.domain))
+            .is_some_and(|last| (gtid.seq, row) <= (last.gtid.seq, last.row))
     }
 
-    /// The frontier of each partition that has one.
+    /// The frontier of each partition and domain that has one.
     pub fn entries(&self) -> impl Iterator<Item = (&str, i32, Published)> + '_ {
-        self.last
-            .iter()
-            .flat_map(|(t, ps)| ps.iter().map(move |(p, l)| (t.as_str(), *p, *l)))
+        self.last.iter().flat_map(|(t, ps)| {
+            ps.iter()
+                .flat_map(move |(p, ds)| ds.values().map(move |l| (t.as_str(), *p, *l)))
+        })
     }
 
     /// Partition counts of the topics.
     pub fn partition_counts(&self) -> &HashMap<String, i32> {
         &self.partitions
+    }
+
+    /// How many records were read to find the frontier.
+    pub fn records_read(&self) -> u64 {
+        self.records_read
     }
 }
 
@@ -149,7 +219,73 @@ pub fn murmur2(data: &[u8]) -> i32 {
     h as i32
 }
 
-/// Reads the frontier of every partition of `topics` for records of `epoch`.
+/// How a record read back bears on the frontier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// A live record of this store and epoch.
+    Ours(Published),
+    /// A live record of another store or epoch: nothing of ours lies before it.
+    Earlier,
+    /// A replay, or a record without our headers: read past it.
+    Other,
+}
+
+/// What reading a partition backwards found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Found {
+    newest: HashMap<u32, Published>,
+    done: bool,
+}
+
+impl Found {
+    /// Takes in one record, newest first; true once the read may stop.
+    fn take(&mut self, seen: Seen, checkpoint: Option<&GtidState>) -> bool {
+        match seen {
+            Seen::Other => {}
+            Seen::Earlier => self.done = true,
+            Seen::Ours(published) => {
+                self.newest
+                    .entry(published.gtid.domain)
+                    .or_insert(published);
+                if checkpoint.is_some_and(|c| c.contains(published.gtid)) {
+                    self.done = true;
+                }
+            }
+        }
+        self.done
+    }
+}
+
+/// The partition count of each of `topics`, without reading records.
+/// Blocking: call it from a blocking thread.
+///
+/// # Errors
+/// [`FrontierError`] when a topic cannot be described in time.
+pub fn partitions_only(
+    client: &ClientConfig,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Frontier, FrontierError> {
+    let consumer: BaseConsumer =
+        frontier_consumer(client)
+            .create()
+            .map_err(|source| FrontierError::Kafka {
+                topic: topics.join(","),
+                source,
+            })?;
+    let mut frontier = Frontier::default();
+    for topic in topics {
+        let partitions = partition_ids(&consumer, topic, timeout)?;
+        frontier.partitions.insert(
+            topic.clone(),
+            i32::try_from(partitions.len()).unwrap_or(i32::MAX),
+        );
+    }
+    Ok(frontier)
+}
+
+/// Reads the frontier of every partition of `topics` for the live records
+/// of `identity`, back to `checkpoint` (see the module documentation).
 /// Blocking: call it from a blocking thread.
 ///
 /// # Errors
@@ -157,113 +293,193 @@ pub fn murmur2(data: &[u8]) -> i32 {
 pub fn read(
     client: &ClientConfig,
     topics: &[String],
-    epoch: u64,
+    identity: Identity,
+    checkpoint: Option<&GtidState>,
     timeout: Duration,
 ) -> Result<Frontier, FrontierError> {
-    let mut config = client.clone();
-    config
-        .set("group.id", "binlog-tailer-frontier")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("isolation.level", "read_uncommitted");
     let mut frontier = Frontier::default();
     for topic in topics {
         let kafka = |source| FrontierError::Kafka {
             topic: topic.clone(),
             source,
         };
-        let consumer: BaseConsumer = config.create().map_err(kafka)?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(kafka)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
-        if partitions.is_empty() {
-            return Err(FrontierError::NoTopic {
-                topic: topic.clone(),
-            });
-        }
+        let consumer: BaseConsumer = frontier_consumer(client).create().map_err(kafka)?;
+        let partitions = partition_ids(&consumer, topic, timeout)?;
         frontier.partitions.insert(
             topic.clone(),
             i32::try_from(partitions.len()).unwrap_or(i32::MAX),
         );
-
-        let mut assignment = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        for &p in &partitions {
+        for partition in partitions {
             let (low, high) = consumer
-                .fetch_watermarks(topic, p, timeout)
+                .fetch_watermarks(topic, partition, timeout)
                 .map_err(kafka)?;
-            if high > low {
-                assignment
-                    .add_partition_offset(topic, p, Offset::Offset(low.max(high - LOOK_BACK)))
-                    .map_err(kafka)?;
-                ends.insert(p, high);
+            let mut found = Found::default();
+            let mut end = high;
+            let mut step = FIRST_STEP;
+            while end > low && !found.done {
+                let from = low.max(end - step);
+                let seen = read_range(&consumer, topic, partition, from, end, identity, timeout)?;
+                frontier.records_read += seen.len() as u64;
+                for s in seen.into_iter().rev() {
+                    if found.take(s, checkpoint) {
+                        break;
+                    }
+                }
+                end = from;
+                step = (step * 2).min(MAX_STEP);
             }
-        }
-        if ends.is_empty() {
-            continue;
-        }
-        consumer.assign(&assignment).map_err(kafka)?;
-        let deadline = Instant::now() + timeout;
-        while !ends.is_empty() {
-            if Instant::now() > deadline {
-                return Err(FrontierError::Timeout {
-                    topic: topic.clone(),
-                    timeout,
-                });
-            }
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let message = message.map_err(kafka)?;
-            let partition = message.partition();
-            if let Some(published) = ours(&message, epoch) {
+            if !found.newest.is_empty() {
                 frontier
                     .last
                     .entry(topic.clone())
                     .or_default()
-                    .insert(partition, published);
-            }
-            if ends
-                .get(&partition)
-                .is_some_and(|&high| message.offset() + 1 >= high)
-            {
-                ends.remove(&partition);
+                    .insert(partition, found.newest);
             }
         }
     }
     Ok(frontier)
 }
 
-/// The position of a record the live tailer published in `epoch`.
-fn ours<M: Message>(message: &M, epoch: u64) -> Option<Published> {
-    let headers = message.headers()?;
+fn frontier_consumer(client: &ClientConfig) -> ClientConfig {
+    let mut config = client.clone();
+    config
+        .set("group.id", "binlog-tailer-frontier")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", "read_uncommitted")
+        // Each step back re-assigns the partition; a fetch waiting for more
+        // data would hold the next step up.
+        .set("fetch.wait.max.ms", "10");
+    config
+}
+
+fn partition_ids(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, FrontierError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| FrontierError::Kafka {
+            topic: topic.to_owned(),
+            source,
+        })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(FrontierError::NoTopic {
+            topic: topic.to_owned(),
+        });
+    }
+    Ok(partitions)
+}
+
+/// The records at offsets `from..end` of one partition, oldest first.
+fn read_range(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    end: i64,
+    identity: Identity,
+    timeout: Duration,
+) -> Result<Vec<Seen>, FrontierError> {
+    let kafka = |source| FrontierError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(from))
+        .map_err(kafka)?;
+    consumer.assign(&assignment).map_err(kafka)?;
+    let mut seen = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() > deadline {
+            return Err(FrontierError::Timeout {
+                topic: topic.to_owned(),
+                timeout,
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(message) => {
+                let message = message.map_err(kafka)?;
+                if message.offset() >= end {
+                    break;
+                }
+                seen.push(classify(&message, identity));
+                if message.offset() + 1 >= end {
+                    break;
+                }
+            }
+            // Offsets may be missing (compaction, transaction markers): the
+            // consumer's position says when the range is read.
+            None => {
+                let position = consumer.position().map_err(kafka)?;
+                let next =
+                    position
+                        .find_partition(topic, partition)
+                        .and_then(|p| match p.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                if next.is_some_and(|o| o >= end) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// What a record read back is, for the store and epoch `identity`.
+fn classify<M: Message>(message: &M, identity: Identity) -> Seen {
+    let Some(headers) = message.headers() else {
+        return Seen::Other;
+    };
     let mut gtid = None;
     let mut row = None;
-    let mut record_epoch = None;
+    let mut epoch = None;
+    let mut store = None;
     for header in headers.iter() {
         let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
         match header.key {
             HEADER_GTID => gtid = value.and_then(|v| v.parse::<Gtid>().ok()),
             HEADER_ROW => row = value.and_then(|v| v.parse::<u32>().ok()),
-            HEADER_EPOCH => record_epoch = value.and_then(|v| v.parse::<u64>().ok()),
-            HEADER_REPLAY => return None,
+            HEADER_EPOCH => epoch = value.and_then(|v| v.parse::<u64>().ok()),
+            HEADER_STORE => store = value.and_then(|v| u64::from_str_radix(v, 16).ok()),
+            HEADER_REPLAY => return Seen::Other,
             _ => {}
         }
     }
-    if record_epoch.unwrap_or(0) != epoch {
-        return None;
+    classify_headers(gtid, row, epoch, store, identity)
+}
+
+fn classify_headers(
+    gtid: Option<Gtid>,
+    row: Option<u32>,
+    epoch: Option<u64>,
+    store: Option<u64>,
+    identity: Identity,
+) -> Seen {
+    let (Some(gtid), Some(row), Some(epoch)) = (gtid, row, epoch) else {
+        return Seen::Other;
+    };
+    let same_store = match store {
+        Some(store) => store == identity.store,
+        None => identity.legacy,
+    };
+    if same_store && epoch == identity.epoch {
+        Seen::Ours(Published { gtid, row })
+    } else {
+        Seen::Earlier
     }
-    Some(Published {
-        gtid: gtid?,
-        row: row?,
-    })
 }
 
 #[cfg(test)]
@@ -293,31 +509,155 @@ mod tests {
         }
     }
 
-    #[test]
-    fn skips_only_what_the_partition_holds() {
-        let mut f = Frontier::empty(HashMap::from([("t".to_owned(), 3)]));
-        let g = |seq| Gtid {
-            domain: 0,
+    fn g(domain: u32, seq: u64) -> Gtid {
+        Gtid {
+            domain,
             server_id: 1,
             seq,
-        };
+        }
+    }
+
+    fn ours(domain: u32, seq: u64, row: u32) -> Seen {
+        Seen::Ours(Published {
+            gtid: g(domain, seq),
+            row,
+        })
+    }
+
+    #[test]
+    fn skips_only_what_the_partition_holds_in_the_record_s_domain() {
+        let mut f = Frontier::empty(HashMap::from([("t".to_owned(), 3)]));
         f.last.entry("t".into()).or_default().insert(
             1,
-            Published {
-                gtid: g(10),
-                row: 2,
-            },
+            HashMap::from([
+                (
+                    0,
+                    Published {
+                        gtid: g(0, 10),
+                        row: 2,
+                    },
+                ),
+                (
+                    7,
+                    Published {
+                        gtid: g(7, 3),
+                        row: 0,
+                    },
+                ),
+            ]),
         );
-        assert!(f.already_published("t", 1, g(10), 2));
-        assert!(f.already_published("t", 1, g(9), 7));
-        assert!(!f.already_published("t", 1, g(10), 3));
-        assert!(!f.already_published("t", 1, g(11), 0));
-        assert!(!f.already_published("t", 0, g(1), 0), "other partition");
-        let other_domain = Gtid {
-            domain: 1,
-            server_id: 1,
-            seq: 1,
+        assert!(f.already_published("t", 1, g(0, 10), 2));
+        assert!(f.already_published("t", 1, g(0, 9), 7));
+        assert!(!f.already_published("t", 1, g(0, 10), 3));
+        assert!(!f.already_published("t", 1, g(0, 11), 0));
+        assert!(!f.already_published("t", 0, g(0, 1), 0), "other partition");
+        assert!(f.already_published("t", 1, g(7, 3), 0));
+        assert!(f.already_published("t", 1, g(7, 1), 5));
+        assert!(!f.already_published("t", 1, g(7, 4), 0));
+        assert!(!f.already_published("t", 1, g(1, 1), 0), "domain not seen");
+        assert_eq!(f.entries().count(), 2);
+    }
+
+    /// Reads `newest_first` as the frontier read does.
+    fn read_back(newest_first: &[Seen], checkpoint: Option<&GtidState>) -> (Found, usize) {
+        let mut found = Found::default();
+        let mut read = 0;
+        for s in newest_first {
+            read += 1;
+            if found.take(*s, checkpoint) {
+                break;
+            }
+        }
+        (found, read)
+    }
+
+    #[test]
+    fn reads_back_to_the_checkpoint_keeping_the_newest_record_of_each_domain() {
+        let checkpoint: GtidState = [g(0, 5), g(1, 2)].into_iter().collect();
+        // Newest first: domains 0, 1 and 2 interleaved, a replay and a
+        // foreign record among them, then a record the checkpoint includes.
+        let partition = [
+            ours(1, 4, 0),
+            ours(0, 8, 1),
+            Seen::Other,
+            ours(0, 8, 0),
+            ours(2, 1, 0),
+            ours(1, 3, 0),
+            Seen::Other,
+            ours(0, 6, 0),
+            ours(1, 2, 0),
+            ours(0, 5, 0),
+            ours(2, 0, 0),
+        ];
+        let (found, read) = read_back(&partition, Some(&checkpoint));
+        assert_eq!(read, 9, "stops at 0-1-2, which the checkpoint includes");
+        assert_eq!(found.newest[&0].gtid, g(0, 8));
+        assert_eq!(found.newest[&0].row, 1);
+        assert_eq!(found.newest[&1].gtid, g(1, 4));
+        assert_eq!(found.newest[&2].gtid, g(2, 1));
+        assert!(found.done);
+    }
+
+    #[test]
+    fn a_domain_new_since_the_checkpoint_is_read_to_its_newest_record() {
+        // Domain 3 is not in the checkpoint: reading continues past records
+        // of known domains until one the checkpoint includes.
+        let checkpoint: GtidState = [g(0, 5)].into_iter().collect();
+        let partition = [ours(0, 7, 0), ours(0, 6, 0), ours(3, 9, 0), ours(0, 5, 0)];
+        let (found, read) = read_back(&partition, Some(&checkpoint));
+        assert_eq!(read, 4);
+        assert_eq!(found.newest[&3].gtid, g(3, 9));
+    }
+
+    #[test]
+    fn another_store_or_epoch_ends_the_read() {
+        let partition = [ours(0, 3, 0), Seen::Earlier, ours(0, 2, 0)];
+        let (found, read) = read_back(&partition, None);
+        assert_eq!(read, 2);
+        assert_eq!(found.newest.len(), 1);
+        assert!(found.done);
+        // Without a checkpoint or an earlier record, the whole partition.
+        let (found, read) = read_back(&[ours(0, 3, 0), Seen::Other, ours(0, 2, 0)], None);
+        assert_eq!(read, 3);
+        assert!(!found.done);
+    }
+
+    #[test]
+    fn records_are_ours_only_with_our_store_and_epoch() {
+        let me = Identity {
+            store: 0xabc,
+            epoch: 2,
+            legacy: false,
         };
-        assert!(!f.already_published("t", 1, other_domain, 0));
+        let at = Some(g(0, 1));
+        assert_eq!(
+            classify_headers(at, Some(0), Some(2), Some(0xabc), me),
+            ours(0, 1, 0)
+        );
+        assert_eq!(
+            classify_headers(at, Some(0), Some(1), Some(0xabc), me),
+            Seen::Earlier
+        );
+        assert_eq!(
+            classify_headers(at, Some(0), Some(2), Some(0xdef), me),
+            Seen::Earlier,
+            "a store created anew does not count another store's records"
+        );
+        assert_eq!(
+            classify_headers(at, Some(0), Some(2), None, me),
+            Seen::Earlier,
+            "records from before store ids belong to a legacy store only"
+        );
+        let legacy = Identity { legacy: true, ..me };
+        assert_eq!(
+            classify_headers(at, Some(0), Some(2), None, legacy),
+            ours(0, 1, 0)
+        );
+        assert_eq!(
+            classify_headers(None, None, None, None, me),
+            Seen::Other,
+            "a record without our headers"
+        );
+        assert_eq!(me.store_header(), "0000000000000abc");
     }
 }

@@ -142,6 +142,8 @@ pub const HEADER_FILE: &str = "binlog.file";
 pub const HEADER_POS: &str = "binlog.pos";
 /// Added by the sink: the checkpoint store's epoch (live records).
 pub const HEADER_EPOCH: &str = "binlog.epoch";
+/// Added by the sink: the id of the checkpoint store (live records).
+pub const HEADER_STORE: &str = "binlog.store";
 /// Added by the sink: `1` on records published by `replay`.
 pub const HEADER_REPLAY: &str = "binlog.replay";
 

@@ -17,18 +17,19 @@
 //! start: nothing is lost.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::{self, Checkpoint, Store, StoreError, WriterError};
 use crate::config::{Config, ConfigError};
 use crate::decode::CharsetMap;
-use crate::frontier::{self, Frontier, FrontierError};
+use crate::frontier::{self, Frontier, FrontierError, Identity};
 use crate::handoff::Acked;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::monitor;
-use crate::position::{Start, StopAt, Target};
+use crate::position::{GtidState, Start, StopAt, Target};
 use crate::preflight::{self, Check, Problem};
 use crate::sink::{self, SinkError};
 use crate::source::{self, Progress, Reader, SourceError, Stopped};
@@ -156,11 +157,13 @@ pub async fn run(
         None => tracing::info!(start = %start, "no checkpoint yet; starting as start.from says"),
     }
 
-    let epoch = store.epoch()?;
-    let frontier = read_frontier(&config, epoch).await?;
-    for (topic, partition, last) in frontier.entries() {
-        tracing::info!(topic, partition, gtid = %last.gtid, row = last.row, epoch, "the partition already holds events up to here");
-    }
+    let identity = store.identity()?;
+    let frontier = read_frontier(
+        &config,
+        identity,
+        stored.as_ref().map(|c| c.position.gtid.clone()),
+    )
+    .await?;
     let base_events = stored.as_ref().map_or(0, |c| c.events_published);
     let metrics = new_metrics(&config);
     if let Some(cp) = &stored {
@@ -193,7 +196,7 @@ pub async fn run(
         charsets,
         start,
         stop_at: None,
-        mode: sink::Mode::Live { epoch, frontier },
+        mode: sink::Mode::Live { identity, frontier },
         checkpoint: Some((store, base_events)),
         metrics,
         shutdown,
@@ -219,12 +222,42 @@ fn topics(config: &Config) -> Vec<String> {
     topics
 }
 
-/// Reads what the target topics already hold (see `frontier`).
-async fn read_frontier(config: &Config, epoch: u64) -> Result<Frontier, RunError> {
+/// Reads what the target topics already hold of this store's live records,
+/// back to the checkpoint (see `frontier`).
+async fn read_frontier(
+    config: &Config,
+    identity: Identity,
+    checkpoint: Option<GtidState>,
+) -> Result<Frontier, RunError> {
     let client = sink::consumer_config(&config.kafka);
     let topics = topics(config);
     let timeout = config.kafka.request_timeout;
-    tokio::task::spawn_blocking(move || frontier::read(&client, &topics, epoch, timeout))
+    let started = Instant::now();
+    let frontier = tokio::task::spawn_blocking(move || {
+        frontier::read(&client, &topics, identity, checkpoint.as_ref(), timeout)
+    })
+    .await
+    .map_err(|e| RunError::Internal(format!("frontier task: {e}")))?
+    .map_err(RunError::Frontier)?;
+    for (topic, partition, last) in frontier.entries() {
+        tracing::info!(topic, partition, gtid = %last.gtid, row = last.row, epoch = identity.epoch, "the partition already holds events up to here");
+    }
+    tracing::info!(
+        records_read = frontier.records_read(),
+        took = ?started.elapsed(),
+        store = %identity.store_header(),
+        epoch = identity.epoch,
+        "read back what the topics hold since the checkpoint"
+    );
+    Ok(frontier)
+}
+
+/// The partition counts of the target topics (a replay skips nothing).
+async fn read_partitions(config: &Config) -> Result<Frontier, RunError> {
+    let client = sink::consumer_config(&config.kafka);
+    let topics = topics(config);
+    let timeout = config.kafka.request_timeout;
+    tokio::task::spawn_blocking(move || frontier::partitions_only(&client, &topics, timeout))
         .await
         .map_err(|e| RunError::Internal(format!("frontier task: {e}")))?
         .map_err(RunError::Frontier)
@@ -403,7 +436,7 @@ pub async fn replay(
     let stop = start::replay_end(to, store.as_ref(), &mut conn).await?;
     let _ = conn.disconnect().await;
     tracing::info!(from = %start, to = %stop, "replaying");
-    let frontier = read_frontier(&config, 0).await?;
+    let frontier = read_partitions(&config).await?;
     let metrics = new_metrics(&config);
     stream(StreamPlan {
         config,

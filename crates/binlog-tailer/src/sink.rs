@@ -11,7 +11,9 @@
 //!
 //! # Producer settings
 //! `acks=all`, `enable.idempotence=true` (no duplicates or reordering from
-//! the producer's own retries, at most 5 requests in flight per broker), and
+//! the producer's own retries, at most 5 requests in flight per broker),
+//! `enable.gapless.guarantee=true` (a record refused for good stops the
+//! producer before any later record of its partition is written), and
 //! `message.timeout.ms=0`: librdkafka retries a record for as long as it takes,
 //! so a broker outage of any length loses nothing. Meanwhile at most
 //! `kafka.max_in_flight` records wait; the channel fills, and the source stops
@@ -35,9 +37,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use tokio::sync::{mpsc, watch};
 
 use crate::config::KafkaConfig;
-use crate::frontier::Frontier;
+use crate::frontier::{Frontier, Identity};
 use crate::handoff::{Acked, Commit, Item};
-use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY};
+use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY, HEADER_STORE};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +50,49 @@ pub enum SinkError {
     Rejected(Box<Rejected>),
     #[error("the Kafka producer failed fatally: {0}")]
     Fatal(KafkaError),
+    /// librdkafka stopped the producer (e.g. a batch refused for good while
+    /// `enable.gapless.guarantee` forbids sending what follows it).
+    #[error(
+        "the Kafka producer stopped: {reason}. No later record of that partition was written \
+         and the checkpoint stays before the refused one; fix the cause (for a record too \
+         large, the topic's max.message.bytes) and restart"
+    )]
+    Stopped { reason: String },
 }
 
 /// A record the broker refused for good.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the broker refused event {id} for topic {topic}: {error}. It was not published and \
-     the checkpoint stays before it; fix the cause and restart"
+    "the broker refused event {id} for topic {topic}: {error}. It was not published, nothing \
+     after it reached its partition, and the checkpoint stays before it; {fix}",
+    fix = self.fix()
 )]
 pub struct Rejected {
     pub topic: String,
     pub id: String,
     pub error: KafkaError,
+}
+
+impl Rejected {
+    /// What the operator does about it.
+    fn fix(&self) -> String {
+        match error_kind(&self.error) {
+            "message_too_large" => format!(
+                "raise topic {}'s max.message.bytes (and the broker's message.max.bytes if it is \
+                 lower) above the event's size, then restart",
+                self.topic
+            ),
+            "not_authorized" => format!(
+                "allow the tailer's principal to WRITE (and DESCRIBE) topic {}, then restart",
+                self.topic
+            ),
+            "unknown_topic" => format!(
+                "create topic {} (or set kafka.create_topics = true), then restart",
+                self.topic
+            ),
+            _ => "fix the cause and restart".to_owned(),
+        }
+    }
 }
 
 impl SinkError {
@@ -82,6 +115,10 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
+        // A batch refused for good must not let later batches of its
+        // partition through (the frontier relies on partitions without gaps):
+        // librdkafka then fails the producer instead of moving on.
+        .set("enable.gapless.guarantee", "true")
         .set("max.in.flight.requests.per.connection", "5")
         .set("message.timeout.ms", "0")
         .set("compression.type", &config.compression)
@@ -150,9 +187,12 @@ enum Pending {
 /// Live records or a replay.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    /// The live tailer: records carry the store's epoch, and records the
-    /// topic already holds (per the frontier) are skipped.
-    Live { epoch: u64, frontier: Frontier },
+    /// The live tailer: records carry the store's id and epoch, and records
+    /// the topic already holds (per the frontier) are skipped.
+    Live {
+        identity: Identity,
+        frontier: Frontier,
+    },
     /// `replay`: every record is published, marked as a replay; the frontier
     /// only supplies partition counts.
     Replay { frontier: Frontier },
@@ -189,11 +229,16 @@ pub async fn run(
     let mut skipped: u64 = 0;
     let mut input_open = true;
     let mut last_progress = Instant::now();
-    let extra_header: (&'static str, Vec<u8>) = match &mode {
-        Mode::Live { epoch, .. } => (HEADER_EPOCH, epoch.to_string().into_bytes()),
-        Mode::Replay { .. } => (HEADER_REPLAY, b"1".to_vec()),
+    let extra_headers: Vec<(&'static str, Vec<u8>)> = match &mode {
+        Mode::Live { identity, .. } => vec![
+            (HEADER_EPOCH, identity.epoch.to_string().into_bytes()),
+            (HEADER_STORE, identity.store_header().into_bytes()),
+        ],
+        Mode::Replay { .. } => vec![(HEADER_REPLAY, b"1".to_vec())],
     };
 
+    let mut fatal_check = tokio::time::interval(FATAL_CHECK);
+    fatal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Retire everything at the front that is already settled.
         while let Some(front) = pending.front_mut() {
@@ -258,7 +303,7 @@ pub async fn run(
                             continue;
                         }
                     }
-                    record.headers.push(extra_header.clone());
+                    record.headers.extend(extra_headers.iter().cloned());
                     if pending.is_empty() {
                         last_progress = Instant::now();
                     }
@@ -273,6 +318,15 @@ pub async fn run(
                     pending.push_back(Pending::Record { delivery, topic: record.topic, id: record.id, sent });
                 }
             },
+            // A fatal producer error leaves the records in flight undelivered
+            // for ever (message.timeout.ms=0): it must be looked for.
+            _ = fatal_check.tick(), if waiting => {
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    tracing::error!(?code, %reason, "fatal producer error");
+                    metrics.publish_errors.with_label_values(&[fatal_kind(code, &reason)]).inc();
+                    return Err(SinkError::Stopped { reason });
+                }
+            }
             _ = tokio::time::sleep_until((last_progress + STALL_WARNING).into()), if waiting => {
                 tracing::warn!(
                     unacknowledged = in_flight,
@@ -284,6 +338,19 @@ pub async fn run(
                 last_progress = Instant::now();
             }
         }
+    }
+}
+
+/// How often, while records wait, the producer is asked for a fatal error.
+const FATAL_CHECK: Duration = Duration::from_millis(250);
+
+/// The label of a fatal producer error: what stopped it, when librdkafka
+/// says (the refused batch's error is in the reason text only).
+fn fatal_kind(code: RDKafkaErrorCode, reason: &str) -> &'static str {
+    if code == RDKafkaErrorCode::MessageSizeTooLarge || reason.contains("Message size too large") {
+        "message_too_large"
+    } else {
+        "other"
     }
 }
 
@@ -347,8 +414,8 @@ async fn enqueue(
             }
             Err((error, _)) => {
                 if let Some((code, reason)) = producer.client().fatal_error() {
-                    return Err(SinkError::Fatal(KafkaError::MessageProduction(code)))
-                        .inspect_err(|_| tracing::error!(%reason, "fatal producer error"));
+                    tracing::error!(?code, %reason, "fatal producer error");
+                    return Err(SinkError::Stopped { reason });
                 }
                 return Err(SinkError::rejected(&record.topic, record.id.clone(), error));
             }

@@ -159,6 +159,19 @@ impl Writer {
     /// One transaction every `every`; every `big_every`-th of them (if not
     /// 0) inserts `big_rows` orders in one statement, the others one.
     pub fn start(db: &TestDb, every: Duration, big_every: u64, big_rows: u64) -> Writer {
+        Writer::start_in(db, None, 0, every, big_every, big_rows)
+    }
+
+    /// As [`Writer::start`], in a session of GTID domain `domain` (when
+    /// given; `SET SESSION gtid_domain_id`), with ids after `ids_after`.
+    pub fn start_in(
+        db: &TestDb,
+        domain: Option<u32>,
+        ids_after: u64,
+        every: Duration,
+        big_every: u64,
+        big_rows: u64,
+    ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
         let last = Arc::new(Mutex::new(None));
@@ -170,10 +183,16 @@ impl Writer {
         );
         let task = tokio::spawn(async move {
             let mut primary = connect(Server::Primary, User::Admin).await;
+            if let Some(domain) = domain {
+                primary
+                    .query_drop(format!("SET SESSION gtid_domain_id = {domain}"))
+                    .await
+                    .expect("SET SESSION gtid_domain_id");
+            }
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut ids = Vec::new();
-            let mut id = 0;
+            let mut id = ids_after;
             let mut txn = 0;
             while !s.load(Ordering::SeqCst) {
                 ticker.tick().await;
@@ -196,7 +215,7 @@ impl Writer {
                 *l.lock().expect("lock") = Some(gtid);
                 id += rows;
                 ids.extend(batch);
-                c.store(id, Ordering::SeqCst);
+                c.store(id - ids_after, Ordering::SeqCst);
             }
             ids
         });

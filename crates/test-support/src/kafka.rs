@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -17,19 +19,49 @@ use crate::{kafka_bootstrap, unique_name};
 /// Creates `name` with `partitions` partitions (replication factor 1, the
 /// local single broker).
 pub async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    create_topic_with(name, partitions, &[]).await;
+}
+
+fn admin() -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
         .create()
-        .expect("admin client");
-    let results = admin
+        .expect("admin client")
+}
+
+/// Creates `name` with topic settings (e.g. `max.message.bytes`).
+pub async fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in settings {
+        topic = topic.set(key, value);
+    }
+    let results = admin()
         .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &[topic],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
         )
         .await
         .expect("create topic");
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// Changes settings of an existing topic (the operator's fix).
+pub async fn alter_topic(name: &str, settings: &[(&str, &str)]) {
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(name));
+    for (key, value) in settings {
+        change = change.set(key, value);
+    }
+    let results = admin()
+        .alter_configs(
+            &[change],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await
+        .expect("alter topic");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("altering topic {t:?}: {e}"));
     }
 }
 

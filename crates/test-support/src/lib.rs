@@ -29,6 +29,7 @@ pub mod alltypes;
 pub mod faults;
 pub mod kafka;
 pub mod process;
+pub mod random;
 pub mod scratch;
 pub mod services;
 pub mod tailer;

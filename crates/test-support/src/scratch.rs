@@ -10,6 +10,10 @@ use mysql_async::{Conn, OptsBuilder};
 
 use crate::Here;
 
+/// The binlog settings a tailer needs, for [`ScratchServer::start`].
+pub const ROW_LOGGING: &str =
+    "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL";
+
 /// A MariaDB server of the test's own (Debian's mariadbd, a fresh data
 /// directory, a free loopback port), so its global settings can be changed
 /// without disturbing other tests. Stopped by PID when dropped.

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use crate::frontier::Identity;
 use crate::position::Position;
 
 /// File name of the store inside the state directory.
@@ -131,6 +132,7 @@ impl Store {
         };
         store.verify()?;
         store.pragmas()?;
+        store.ensure_id()?;
         Ok(store)
     }
 
@@ -254,6 +256,36 @@ impl Store {
     /// # Errors
     /// When the store cannot be read.
     pub fn epoch(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta("epoch")?
+            .and_then(|e| u64::try_from(e).ok())
+            .unwrap_or(0))
+    }
+
+    /// Gives a writable store its random id if it has none. A store that
+    /// already holds a checkpoint then was made before ids existed: its
+    /// records carry no `binlog.store` header, so it is marked legacy (see
+    /// `frontier`).
+    fn ensure_id(&self) -> Result<(), StoreError> {
+        if self.meta("store_id")?.is_some() {
+            return Ok(());
+        }
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| self.unusable(format!("no random store id from the system: {e}")))?;
+        // Positive, so that it reads back the same from SQLite's INTEGER.
+        let id = i64::from_le_bytes(bytes) & i64::MAX;
+        let legacy = self.current()?.is_some();
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', ?1), ('legacy', ?2)",
+                params![id, i64::from(legacy)],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
         let has_meta: bool = self
             .conn
             .query_row(
@@ -263,16 +295,30 @@ impl Store {
             )
             .map_err(self.sqlite())?;
         if !has_meta {
-            return Ok(0);
+            return Ok(None);
         }
-        let epoch: Option<i64> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
-                r.get(0)
-            })
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(self.sqlite())?;
-        Ok(epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0))
+            .map_err(self.sqlite())
+    }
+
+    /// Which store, in which epoch, publishes the live records (their
+    /// `binlog.store` and `binlog.epoch` headers).
+    ///
+    /// # Errors
+    /// When the store cannot be read, or has no id (a store opened
+    /// read-only that no build with ids has written yet).
+    pub fn identity(&self) -> Result<Identity, StoreError> {
+        let store = self
+            .meta("store_id")?
+            .and_then(|id| u64::try_from(id).ok())
+            .ok_or_else(|| self.unusable("it has no store id; open it for writing first"))?;
+        Ok(Identity {
+            store,
+            epoch: self.epoch()?,
+            legacy: self.meta("legacy")?.unwrap_or(0) != 0,
+        })
     }
 
     /// The live checkpoint, if any.
@@ -657,6 +703,51 @@ mod tests {
         let read_only = Store::open_existing(&dir).unwrap().unwrap();
         assert_eq!(read_only.current().unwrap().unwrap().events_published, 5);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_keeps_its_random_id_and_a_new_store_gets_another() {
+        let dir = temp_dir("identity");
+        let id = {
+            let mut store = Store::open(&dir, every_save(100)).unwrap();
+            store.save(&cp("0-1-10", 10)).unwrap();
+            store.identity().unwrap()
+        };
+        assert!(!id.legacy, "a store with an id from its start");
+        let again = Store::open(&dir, every_save(100))
+            .unwrap()
+            .identity()
+            .unwrap();
+        assert_eq!(again, id);
+        let read_only = Store::open_existing(&dir).unwrap().unwrap();
+        assert_eq!(read_only.identity().unwrap(), id);
+
+        let other = temp_dir("identity-other");
+        let other = Store::open(&other, every_save(100))
+            .unwrap()
+            .identity()
+            .unwrap();
+        assert_ne!(other.store, id.store);
+        assert_eq!((other.epoch, id.epoch), (0, 0));
+    }
+
+    #[test]
+    fn a_store_from_before_ids_is_legacy() {
+        let dir = temp_dir("legacy");
+        {
+            let mut store = Store::open(&dir, every_save(100)).unwrap();
+            store.save(&cp("0-1-10", 10)).unwrap();
+            // As a build without ids left it.
+            store
+                .conn
+                .execute("DELETE FROM meta WHERE key IN ('store_id', 'legacy')", [])
+                .unwrap();
+        }
+        let id = Store::open(&dir, every_save(100))
+            .unwrap()
+            .identity()
+            .unwrap();
+        assert!(id.legacy);
     }
 
     #[test]
