@@ -96,6 +96,10 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     retention: Retention,
+    /// When this process last added a history entry, by the monotonic clock
+    /// (`Retention::every` is an interval: a wall clock stepped back must not
+    /// stop the history until it catches up).
+    last_history: Option<std::time::Instant>,
     /// Held while a writable store is open: one writer per state directory.
     _lock: Option<std::fs::File>,
 }
@@ -128,6 +132,7 @@ impl Store {
                 max_entries: retention.max_entries.max(1),
                 ..retention
             },
+            last_history: None,
             _lock: Some(lock),
         };
         store.verify()?;
@@ -158,6 +163,7 @@ impl Store {
             conn,
             path,
             retention: Retention::default(),
+            last_history: None,
             _lock: None,
         };
         store.verify()?;
@@ -486,8 +492,15 @@ impl Store {
         let newest: Option<i64> = tx
             .query_row("SELECT MAX(written_at_ms) FROM history", [], |r| r.get(0))
             .map_err(sqlite)?;
-        let due =
-            newest.is_none_or(|t| checkpoint.written_at_ms - t >= millis(self.retention.every));
+        let due = match self.last_history {
+            Some(at) => at.elapsed() >= self.retention.every,
+            // The first entry of this process: by the stored time, unless
+            // that lies ahead of the clock (which then went back).
+            None => newest.is_none_or(|t| {
+                let age = checkpoint.written_at_ms - t;
+                age < 0 || age >= millis(self.retention.every)
+            }),
+        };
         if due || new_epoch.is_some() {
             tx.execute(
                 "INSERT INTO history (position, source_server_id, commit_time, written_at_ms, events_published)
@@ -519,7 +532,11 @@ impl Store {
             )
             .map_err(sqlite)?;
         }
-        tx.commit().map_err(sqlite)
+        tx.commit().map_err(sqlite)?;
+        if due || new_epoch.is_some() {
+            self.last_history = Some(std::time::Instant::now());
+        }
+        Ok(())
     }
 }
 
@@ -624,6 +641,7 @@ mod tests {
         let t0 = 1_700_000_000_000;
         store.save(&at("0-1-1", t0)).unwrap();
         store.save(&at("0-1-2", t0 + 4_000)).unwrap();
+        store.last_history = ago(11);
         store.save(&at("0-1-3", t0 + 11_000)).unwrap();
         let kept: Vec<String> = store
             .history(10)
@@ -636,6 +654,7 @@ mod tests {
             store.current().unwrap().unwrap().position.to_string(),
             "0-1-3"
         );
+        store.last_history = ago(2 * 3600);
         store.save(&at("0-1-4", t0 + 2 * 3_600_000)).unwrap();
         let kept: Vec<String> = store
             .history(10)
@@ -644,6 +663,39 @@ mod tests {
             .map(|(_, c)| c.position.to_string())
             .collect();
         assert_eq!(kept, ["0-1-4"], "entries older than an hour are dropped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An instant `secs` seconds before now, by the monotonic clock.
+    fn ago(secs: u64) -> Option<std::time::Instant> {
+        std::time::Instant::now().checked_sub(std::time::Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_does_not_stop_the_history() {
+        let dir = temp_dir("clock");
+        let every = Retention {
+            max_entries: 100,
+            max_age: std::time::Duration::from_secs(7 * 24 * 3600),
+            every: std::time::Duration::from_secs(10),
+        };
+        let at = |pos: &str, ms: i64| Checkpoint {
+            written_at_ms: ms,
+            ..cp(pos, 1)
+        };
+        let t0 = 1_700_000_000_000;
+        {
+            let mut store = Store::open(&dir, every).unwrap();
+            store.save(&at("0-1-1", t0)).unwrap();
+            // 11 s later by the monotonic clock, an hour earlier by the wall.
+            store.last_history = ago(11);
+            store.save(&at("0-1-2", t0 - 3_600_000)).unwrap();
+            assert_eq!(store.history(10).unwrap().len(), 2);
+        }
+        // A new process whose wall clock is behind the newest entry.
+        let mut store = Store::open(&dir, every).unwrap();
+        store.save(&at("0-1-3", t0 - 7_200_000)).unwrap();
+        assert_eq!(store.history(10).unwrap().len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,7 +6,7 @@
 //! position never passes an event the broker has not acknowledged.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -41,12 +41,15 @@ pub async fn write_checkpoints(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<Checkpoint> = None;
+    // When `last` was written, by the monotonic clock: a wall clock stepped
+    // back must not hold checkpoints up until it catches up.
+    let mut last_written: Option<Instant> = None;
     loop {
         let open = tokio::select! {
             _ = ticker.tick() => true,
             changed = acked.changed() => changed.is_ok(),
         };
-        if open && !due(&last, interval) {
+        if open && last_written.is_some_and(|t| t.elapsed() < interval) {
             continue;
         }
         let current = acked.borrow_and_update().clone();
@@ -80,18 +83,11 @@ pub async fn write_checkpoints(
                 .map_err(|e| WriterError::Internal(format!("checkpoint write: {e}")))??;
                 metrics.checkpoint_position(cp.written_at_ms, &cp.position);
                 last = Some(cp);
+                last_written = Some(Instant::now());
             }
         }
         if !open {
             return Ok(last);
         }
     }
-}
-
-/// Whether the last write is at least `interval` old (or there was none).
-fn due(last: &Option<Checkpoint>, interval: Duration) -> bool {
-    last.as_ref().is_none_or(|l| {
-        let age = now_ms() - l.written_at_ms;
-        age >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX)
-    })
 }
