@@ -9,6 +9,10 @@
 //! checkpoint, so a crash at any moment resumes at or before the first
 //! unacknowledged record: nothing is lost.
 //!
+//! Memory: at most `kafka.max_in_flight` records wait for their
+//! acknowledgement, with at most one commit mark after each (consecutive
+//! marks collapse into the newest), whatever the broker does.
+//!
 //! # Producer settings
 //! `acks=all`, `enable.idempotence=true` (no duplicates or reordering from
 //! the producer's own retries, at most 5 requests in flight per broker),
@@ -287,6 +291,13 @@ pub async fn run(
                 Some(Item::Commit(commit)) => {
                     if pending.is_empty() {
                         acked.send_replace(Some(Acked { commit, records }));
+                    } else if let Some(Pending::Commit(newest)) = pending.back_mut() {
+                        // No record between the two ends: the later one
+                        // includes the earlier. Keeping one bounds the queue
+                        // by the records in flight, however many
+                        // transactions without records arrive while the
+                        // broker is away.
+                        *newest = commit;
                     } else {
                         pending.push_back(Pending::Commit(commit));
                     }

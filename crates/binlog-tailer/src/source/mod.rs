@@ -91,6 +91,10 @@ enum SessionEnd {
     /// A committed transaction too large to hold was read to its end; the
     /// next session reads it again from its start.
     ReadAgain,
+    /// The session read many new table maps; a new one resumes after the
+    /// last transaction, with the binlog client's table maps let go
+    /// (`tables::RENEW_AFTER_NEW_MAPS`).
+    Renew,
 }
 
 /// The reader: sessions against the server until shutdown or a definite
@@ -134,7 +138,7 @@ impl Reader {
             let result = self.session(progress, &items, &mut shutdown).await;
             self.metrics.set_source_connected(false);
             match result {
-                Ok(SessionEnd::ReadAgain) => continue,
+                Ok(SessionEnd::ReadAgain | SessionEnd::Renew) => continue,
                 Ok(SessionEnd::Stopped(stopped)) => return Ok(stopped),
                 Err(e) if e.is_transient() => {
                     if began.elapsed() > Duration::from_secs(30) {

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::error::{is_access_denied, is_packet_too_large, server_error, At, SourceError};
 use super::server;
 use super::statement;
+use super::tables;
 use super::txn::{Ended, Progress, TxnState};
 use super::{Reader, SessionEnd, Stopped};
 use crate::decode;
@@ -173,6 +174,7 @@ impl Reader {
                         .map_err(|e| decode_err(e, &state))?;
                     let start = end.saturating_sub(u64::from(header.event_size()));
                     state.begin(&gtid, start, header.timestamp(), end)?;
+                    self.tables.begin_group();
                 }
                 decode::TABLE_MAP_EVENT => {
                     self.tables
@@ -324,6 +326,14 @@ impl Reader {
                 state.committed(commit);
                 if state.progress().reached_stop() {
                     return Ok(SessionEnd::Stopped(Stopped::Reached));
+                }
+                if self.tables.renew_due() {
+                    tracing::debug!(
+                        "{} new table maps read in this session; starting a new one after {}",
+                        tables::RENEW_AFTER_NEW_MAPS,
+                        state.progress().start
+                    );
+                    return Ok(SessionEnd::Renew);
                 }
             }
         }

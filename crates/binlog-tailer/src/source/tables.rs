@@ -5,6 +5,13 @@
 //!
 //! Table ids are the server's, valid within one connection: the cache is
 //! cleared at every session start.
+//!
+//! Bounded: MariaDB writes the TABLE_MAP of every table a transaction uses
+//! inside that transaction's group, before its rows, so a map announced in
+//! an earlier group is never needed again; it is only kept to skip parsing
+//! it once more. Past [`MAX_TABLES`] maps, the least recently announced
+//! half of those from earlier groups is dropped (tables that come and go,
+//! `FLUSH TABLES` giving every table a new id, many tables).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,6 +20,21 @@ use super::error::{At, SourceError};
 use crate::config::{Config, TableConfig};
 use crate::decode::{self, CharsetMap, DecodeError, TableMap};
 use crate::map::{ColumnLayout, Logical, TableLayout};
+
+/// Table maps kept before the older ones are dropped.
+pub const MAX_TABLES: usize = 4096;
+
+/// New table maps in one session after which the session is renewed at the
+/// next transaction end. The binlog client (mysql_common's stream reader)
+/// keeps every TABLE_MAP it reads, about 0.7 KiB each, until the server
+/// starts a new binlog file; tables whose ids change all the time (`FLUSH
+/// TABLES`, a table cache smaller than the tables in use) would make that
+/// grow with the binlog file. A new session starts with an empty one.
+pub const RENEW_AFTER_NEW_MAPS: u64 = 16_384;
+
+/// Untailed tables remembered as undecodable (warned once each) before the
+/// list starts again.
+const MAX_UNDECODABLE: usize = 1024;
 
 /// A parsed TABLE_MAP and, for tailed tables, how its rows are published.
 pub struct KnownTable {
@@ -23,6 +45,8 @@ pub struct KnownTable {
     raw: Vec<u8>,
     /// `Some` for a tailed table.
     pub layout: Option<Arc<TableLayout>>,
+    /// When it was last announced (the cache's announcement counter).
+    last_announced: u64,
 }
 
 /// The tables announced in the current session.
@@ -32,6 +56,13 @@ pub struct Tables {
     known: HashMap<u64, KnownTable>,
     /// Untailed tables whose rows could not be decoded (warned once each).
     undecodable: HashSet<String>,
+    /// TABLE_MAPs announced in this session.
+    announced: u64,
+    /// TABLE_MAPs parsed (new or changed) in this session.
+    parsed: u64,
+    /// `announced` when the current transaction group began: maps announced
+    /// since are in use and never dropped.
+    group_start: u64,
 }
 
 impl Tables {
@@ -41,12 +72,33 @@ impl Tables {
             charsets,
             known: HashMap::new(),
             undecodable: HashSet::new(),
+            announced: 0,
+            parsed: 0,
+            group_start: 0,
         }
+    }
+
+    /// Whether this session has read so many new table maps that it should
+    /// end at the next transaction end (see [`RENEW_AFTER_NEW_MAPS`]).
+    pub fn renew_due(&self) -> bool {
+        self.parsed >= RENEW_AFTER_NEW_MAPS
+    }
+
+    /// A transaction group begins: maps announced before it may be dropped.
+    pub fn begin_group(&mut self) {
+        self.group_start = self.announced;
+    }
+
+    /// How many table maps are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.known.len()
     }
 
     /// Forgets every table id (a new session: ids are per connection).
     pub fn clear(&mut self) {
         self.known.clear();
+        self.parsed = 0;
     }
 
     /// The table a rows event names.
@@ -61,10 +113,16 @@ impl Tables {
     /// A map that cannot be decoded, or a tailed table that cannot be
     /// published (no column names, no primary key).
     pub fn table_map(&mut self, body: &[u8]) -> Result<(), TableError> {
-        if let Some(known) = table_map_id(body).and_then(|id| self.known.get(&id)) {
+        self.announced += 1;
+        if let Some(known) = table_map_id(body).and_then(|id| self.known.get_mut(&id)) {
             if known.raw == body {
+                known.last_announced = self.announced;
                 return Ok(());
             }
+        }
+        self.parsed += 1;
+        if self.known.len() >= MAX_TABLES {
+            self.evict();
         }
         let map = decode::parse_table_map(body, &self.charsets).map_err(TableError::Decode)?;
         let layout = match self.config.table(&map.database, &map.table) {
@@ -78,14 +136,37 @@ impl Tables {
                 map: Arc::new(map),
                 raw: body.to_vec(),
                 layout,
+                last_announced: self.announced,
             },
         );
         Ok(())
     }
 
+    /// Drops the least recently announced half of the maps announced before
+    /// the current group.
+    fn evict(&mut self) {
+        let mut older: Vec<u64> = self
+            .known
+            .values()
+            .map(|k| k.last_announced)
+            .filter(|&at| at <= self.group_start)
+            .collect();
+        if older.is_empty() {
+            return;
+        }
+        let keep_from = older.len() / 2;
+        let (_, &mut cut, _) = older.select_nth_unstable(keep_from);
+        let group_start = self.group_start;
+        self.known
+            .retain(|_, k| k.last_announced > group_start || k.last_announced > cut);
+    }
+
     /// Says once per table that rows of an untailed table could not be
     /// decoded (they are passed over, not counted).
     pub fn warn_undecodable(&mut self, table: &str, error: &DecodeError) {
+        if self.undecodable.len() >= MAX_UNDECODABLE {
+            self.undecodable.clear();
+        }
         if self.undecodable.insert(table.to_owned()) {
             tracing::warn!(table = %table, error = %error, "cannot decode rows of a table that is not tailed; they are not counted");
         }
@@ -168,4 +249,57 @@ fn table_map_id(body: &[u8]) -> Option<u64> {
     let mut id = [0u8; 8];
     id[..6].copy_from_slice(bytes);
     Some(u64::from_le_bytes(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::tests::{big, table_map_body};
+
+    fn config() -> Arc<Config> {
+        let dir = std::env::temp_dir().join(format!("bt-tables-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[source]\nuser = \"tailer\"\nserver_id = 4001\n\
+             [kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n",
+        )
+        .unwrap();
+        Arc::new(Config::load(Some(&path), std::iter::empty(), &[]).unwrap())
+    }
+
+    fn announce(tables: &mut Tables, id: u64) {
+        let body = table_map_body(id, "db", &format!("t{id}"), &[big("id")], &[0]);
+        tables.table_map(&body).unwrap();
+    }
+
+    #[test]
+    fn maps_of_earlier_groups_are_dropped_past_the_bound_never_those_in_use() {
+        let mut tables = Tables::new(config(), CharsetMap::builtin());
+        let over = MAX_TABLES as u64 + 10;
+        // One group using more tables than the bound: all stay while it is open.
+        tables.begin_group();
+        for id in 0..over {
+            announce(&mut tables, id);
+        }
+        assert_eq!(tables.len(), MAX_TABLES + 10);
+        // Re-announced in the next group: recently used, so kept.
+        tables.begin_group();
+        announce(&mut tables, 3);
+        announce(&mut tables, 1_000_000);
+        assert!(tables.len() <= MAX_TABLES / 2 + 12, "{}", tables.len());
+        assert!(tables.get(1_000_000).is_some(), "announced in this group");
+        assert!(tables.get(3).is_some(), "re-announced in this group");
+        assert!(tables.get(over - 1).is_some(), "the most recent of the old");
+        assert!(tables.get(0).is_none(), "the least recent of the old");
+        // FLUSH TABLES between groups gives every table a new id: bounded.
+        for group in 0..200u64 {
+            tables.begin_group();
+            for i in 0..100 {
+                announce(&mut tables, 2_000_000 + group * 100 + i);
+            }
+            assert!(tables.len() <= MAX_TABLES, "{}", tables.len());
+        }
+    }
 }
