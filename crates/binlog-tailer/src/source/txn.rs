@@ -291,6 +291,10 @@ impl<'p> TxnState<'p> {
                     *coord = BinlogCoord::new(file, 4);
                 }
             }
+            // A session started by GTID state gets a fake rotate naming the
+            // file with offset 4, not where that state lies in it: the
+            // coordinate stays unknown until the first transaction ends.
+            None if fake && matches!(self.progress.start, Start::Gtid(_)) => {}
             None => self.progress.position.coord = Some(BinlogCoord::new(file, offset)),
         }
     }
@@ -1172,14 +1176,22 @@ mod tests {
         let mut progress = Progress::new(Start::Gtid("0-1-4".parse().unwrap()));
         let mut state = TxnState::new(&mut progress, 7, "");
         state.rotate("bin.000003".into(), 4, true);
-        assert_eq!(state.progress().position.to_string(), "0-1-4@bin.000003:4");
-        state.begin(&gtid_event(5, false), 0, 1, 0).unwrap();
+        assert_eq!(
+            state.progress().position.to_string(),
+            "0-1-4",
+            "the fake rotate of a start by GTID does not say where 0-1-4 lies in the file"
+        );
+        state.begin(&gtid_event(5, false), 250, 1, 292).unwrap();
+        let commit = state.xid(300).unwrap().commit;
+        assert_eq!(commit.position.to_string(), "0-1-5@bin.000003:300");
+        state.committed(commit);
+        state.begin(&gtid_event(6, false), 0, 1, 0).unwrap();
         let commit = state.xid(0).unwrap().commit;
-        assert_eq!(commit.position.to_string(), "0-1-5@bin.000003:4");
+        assert_eq!(commit.position.to_string(), "0-1-6@bin.000003:300");
         state.committed(commit);
         assert_eq!(
             state.progress().start,
-            Start::Gtid("0-1-5".parse().unwrap())
+            Start::Gtid("0-1-6".parse().unwrap())
         );
     }
 
