@@ -13,8 +13,8 @@ use test_support::kafka::{alter_topic, create_topic_with};
 use test_support::random::{crash_seed, Lcg};
 use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::tailer::{
-    assert_commit_order_per_partition, consume_all, last_gtid, replica_gtid_state,
-    wait_for_replica, Consumed, Tailed, TailerSetup, TestDb,
+    assert_checkpoint_unchanged, assert_commit_order_per_partition, consume_all, last_gtid,
+    replica_gtid_state, wait_for_replica, Consumed, Tailed, TailerSetup, TestDb,
 };
 use test_support::{connect, unique_name, Server, User};
 
@@ -327,8 +327,10 @@ async fn a_batch_the_broker_refuses_leaves_no_gap_and_after_the_fix_every_order_
 }
 
 /// `RESET MASTER` restarts the source's sequence numbers: orders written
-/// after it carry GTIDs the topic already holds from before it. A store
-/// created anew for the reset source must not take those for its own.
+/// after it carry GTIDs the topic already holds from before it. The old
+/// store must refuse to resume there (the server would accept its GTID and
+/// skip the new orders that reuse it), and a store created anew for the
+/// reset source must not take the old records for its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     let server = ScratchServer::start(test_support::here!(), ROW_LOGGING).await;
@@ -367,8 +369,11 @@ async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     );
     assert_eq!(tailer.terminate(Duration::from_secs(30)).code(), Some(0));
 
+    let before_reset = first_setup.checkpoint().expect("a checkpoint");
     conn.query_drop("RESET MASTER").await.expect("RESET MASTER");
-    for id in 6..=10 {
+    // More transactions than before the reset: the checkpoint's GTID exists
+    // again, so the server itself would accept it and skip the new ones.
+    for id in 6..=20 {
         conn.query_drop(insert(id)).await.expect("order");
         let gtid = last_gtid(&mut conn).await;
         orders.insert(id, gtid);
@@ -376,7 +381,7 @@ async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     }
     // What the topic's newest record from before the reset would cover.
     let newest_old = orders[&5];
-    let covered: Vec<u64> = (6..=10)
+    let covered: Vec<u64> = (6..=20)
         .filter(|id| orders[id].domain == newest_old.domain && orders[id].seq <= newest_old.seq)
         .collect();
     println!(
@@ -385,9 +390,27 @@ async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     );
     assert_eq!(
         covered,
-        (6..=10).collect::<Vec<_>>(),
+        (6..=15).collect::<Vec<_>>(),
         "RESET MASTER restarts sequence numbers"
     );
+
+    // The old store resumes on the reset server: it must not start.
+    let mut tailer = first_setup.spawn();
+    let status = tailer.wait(Duration::from_secs(60));
+    let log = tailer.log();
+    println!(
+        "the old store on the reset server: exit {:?}; {}",
+        status.code(),
+        log.lines()
+            .find(|l| l.contains("RESET MASTER"))
+            .unwrap_or("(no line names RESET MASTER)")
+    );
+    assert_eq!(status.code(), Some(1), "a definite error; log:\n{log}");
+    assert!(
+        log.contains("binlog no longer holds it") && log.contains("new checkpoint store"),
+        "the error names the reset and the fix; log:\n{log}"
+    );
+    assert_checkpoint_unchanged(&before_reset, first_setup.checkpoint(), "after the refusal");
 
     // A store created anew, from the start of the reset binlog.
     let second_setup = TailerSetup::new(
@@ -400,7 +423,7 @@ async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     .with_source_port(server.port);
     let mut tailer = second_setup.spawn();
     second_setup.wait_checkpoint(
-        last.expect("ten orders"),
+        last.expect("twenty orders"),
         Duration::from_secs(60),
         Some(&mut tailer),
     );
@@ -408,6 +431,6 @@ async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     let messages = consume_all(&topic);
     let (ids, repeated) = repeats(&messages);
     println!("{} messages; orders {ids:?}", messages.len());
-    assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "nothing skipped");
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>(), "nothing skipped");
     assert!(repeated.is_empty(), "published twice: {repeated:?}");
 }

@@ -6,7 +6,9 @@
 //! - A stored checkpoint wins over `start.from`. It resumes by GTID unless
 //!   `start.resume_by = "file"`; a file coordinate is only used on the server
 //!   it was read from (the same `@@server_id`), since files and offsets mean
-//!   nothing on another server.
+//!   nothing on another server. A checkpoint read from this very server
+//!   must still be in its binlog (not so after `RESET MASTER`, whose new
+//!   GTIDs repeat old ones): otherwise the run is refused.
 //! - `start.from`: `latest` (the server's GTID state, or its binlog end
 //!   without GTIDs), `earliest` (its oldest binlog), a GTID state, or a
 //!   `file:offset` the server knows (`BINLOG_GTID_POS` is not NULL).
@@ -39,6 +41,20 @@ pub enum StartError {
          use it; resume by GTID"
     )]
     NoCoordinate(Position),
+    #[error(
+        "the checkpoint {position} was read from this server (server_id {server_id}), but its \
+         binlog no longer holds it: {found}. The binlog was reset (RESET MASTER) or the server \
+         was rebuilt under the same server_id, so its GTIDs may repeat ones already published and \
+         resuming would skip new transactions. Nothing was read. To publish what the server has \
+         now, give the tailer a new checkpoint store (another checkpoint.dir, start.from = \
+         \"earliest\"; a new store never takes the old records in the topic for its own), or \
+         move this one with `binlog-tailer checkpoint set <position>`"
+    )]
+    BinlogReset {
+        position: Position,
+        server_id: u32,
+        found: String,
+    },
     #[error("the server reports no binlog position (SHOW MASTER STATUS is empty): is log_bin on?")]
     NoMasterStatus,
     #[error("the server lists no binary logs (SHOW BINARY LOGS is empty): is log_bin on?")]
@@ -76,6 +92,80 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+/// A checkpoint read from this very server must still be in its binlog:
+/// after `RESET MASTER` (or a server rebuilt under the same `server_id`)
+/// sequence numbers start again, and resuming by GTID would silently skip
+/// the new transactions that reuse the old numbers. The server refuses a
+/// GTID it does not have, but not one it has written again.
+///
+/// The checkpoint's file coordinate tells: its file is newer than the
+/// server's newest, or the server places another GTID state at that
+/// coordinate. A checkpoint from another server (a failover) cannot be
+/// checked this way and is not.
+async fn check_binlog_not_reset(
+    cp: &Checkpoint,
+    info: &ServerInfo,
+    conn: &mut Conn,
+) -> Result<(), StartError> {
+    let Some(coord) = &cp.position.coord else {
+        return Ok(());
+    };
+    if cp.source_server_id != info.server_id {
+        return Ok(());
+    }
+    let reset = |found: String| StartError::BinlogReset {
+        position: cp.position.clone(),
+        server_id: info.server_id,
+        found,
+    };
+    let files = source::binlog_files(conn).await?;
+    if files.contains(&coord.file) {
+        // A checkpoint always lies where an event begins (or at the file's
+        // end); in a reset binlog the offset falls inside an event or past
+        // the end.
+        if let Some(why) = source::no_event_at(conn, coord).await? {
+            return Err(reset(format!(
+                "no event begins at {coord} in the server's binlog now ({why})"
+            )));
+        }
+        // NULL (no answer) proves nothing: MariaDB also answers NULL past an
+        // event over max_allowed_packet.
+        if let Some(there) = source::gtid_at(conn, coord).await? {
+            let differs: Vec<String> = cp
+                .position
+                .gtid
+                .iter()
+                .filter_map(|ours| {
+                    let theirs = there.get(ours.domain)?;
+                    (theirs != ours).then(|| format!("{theirs} where the checkpoint has {ours}"))
+                })
+                .collect();
+            if !differs.is_empty() {
+                return Err(reset(format!(
+                    "at {coord} the server's binlog now has {}",
+                    differs.join(", ")
+                )));
+            }
+        }
+        return Ok(());
+    }
+    let newest = files.last().map(|f| BinlogCoord::new(f.clone(), 4));
+    let newer_than_all = match (coord.split_file(), newest.as_ref().map(|n| n.split_file())) {
+        ((base, Some(index)), Some((newest_base, Some(newest_index)))) => {
+            base == newest_base && index > newest_index
+        }
+        _ => false,
+    };
+    if newer_than_all {
+        return Err(reset(format!(
+            "its file {} is newer than the server's newest binlog, {}",
+            coord.file,
+            files.last().map_or("", String::as_str)
+        )));
+    }
+    Ok(())
+}
+
 /// Where `run` starts: after the stored checkpoint, else as `start.from` says.
 ///
 /// # Errors
@@ -88,6 +178,7 @@ pub async fn resolve_start(
     conn: &mut Conn,
 ) -> Result<Start, StartError> {
     if let Some(cp) = stored {
+        check_binlog_not_reset(cp, info, conn).await?;
         return match (config.start.resume_by, &cp.position.coord) {
             (ResumeBy::Gtid, _) if !cp.position.gtid.is_empty() => {
                 Ok(Start::Gtid(cp.position.gtid.clone()))

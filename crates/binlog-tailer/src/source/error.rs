@@ -18,6 +18,9 @@ pub mod server_error {
     pub const CONNECTION_KILLED: u16 = 1927;
     /// `ER_SLAVE_SAME_ID`: another replica registered with our server id.
     pub const SAME_SERVER_ID: u16 = 4052;
+    /// `ER_ERROR_WHEN_EXECUTING_COMMAND`: `SHOW BINLOG EVENTS` at an offset
+    /// where no event begins, or past the file's end.
+    pub const ERROR_WHEN_EXECUTING_COMMAND: u16 = 1220;
 }
 
 /// Where a source error happened.

@@ -61,7 +61,7 @@ use tokio::time::Instant;
 pub use error::{server_error, At, SourceError};
 pub use server::{
     binlog_files, charset_map, connect, connection_opts, gtid_at, gtid_binlog_pos, master_coord,
-    server_info, server_lag, ServerInfo,
+    no_event_at, server_info, server_lag, ServerInfo,
 };
 pub use txn::Progress;
 

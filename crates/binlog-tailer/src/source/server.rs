@@ -191,6 +191,40 @@ pub async fn gtid_at(
     }
 }
 
+/// Whether an event begins at `coord` in the server's binlog: `None` when
+/// one does (or the server cannot say), else the server's own words for why
+/// not (an offset inside an event, or past the file's end).
+///
+/// # Errors
+/// [`SourceError::Query`] when the query fails for another reason than the
+/// offset.
+pub async fn no_event_at(
+    conn: &mut Conn,
+    coord: &BinlogCoord,
+) -> Result<Option<String>, SourceError> {
+    let query = format!(
+        "SHOW BINLOG EVENTS IN '{}' FROM {} LIMIT 1",
+        coord.file.replace('\\', "\\\\").replace('\'', "''"),
+        coord.offset
+    );
+    match conn.query_drop(query).await {
+        Ok(()) => Ok(None),
+        Err(mysql_async::Error::Server(e))
+            if e.code == super::error::server_error::ERROR_WHEN_EXECUTING_COMMAND
+                && (e.message.contains("Wrong offset") || e.message.contains("greater than")) =>
+        {
+            Ok(Some(e.message))
+        }
+        // Anything else (an event over max_allowed_packet there, say)
+        // proves nothing about the offset.
+        Err(mysql_async::Error::Server(e)) => {
+            tracing::debug!(%coord, error = %e, "SHOW BINLOG EVENTS at the checkpoint");
+            Ok(None)
+        }
+        Err(e) => Err(SourceError::Query(e)),
+    }
+}
+
 /// `BINLOG_GTID_POS` as the server writes it.
 async fn gtid_text_at(conn: &mut Conn, coord: &BinlogCoord) -> Result<Option<String>, SourceError> {
     let text: Option<Option<String>> = conn
