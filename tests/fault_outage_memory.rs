@@ -8,7 +8,7 @@
 //! fails). The source is a scratch primary of the test's own with
 //! `innodb_flush_log_at_trx_commit = 0`, so that a million transactions take
 //! a minute rather than a quarter of an hour. `OUTAGE_UPDATES` changes the
-//! count.
+//! count; `OUTAGE_SECONDS` keeps the broker away at least that long.
 
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,20 @@ async fn a_million_transactions_during_a_broker_outage_keep_memory_bounded() {
             panic!("the tailer exited ({status}); log:\n{}", tailer.log());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // `OUTAGE_SECONDS` keeps the broker away longer, the tailer idle but
+    // retrying (a long outage, as opposed to a busy one).
+    let outage_at_least = Duration::from_secs(
+        std::env::var("OUTAGE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    );
+    while down_at.elapsed() < outage_at_least {
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("the tailer exited ({status}); log:\n{}", tailer.log());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let peak_kib = status_kib(pid, "VmHWM").expect("VmHWM");
     let outage = down_at.elapsed();
