@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use binlog_tailer::position::Gtid;
 use mysql_async::prelude::Queryable;
-use test_support::faults::{by_order, order_values, Writer};
+use test_support::faults::{by_order, insert_orders, Writer};
 use test_support::kafka::{alter_topic, create_topic_with};
 use test_support::random::{crash_seed, Lcg};
 use test_support::scratch::{ScratchServer, ROW_LOGGING};
@@ -146,11 +146,7 @@ async fn a_replay_into_the_live_topic_does_not_hide_what_the_live_tailer_publish
     );
     let mut primary = connect(Server::Primary, User::Admin).await;
     primary
-        .query_drop(format!(
-            "INSERT INTO {}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-            db.name,
-            order_values(1)
-        ))
+        .query_drop(insert_orders(&db.name, [1]))
         .await
         .expect("first order");
     let first = last_gtid(&mut primary).await;
@@ -160,13 +156,8 @@ async fn a_replay_into_the_live_topic_does_not_hide_what_the_live_tailer_publish
 
     let tailer = setup.spawn_with(&["--set", "checkpoint.interval=\"1h\""]);
     for chunk in (2..=ORDERS).collect::<Vec<_>>().chunks(1000) {
-        let values: Vec<String> = chunk.iter().map(|&id| order_values(id)).collect();
         primary
-            .query_drop(format!(
-                "INSERT INTO {}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-                db.name,
-                values.join(",")
-            ))
+            .query_drop(insert_orders(&db.name, chunk.iter().copied()))
             .await
             .expect("orders");
     }
@@ -239,16 +230,11 @@ async fn a_batch_the_broker_refuses_leaves_no_gap_and_after_the_fix_every_order_
         "\n[kafka.properties]\n\"batch.size\" = \"4096\"\n",
     );
     let mut primary = connect(Server::Primary, User::Admin).await;
-    let insert = |ids: std::ops::RangeInclusive<u64>| {
-        let values: Vec<String> = ids.map(order_values).collect();
-        format!(
-            "INSERT INTO {}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-            db.name,
-            values.join(",")
-        )
-    };
     for id in 1..=300u64 {
-        primary.query_drop(insert(id..=id)).await.expect("order");
+        primary
+            .query_drop(insert_orders(&db.name, [id]))
+            .await
+            .expect("order");
         if id == 150 {
             // An order whose event is ~60 KiB of hex digits that do not
             // repeat (so compression keeps it over the topic's limit).
@@ -339,12 +325,7 @@ async fn a_new_store_after_reset_master_skips_nothing_it_never_published() {
     };
     let mut conn = server.root().await;
     let topic = unique_name("reset_master");
-    let insert = |id: u64| {
-        format!(
-            "INSERT INTO shop.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-            order_values(id)
-        )
-    };
+    let insert = |id: u64| insert_orders("shop", [id]);
     let mut orders = BTreeMap::new();
     let first_setup = TailerSetup::new(
         test_support::here!(),

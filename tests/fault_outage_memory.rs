@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use test_support::faults::{by_order, order_values, stop_service, RestoreServices};
+use test_support::faults::{by_order, insert_orders, stop_service, RestoreServices};
 use test_support::process::status_kib;
 use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::services::sample;
@@ -22,12 +22,9 @@ use test_support::tailer::{consume_all, last_gtid, Tailed, TailerSetup, TestDb};
 use test_support::{http_get, unique_name};
 
 async fn insert_order(conn: &mut Conn, id: u64) -> binlog_tailer::position::Gtid {
-    conn.query_drop(format!(
-        "INSERT INTO shop.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-        order_values(id)
-    ))
-    .await
-    .expect("insert an order");
+    conn.query_drop(insert_orders("shop", [id]))
+        .await
+        .expect("insert an order");
     last_gtid(conn).await
 }
 

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use test_support::faults::{by_order, order_values};
+use test_support::faults::{by_order, insert_orders};
 use test_support::process::status_kib;
 use test_support::scratch::{ScratchServer, ROW_LOGGING};
 use test_support::tailer::{consume_all, last_gtid, Tailed, TailerSetup, TestDb};
@@ -66,9 +66,8 @@ async fn thousands_of_tables_with_new_ids_every_round_keep_memory_bounded() {
     let mut peak_mid_kib = 0;
     for round in 1..=rounds {
         conn.query_drop(format!(
-            "START TRANSACTION; {inserts} INSERT INTO shop.orders \
-             (id, customer_id, amount, currency, status, items, created_at) VALUES {}; COMMIT; FLUSH TABLES",
-            order_values(round)
+            "START TRANSACTION; {inserts} {}; COMMIT; FLUSH TABLES",
+            insert_orders("shop", [round])
         ))
         .await
         .unwrap_or_else(|e| panic!("round {round}: {e}"));

@@ -302,7 +302,7 @@ pub async fn run(
                         pending.push_back(Pending::Commit(commit));
                     }
                 }
-                Some(Item::Record(mut record)) => {
+                Some(Item::Record(record)) => {
                     let partition = mode.frontier().partition_of(&record.topic, &record.key);
                     if let (Mode::Live { frontier, .. }, Some(p)) = (&mode, partition) {
                         if frontier.already_published(&record.topic, p, record.gtid, record.row_index) {
@@ -314,12 +314,11 @@ pub async fn run(
                             continue;
                         }
                     }
-                    record.headers.extend(extra_headers.iter().cloned());
                     if pending.is_empty() {
                         last_progress = Instant::now();
                     }
                     let sent = Instant::now();
-                    let delivery = enqueue(&producer, &record, partition).await.inspect_err(|e| {
+                    let delivery = enqueue(&producer, &record, &extra_headers, partition).await.inspect_err(|e| {
                         if let SinkError::Rejected(r) = e {
                             metrics.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
                         }
@@ -332,10 +331,9 @@ pub async fn run(
             // A fatal producer error leaves the records in flight undelivered
             // for ever (message.timeout.ms=0): it must be looked for.
             _ = fatal_check.tick(), if waiting => {
-                if let Some((code, reason)) = producer.client().fatal_error() {
-                    tracing::error!(?code, %reason, "fatal producer error");
-                    metrics.publish_errors.with_label_values(&[fatal_kind(code, &reason)]).inc();
-                    return Err(SinkError::Stopped { reason });
+                if let Some((stopped, kind)) = fatal(&producer) {
+                    metrics.publish_errors.with_label_values(&[kind]).inc();
+                    return Err(stopped);
                 }
             }
             _ = tokio::time::sleep_until((last_progress + STALL_WARNING).into()), if waiting => {
@@ -355,14 +353,20 @@ pub async fn run(
 /// How often, while records wait, the producer is asked for a fatal error.
 const FATAL_CHECK: Duration = Duration::from_millis(250);
 
-/// The label of a fatal producer error: what stopped it, when librdkafka
-/// says (the refused batch's error is in the reason text only).
-fn fatal_kind(code: RDKafkaErrorCode, reason: &str) -> &'static str {
-    if code == RDKafkaErrorCode::MessageSizeTooLarge || reason.contains("Message size too large") {
+/// The producer's fatal error, if librdkafka raised one (logged), with the
+/// `publish_errors` label of its cause: a batch refused under the gapless
+/// guarantee names its error in the reason text only.
+fn fatal(producer: &TailerProducer) -> Option<(SinkError, &'static str)> {
+    let (code, reason) = producer.client().fatal_error()?;
+    tracing::error!(?code, %reason, "fatal producer error");
+    let kind = if code == RDKafkaErrorCode::MessageSizeTooLarge
+        || reason.contains("Message size too large")
+    {
         "message_too_large"
     } else {
         "other"
-    }
+    };
+    Some((SinkError::Stopped { reason }, kind))
 }
 
 /// A bounded label for a delivery error.
@@ -396,10 +400,11 @@ async fn front_delivery(pending: &mut VecDeque<Pending>) -> Result<(), KafkaErro
 async fn enqueue(
     producer: &TailerProducer,
     record: &Record,
+    extra_headers: &[(&'static str, Vec<u8>)],
     partition: Option<i32>,
 ) -> Result<DeliveryFuture, SinkError> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (key, value) in &record.headers {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len());
+    for (key, value) in record.headers.iter().chain(extra_headers) {
         headers = headers.insert(Header {
             key,
             value: Some(value.as_slice()),
@@ -424,9 +429,8 @@ async fn enqueue(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err((error, _)) => {
-                if let Some((code, reason)) = producer.client().fatal_error() {
-                    tracing::error!(?code, %reason, "fatal producer error");
-                    return Err(SinkError::Stopped { reason });
+                if let Some((stopped, _)) = fatal(producer) {
+                    return Err(stopped);
                 }
                 return Err(SinkError::rejected(&record.topic, record.id.clone(), error));
             }

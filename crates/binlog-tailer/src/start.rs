@@ -149,13 +149,10 @@ async fn check_binlog_not_reset(
         }
         return Ok(());
     }
-    let newest = files.last().map(|f| BinlogCoord::new(f.clone(), 4));
-    let newer_than_all = match (coord.split_file(), newest.as_ref().map(|n| n.split_file())) {
-        ((base, Some(index)), Some((newest_base, Some(newest_index)))) => {
-            base == newest_base && index > newest_index
-        }
-        _ => false,
-    };
+    // Coordinates order by file index (of one base name), then offset.
+    let newer_than_all = files
+        .last()
+        .is_some_and(|newest| *coord > BinlogCoord::new(newest.clone(), u64::MAX));
     if newer_than_all {
         return Err(reset(format!(
             "its file {} is newer than the server's newest binlog, {}",

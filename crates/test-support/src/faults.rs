@@ -119,6 +119,16 @@ pub fn stop_service(name: &str, timeout: Duration) -> (u32, Duration) {
 
 // ------------------------------------------------------------ orders
 
+/// The INSERT of the orders `ids` into `database.orders`, with the values of
+/// [`order_values`].
+pub fn insert_orders(database: &str, ids: impl IntoIterator<Item = u64>) -> String {
+    let values: Vec<String> = ids.into_iter().map(order_values).collect();
+    format!(
+        "INSERT INTO {database}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
+        values.join(", ")
+    )
+}
+
 /// An order as the writer inserts it, and as its event's `data` must carry it.
 pub fn order_values(id: u64) -> String {
     let o = expected_data(id);
@@ -203,12 +213,8 @@ impl Writer {
                     1
                 };
                 let batch: Vec<u64> = (id + 1..=id + rows).collect();
-                let values: Vec<String> = batch.iter().map(|&i| order_values(i)).collect();
                 primary
-                    .query_drop(format!(
-                        "INSERT INTO {name}.orders (id, customer_id, amount, currency, status, items, created_at) VALUES {}",
-                        values.join(", ")
-                    ))
+                    .query_drop(insert_orders(&name, batch.iter().copied()))
                     .await
                     .unwrap_or_else(|e| panic!("insert orders {batch:?}: {e}"));
                 let gtid = last_gtid(&mut primary).await;
