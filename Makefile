@@ -7,7 +7,7 @@ SERVICES := bash tests/env/services.sh
 demo:
 	bash tests/env/demo.sh
 
-## test: install what is missing, start the services, run every test, stop what it started
+## test: install what is missing; on MariaDB 10.11, then 11.8 (BT_MARIADB=… for one): start the services, run every test, stop what it started
 test:
 	bash tests/env/run-tests.sh
 

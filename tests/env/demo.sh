@@ -13,7 +13,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 . tests/env/defaults.env
-state=${BT_STATE_DIR:-$repo/target/services}
+state=${BT_STATE_DIR:-$repo/target/services/$BT_MARIADB}
 kafka_libs=${BT_KAFKA_LIBS:-$repo/target/kafka-libs}
 topic=shop.orders.v1
 

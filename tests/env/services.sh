@@ -6,24 +6,27 @@
 #   MariaDB replica  127.0.0.1:13307   server_id 2, replicates from the primary by GTID
 #   Apache Kafka     127.0.0.1:19092   KRaft, one node as broker and controller
 #
-# Usage: tests/env/services.sh install|up|down|status|clean
-#   install  install what is missing (Debian's mariadb-server, the Kafka jars)
+# Usage: [BT_MARIADB=10.11|11.8] tests/env/services.sh install|up|down|status|clean
+#   install  install what is missing (MariaDB of the chosen version, the Kafka jars)
 #   up       install, then start whatever is not running, apply the schemas and
 #            users, and wait until every service answers. Idempotent.
-#   down     stop what `up` started, by PID, and wait for it to exit
-#   status   say what runs; exit 0 only if everything does
+#   down     stop what `up` started, by PID, and wait for it to exit (the
+#            services of every MariaDB version, whichever is chosen)
+#   status   say what runs and which MariaDB version; exit 0 only if everything does
 #   clean    down, then delete all service data
 #
+# BT_MARIADB picks the MariaDB version: 10.11 (the default, Debian 12's
+# packages) or 11.8 (Debian 13's, from a chroot; see tests/env/mariadb.sh).
 # State (data directories, logs, PID files) lives in $BT_STATE_DIR, by default
-# target/services/ in the repository. Ports, users and passwords come from
-# tests/env/defaults.env and can be overridden in the environment.
+# target/services/<version>/ in the repository. Ports, users and passwords come
+# from tests/env/defaults.env and can be overridden in the environment.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=defaults.env
 . "$here/defaults.env"
-state=${BT_STATE_DIR:-$repo/target/services}
+state=${BT_STATE_DIR:-$repo/target/services/$BT_MARIADB}
 kafka_libs=${BT_KAFKA_LIBS:-$repo/target/kafka-libs}
 me=$(id -un)
 
@@ -110,9 +113,21 @@ apt_install() {
   [ "$rc" = 0 ] || die "apt-get install $* failed (exit $rc)"
 }
 
+# Debian 12's MariaDB on the host, always: its client runs the SQL of these
+# scripts and of the tests against either version. Then the chosen version's
+# server (for 11.8, its chroot).
 install_mariadb() {
-  command -v mariadbd >/dev/null && command -v mariadb >/dev/null && return 0
-  apt_install --with-recommends mariadb-server mariadb-client
+  command -v mariadbd >/dev/null && command -v mariadb >/dev/null ||
+    apt_install --with-recommends mariadb-server mariadb-client
+  bash "$here/mariadb.sh" install
+}
+
+# A MariaDB server program of the chosen version, sharing the instance's
+# directory with it (tests/env/mariadb.sh).
+mariadb_exec() {
+  local dir=$1
+  shift
+  bash "$here/mariadb.sh" exec "$dir" -- "$@"
 }
 
 # What the tests need besides the services: Prometheus and promtool (the
@@ -214,15 +229,19 @@ start_mariadb() {
   fi
   mkdir -p "$dir"
   write_mariadb_cnf "$name" "$port" "$server_id"
+  if [ -d "$dir/data/mysql" ] && [ "$(cat "$dir/mariadb-version" 2>/dev/null)" != "$BT_MARIADB" ]; then
+    die "$name: the data in $dir/data was made by MariaDB $(cat "$dir/mariadb-version" 2>/dev/null || echo "of another version"), not $BT_MARIADB; delete it (make services-clean) or set BT_STATE_DIR"
+  fi
   if [ ! -d "$dir/data/mysql" ]; then
-    log "$name: initialising $dir/data"
+    log "$name: initialising $dir/data (MariaDB $(bash "$here/mariadb.sh" version))"
     rm -rf "$dir/data"
-    mariadb-install-db --defaults-file="$dir/my.cnf" --auth-root-authentication-method=socket \
+    echo "$BT_MARIADB" >"$dir/mariadb-version"
+    mariadb_exec "$dir" mariadb-install-db --defaults-file="$dir/my.cnf" --auth-root-authentication-method=socket \
       --auth-root-socket-user="$me" --skip-test-db >"$dir/install.log" 2>&1 ||
       { tail -n 30 "$dir/install.log" >&2; die "$name: mariadb-install-db failed; see $dir/install.log"; }
   fi
   log "$name: starting on 127.0.0.1:$port"
-  setsid mariadbd --defaults-file="$dir/my.cnf" >>"$dir/stdout.log" 2>&1 </dev/null &
+  setsid bash "$here/mariadb.sh" exec "$dir" -- mariadbd --defaults-file="$dir/my.cnf" >>"$dir/stdout.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
   wait_until "$name" "$dir/pid" 120 "$dir/error.log" sql "$name" -e 'SELECT 1'
 }
@@ -379,7 +398,9 @@ Stop them with: make services-down
 EOF
 }
 
-cmd_down() {
+# The services of one state directory.
+down_state() {
+  local state=$1
   # What `make demo` started, if anything, before what it depends on.
   stop_pid payment-service "$state/payment-service/pid" 30
   stop_pid order-service "$state/order-service/pid" 30
@@ -389,14 +410,36 @@ cmd_down() {
   stop_pid primary "$state/primary/pid" 120
 }
 
+# Every version's services: they share the ports, so only one set can run,
+# and `down` must stop it whichever BT_MARIADB says.
+cmd_down() {
+  local dir
+  if [ -n "${BT_STATE_DIR:-}" ]; then
+    down_state "$state"
+    return
+  fi
+  for dir in "$repo"/target/services/*/; do
+    [ -d "$dir" ] || continue
+    dir=${dir%/}
+    log "${dir#"$repo"/}:"
+    down_state "$dir"
+  done
+}
+
 cmd_status() {
   local all=0 pid name
+  echo "MariaDB $BT_MARIADB (BT_MARIADB), state in $state"
   for name in primary replica kafka; do
     if pid=$(live_pid "$state/$name/pid"); then
       echo "$name: running (pid $pid)"
     else
       echo "$name: stopped"
       all=1
+    fi
+  done
+  for name in primary replica; do
+    if live_pid "$state/$name/pid" >/dev/null; then
+      echo "$name: $(sql "$name" -e 'SELECT VERSION()')"
     fi
   done
   if live_pid "$state/replica/pid" >/dev/null; then
@@ -409,8 +452,13 @@ cmd_status() {
 
 cmd_clean() {
   cmd_down
-  log "deleting $state"
-  rm -rf "$state"
+  if [ -n "${BT_STATE_DIR:-}" ]; then
+    log "deleting $state"
+    rm -rf "$state"
+  else
+    log "deleting $repo/target/services"
+    rm -rf "$repo/target/services"
+  fi
 }
 
 case "${1:-}" in

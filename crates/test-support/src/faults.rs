@@ -22,7 +22,11 @@ use crate::{connect, Server, User};
 pub fn services_state() -> PathBuf {
     std::env::var_os("BT_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target/services"))
+        .unwrap_or_else(|| {
+            crate::repo_root()
+                .join("target/services")
+                .join(crate::mariadb_version())
+        })
 }
 
 /// `bash tests/env/services.sh up`: starts whatever is down and waits until

@@ -92,6 +92,70 @@ fn port(name: &str, default: u16) -> u16 {
     }
 }
 
+/// The MariaDB version the services run and scratch servers start with:
+/// `BT_MARIADB`, as in `tests/env/defaults.env` ("10.11" or "11.8").
+pub fn mariadb_version() -> String {
+    var("BT_MARIADB", "10.11")
+}
+
+/// Whether the services run MariaDB 11.x (11.8), whose binlog differs from
+/// 10.11's (events inside a transaction carry `end_log_pos` 0, `.idx` files
+/// beside the binlogs).
+pub fn mariadb_11() -> bool {
+    mariadb_version().starts_with("11.")
+}
+
+/// A MariaDB server program (`mariadbd`, `mariadb-install-db`,
+/// `mariadb-binlog`) of [`mariadb_version`], run by `tests/env/mariadb.sh`
+/// (for 11.8 in its chroot, with `shared` visible at the same path).
+pub fn mariadb_command(shared: &std::path::Path, program: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg(repo_root().join("tests/env/mariadb.sh"))
+        .arg("exec")
+        .arg(shared)
+        .arg("--")
+        .arg(program);
+    command
+}
+
+/// One row of `SHOW BINLOG EVENTS`.
+#[derive(Debug, Clone)]
+pub struct BinlogEvent {
+    /// Where the event starts.
+    pub pos: u64,
+    /// Its type as the server names it (`Gtid`, `Query`, `Write_rows_v1`, …).
+    pub kind: String,
+    /// The header's `end_log_pos` (0 inside a transaction on MariaDB 11.x).
+    pub end_log_pos: u64,
+    pub info: String,
+}
+
+/// Up to `limit` events of binlog `file` from `offset`. An error (the
+/// server's "Wrong offset or I/O error") when `offset` is not an event
+/// boundary; empty at the end of the file.
+pub async fn binlog_events(
+    conn: &mut Conn,
+    file: &str,
+    offset: u64,
+    limit: u32,
+) -> Result<Vec<BinlogEvent>, mysql_async::Error> {
+    let rows: Vec<(String, u64, String, u64, u64, String)> = conn
+        .query(format!(
+            "SHOW BINLOG EVENTS IN '{file}' FROM {offset} LIMIT {limit}"
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(_, pos, kind, _, end_log_pos, info)| BinlogEvent {
+            pos,
+            kind,
+            end_log_pos,
+            info,
+        })
+        .collect())
+}
+
 /// Which MariaDB server of the local pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {

@@ -14,9 +14,10 @@ use crate::Here;
 pub const ROW_LOGGING: &str =
     "binlog_format = ROW\nbinlog_row_image = FULL\nbinlog_row_metadata = FULL";
 
-/// A MariaDB server of the test's own (Debian's mariadbd, a fresh data
-/// directory, a free loopback port), so its global settings can be changed
-/// without disturbing other tests. Stopped by PID when dropped.
+/// A MariaDB server of the test's own (mariadbd of the version the services
+/// run, [`crate::mariadb_version`]; a fresh data directory, a free loopback
+/// port), so its global settings can be changed without disturbing other
+/// tests. Stopped by PID when dropped.
 pub struct ScratchServer {
     child: Child,
     pub dir: PathBuf,
@@ -52,7 +53,7 @@ impl ScratchServer {
             ),
         )
         .expect("my.cnf");
-        let status = Command::new("mariadb-install-db")
+        let status = crate::mariadb_command(shared(&dir), "mariadb-install-db")
             .arg(format!("--defaults-file={}", cnf.display()))
             .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
             .arg(format!("--auth-root-socket-user={user}"))
@@ -61,7 +62,7 @@ impl ScratchServer {
             .status()
             .expect("mariadb-install-db (is mariadb-server installed? run `make services-up`)");
         assert!(status.success(), "mariadb-install-db failed");
-        let child = spawn_mariadbd(&cnf);
+        let child = spawn_mariadbd(&dir, &cnf);
         let server = ScratchServer { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -103,7 +104,7 @@ impl ScratchServer {
     /// Starts the server again on its data directory (after [`Self::kill9`]:
     /// with crash recovery) and waits until it answers.
     pub async fn restart(&mut self) {
-        self.child = spawn_mariadbd(&self.dir.join("my.cnf"));
+        self.child = spawn_mariadbd(&self.dir, &self.dir.join("my.cnf"));
         let user = os_user();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -133,8 +134,15 @@ impl ScratchServer {
     }
 }
 
-fn spawn_mariadbd(cnf: &std::path::Path) -> Child {
-    Command::new("mariadbd")
+/// What the server program sees of the host (for 11.8, in its chroot): the
+/// test's whole scratch area, the parent of `dir`, so that files a test
+/// writes beside it (TLS certificates, say) are there too.
+fn shared(dir: &std::path::Path) -> &std::path::Path {
+    dir.parent().unwrap_or(dir)
+}
+
+fn spawn_mariadbd(dir: &std::path::Path, cnf: &std::path::Path) -> Child {
+    crate::mariadb_command(shared(dir), "mariadbd")
         .arg(format!("--defaults-file={}", cnf.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
