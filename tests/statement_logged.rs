@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use binlog_tailer::checkpoint::Checkpoint;
 use binlog_tailer::position::Gtid;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -27,6 +28,51 @@ async fn insert_order(conn: &mut Conn, db: &TestDb, id: u64) -> Gtid {
     .await
     .expect("insert an order");
     last_gtid(conn).await
+}
+
+/// The error's `at FILE:OFFSET` is where the logged INSERT's event ends: the
+/// next event starts there. On MariaDB 11.x that event's header says
+/// `end_log_pos 0` (it is inside a transaction), so this holds only if the
+/// tailer computes positions rather than copy the header's.
+async fn assert_names_the_statement_end(
+    primary: &mut Conn,
+    checkpoint: &Checkpoint,
+    error: &str,
+    table: &str,
+) {
+    let at = error
+        .split(&format!("table {table} at "))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no position in the error: {error}"));
+    let (file, offset) = at
+        .rsplit_once(':')
+        .and_then(|(f, o)| Some((f, o.parse::<u64>().ok()?)))
+        .unwrap_or_else(|| panic!("not FILE:OFFSET: {at}"));
+    let coord = checkpoint
+        .position
+        .coord
+        .as_ref()
+        .expect("checkpoint coord");
+    assert_eq!(file, coord.file, "the statement follows the checkpoint");
+    // From the checkpoint on: the event before the one at `offset` is the
+    // INSERT.
+    let events = test_support::binlog_events(primary, file, coord.offset, 500)
+        .await
+        .expect("SHOW BINLOG EVENTS");
+    let next = events
+        .iter()
+        .position(|e| e.pos == offset)
+        .unwrap_or_else(|| panic!("{at} is no event boundary after {coord}: {events:?}"));
+    let insert = &events[next.checked_sub(1).expect("an event before it")];
+    assert!(
+        insert.kind == "Query" && insert.info.contains("INSERT INTO"),
+        "the event ending at {at} is the logged INSERT, not {insert:?}"
+    );
+    println!(
+        "the error names {at}: the end of the INSERT at {}, whose header says end_log_pos {}",
+        insert.pos, insert.end_log_pos
+    );
 }
 
 fn exits_within(tailer: &mut Tailer, timeout: Duration) -> std::process::ExitStatus {
@@ -128,6 +174,7 @@ async fn an_insert_logged_as_a_statement_stops_the_tailer_and_the_replica_publis
             !log.contains("reconnecting"),
             "{run}: not retried; log:\n{log}"
         );
+        assert_names_the_statement_end(&mut primary, &cp, &error, &table).await;
         assert_checkpoint_unchanged(&cp, setup.checkpoint(), run);
         stops.push((run, took, error));
         tailer = setup.spawn();

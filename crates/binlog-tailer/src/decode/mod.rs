@@ -285,6 +285,10 @@ pub const META_ENUM_AND_SET_COLUMN_CHARSET: u8 = 11;
 /// event type may skip the event.
 pub const LOG_EVENT_IGNORABLE_F: u16 = 0x80;
 
+/// Event header flag `LOG_EVENT_ARTIFICIAL_F`: made up by the server for the
+/// reader (the first ROTATE, a GTID_LIST), not read from a binlog file.
+pub const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
+
 /// GTID flag: a statement outside a transaction (DDL); no XID follows.
 pub const GTID_FL_STANDALONE: u8 = 1;
 /// GTID flag: an 8-byte commit id follows the flags.

@@ -44,6 +44,7 @@
 //! - `server.rs`: every query to the server outside the stream.
 //! - `error.rs`: [`SourceError`] and which errors are transient.
 
+mod ends;
 mod error;
 mod server;
 mod session;
