@@ -66,6 +66,23 @@ async fn preflight_names_each_wrong_server_setting_and_passes_when_fixed() {
     let (code, out, _) = setup.command(&["check"]);
     assert_eq!(code, 0, "every check passes once fixed:\n{out}");
     assert!(out.contains("checks passed"), "{out}");
+    // The version, reported as the server gives it, without a warning on a
+    // tested line; binlog_legacy_event_pos as that version has it.
+    let version: String = root
+        .query_first("SELECT VERSION()")
+        .await
+        .expect("version")
+        .expect("a version");
+    assert!(
+        out.contains(&format!("ok    server: MariaDB {version} (server_id 77)")),
+        "{out}"
+    );
+    let legacy = if test_support::mariadb_11() {
+        "ok    binlog_legacy_event_pos: OFF (events inside a transaction carry end_log_pos 0"
+    } else {
+        "ok    binlog_legacy_event_pos: not a setting of this server"
+    };
+    assert!(out.contains(legacy), "{legacy}:\n{out}");
     let _ = kafka_bootstrap();
 }
 

@@ -176,10 +176,7 @@ pub async fn check_source(
     config: &Config,
 ) -> Result<Vec<Check>, mysql_async::Error> {
     let vars = server_vars(conn).await?;
-    let mut checks = vec![Check::ok(
-        "server",
-        format!("MariaDB {} (server_id {})", vars.version, vars.server_id),
-    )];
+    let mut checks = vec![check_version(&vars.version, vars.server_id)];
     if !vars.version.to_ascii_lowercase().contains("mariadb") {
         checks.push(Check::problem(
             "server",
@@ -217,6 +214,7 @@ pub async fn check_source(
     checks.push(setting("binlog_row_image", &vars.row_image, "FULL"));
     checks.push(setting("binlog_row_metadata", &vars.row_metadata, "FULL"));
     checks.push(check_gtid_strict_mode(vars.gtid_strict_mode));
+    checks.push(check_legacy_event_pos(conn).await);
     checks.push(match vars.checksum.to_ascii_uppercase().as_str() {
         "CRC32" => Check::ok("binlog_checksum", "CRC32 (verified on every event)"),
         other => Check::ok(
@@ -275,6 +273,70 @@ pub async fn check_source(
         checks.push(check_table(conn, config, table).await);
     }
     Ok(checks)
+}
+
+/// The MariaDB release lines binlog-tailer is tested on (README, "Supported
+/// MariaDB versions").
+const TESTED_LINES: [&str; 2] = ["10.11", "11.8"];
+
+/// The server's version: MariaDB, and whether of a tested line (another
+/// line is a warning: its binlog may hold what no test has seen).
+fn check_version(version: &str, server_id: u32) -> Check {
+    let found = format!("MariaDB {version} (server_id {server_id})");
+    let line_of = |line: &str| {
+        version
+            .strip_prefix(line)
+            .is_some_and(|rest| rest.starts_with('.'))
+    };
+    if !version.to_ascii_lowercase().contains("mariadb") || TESTED_LINES.iter().any(|l| line_of(l))
+    {
+        return Check::ok("server", found);
+    }
+    Check::warn(
+        "server",
+        found,
+        format!(
+            "binlog-tailer is tested on MariaDB {}; this release line may write binlog events \
+             or positions no test has seen (an unknown event type stops the tailer, it is never \
+             skipped)",
+            TESTED_LINES.join(" and ")
+        ),
+    )
+}
+
+/// `binlog_legacy_event_pos` (MariaDB 11.x): OFF, the default, writes
+/// `end_log_pos` 0 for the events inside a transaction. Either is fine: the
+/// tailer computes every position from event sizes (`source::ends`); said so
+/// the operator knows what `mariadb-binlog` will show.
+async fn check_legacy_event_pos(conn: &mut Conn) -> Check {
+    let name = "binlog_legacy_event_pos";
+    match conn
+        .query_first::<Option<i64>, _>("SELECT @@GLOBAL.binlog_legacy_event_pos")
+        .await
+    {
+        Ok(Some(Some(on))) if on != 0 => {
+            Check::ok(name, "ON (every event carries its end position)")
+        }
+        Ok(Some(_)) => Check::ok(
+            name,
+            "OFF (events inside a transaction carry end_log_pos 0; the tailer computes their \
+             positions from event sizes)",
+        ),
+        // MariaDB 10.x has no such setting (1193: unknown system
+        // variable): every event carries its position.
+        Err(mysql_async::Error::Server(e)) if e.code == 1193 => Check::ok(
+            name,
+            "not a setting of this server (every event carries its end position)",
+        ),
+        Ok(None) => Check::ok(name, "not reported by the server"),
+        Err(e) => Check::ok(
+            name,
+            format!(
+                "could not be read ({}); not needed to run",
+                server_message(&e)
+            ),
+        ),
+    }
 }
 
 /// `gtid_strict_mode`: with it OFF, the server accepts a GTID whose

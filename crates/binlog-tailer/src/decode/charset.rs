@@ -66,11 +66,11 @@ pub struct CharsetMap {
 }
 
 impl CharsetMap {
-    /// Built-in table of MariaDB 10.11.19's collation ids, taken from
+    /// Built-in table of the collation ids of MariaDB 10.11.19 and 11.8.9, from
     /// `information_schema.COLLATION_CHARACTER_SET_APPLICABILITY`: binary
     /// 63; latin1 5, 8, 15, 31, 47, 48, 49, 94, 1032, 1071; ascii 11, 65,
-    /// 1035, 1089; utf8mb3 33, 83, 192–215, 223, 576–578, ..., 2048–2247;
-    /// utf8mb4 45, 46, 224–247, 608–610, ..., 2304–2503; and every other
+    /// 1035, 1089; utf8mb3 33, 83, 192–215, 223, 576–579, ..., 2048–2247;
+    /// utf8mb4 45, 46, 224–247, 255–309, 608–611, ..., 2304–2503; and every other
     /// charset by name.
     pub fn builtin() -> Self {
         let mut by_id = HashMap::new();
@@ -166,7 +166,8 @@ pub(crate) fn decode_text(bytes: &[u8], charset: Option<&Charset>) -> Result<Str
     }
 }
 
-/// MariaDB 10.11.19's collation ids: (first id, last id, charset name),
+/// The collation ids of MariaDB 10.11.19 and 11.8.9 (11.8 adds 46 ids, e.g.
+/// 255–309 and 579, and changes none): (first id, last id, charset name),
 /// consecutive ids of one charset merged, sorted by id.
 #[rustfmt::skip]
 const BUILTIN_COLLATIONS: &[(u32, u32, &str)] = &[
@@ -262,8 +263,15 @@ const BUILTIN_COLLATIONS: &[(u32, u32, &str)] = &[
     (192, 215, "utf8mb3"),
     (223, 223, "utf8mb3"),
     (224, 247, "utf8mb4"),
-    (576, 578, "utf8mb3"),
-    (608, 610, "utf8mb4"),
+    (255, 271, "utf8mb4"),
+    (273, 275, "utf8mb4"),
+    (277, 294, "utf8mb4"),
+    (296, 298, "utf8mb4"),
+    (300, 300, "utf8mb4"),
+    (305, 305, "utf8mb4"),
+    (309, 309, "utf8mb4"),
+    (576, 579, "utf8mb3"),
+    (608, 611, "utf8mb4"),
     (640, 642, "ucs2"),
     (672, 674, "utf16"),
     (736, 738, "utf32"),
