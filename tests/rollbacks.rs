@@ -124,16 +124,6 @@ async fn rolled_back_rows_in_the_binlog_are_never_published() {
     }
 }
 
-/// `count` orders from `first` in one statement.
-fn insert_many(db: &TestDb, first: u64, count: u64) -> String {
-    format!(
-        "INSERT INTO {}.orders (id, customer_id, amount, currency, items, created_at) \
-         WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < {count}) \
-         SELECT {first} + n, n % 5 + 1, '9.99', 'EUR', '[]', NOW(6) FROM s",
-        db.name
-    )
-}
-
 /// Transactions far larger than the tailer holds (it reads such a group to
 /// its end, then again from its start if it committed), read from the
 /// primary: 50,000 orders with a savepoint rolled back around an Aria write
@@ -179,9 +169,9 @@ async fn large_transactions_with_rollbacks_are_published_exactly_in_bounded_memo
         .query_drop(format!(
             "START TRANSACTION; {}; SAVEPOINT s1; INSERT INTO {db}.audit (note) VALUES ('x'); \
              {}; ROLLBACK TO SAVEPOINT s1; {}; COMMIT",
-            insert_many(&db, 1, 30_000),
-            insert_many(&db, 30_001, 10_000),
-            insert_many(&db, 40_001, 10_000),
+            db.insert_many(1, 30_000),
+            db.insert_many(30_001, 10_000),
+            db.insert_many(40_001, 10_000),
             db = db.name
         ))
         .await
@@ -189,7 +179,7 @@ async fn large_transactions_with_rollbacks_are_published_exactly_in_bounded_memo
     session
         .query_drop(format!(
             "START TRANSACTION; CREATE TEMPORARY TABLE {db}.scratch (id INT); {}; ROLLBACK",
-            insert_many(&db, 50_001, 20_000),
+            db.insert_many(50_001, 20_000),
             db = db.name
         ))
         .await

@@ -173,3 +173,104 @@ async fn xa_orders_are_published_once_when_committed_and_never_when_rolled_back(
         );
     }
 }
+
+/// An XA transaction of 100,000 orders, far more than the tailer keeps
+/// until its `XA COMMIT` (8 MiB of pending XA rows): at the commit, its
+/// prepare group is read again from its start and its rows go out as they
+/// are read, as rows of the committing group. An ordinary order commits
+/// between its prepare and its commit. Read from the replica: every order
+/// once, in commit order, the XA orders under the `XA COMMIT`'s GTID; peak
+/// RSS printed and bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_xa_transaction_is_read_again_at_its_commit_in_bounded_memory() {
+    const XA_ORDERS: u64 = 100_000;
+    const BOUND_MIB: f64 = 96.0;
+    let db = TestDb::create("xa_large").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    let topic = unique_name("xa_large");
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "xa_large",
+        &[Tailed::orders(&db, &topic)],
+        &test_support::tailer::replica_gtid_state().await,
+        "",
+    );
+    let mut tailer = setup.spawn();
+    let pid = tailer.child.id();
+
+    let mut xa = connect(Server::Primary, User::Admin).await;
+    xa.query_drop("SET SESSION max_recursive_iterations = 1000000")
+        .await
+        .expect("max_recursive_iterations");
+    let started = Instant::now();
+    xa.query_drop(format!(
+        "XA START 'big'; {}; XA END 'big'; XA PREPARE 'big'",
+        db.insert_many(1, XA_ORDERS)
+    ))
+    .await
+    .expect("XA PREPARE of 100,000 orders");
+    primary
+        .query_drop(insert(&db, XA_ORDERS + 1))
+        .await
+        .expect("an ordinary order while the XA transaction is pending");
+    xa.query_drop("XA COMMIT 'big'").await.expect("XA COMMIT");
+    let xa_commit = last_gtid(&mut xa).await;
+    primary
+        .query_drop(insert(&db, XA_ORDERS + 2))
+        .await
+        .expect("an order after it");
+    let last = last_gtid(&mut primary).await;
+    wait_for_replica(&mut primary).await;
+    setup.wait_checkpoint(last, Duration::from_secs(300), Some(&mut tailer));
+    let took = started.elapsed();
+    let peak_mib = test_support::process::status_kib(pid, "VmHWM").unwrap_or(0) as f64 / 1024.0;
+    let log = tailer.log();
+    assert_eq!(
+        tailer.terminate(Duration::from_secs(60)).code(),
+        Some(0),
+        "log:\n{log}"
+    );
+    println!(
+        "XA transaction of {XA_ORDERS} orders: {:.1} s to the last checkpoint, tailer peak RSS \
+         {peak_mib:.1} MiB (VmHWM)",
+        took.as_secs_f64()
+    );
+    assert!(!log.contains("ERROR"), "log:\n{log}");
+    assert!(
+        log.contains("reading an XA PREPARE group again"),
+        "the XA transaction was too large to keep; log:\n{log}"
+    );
+
+    let messages = consume_all(&topic);
+    let mut ids: Vec<u64> = messages
+        .iter()
+        .map(|m| m.payload["data"]["id"].as_u64().expect("data.id"))
+        .collect();
+    ids.sort_unstable();
+    let committed: Vec<u64> = primary
+        .query(format!("SELECT id FROM {}.orders ORDER BY id", db.name))
+        .await
+        .expect("SELECT");
+    assert_eq!(committed.len() as u64, XA_ORDERS + 2);
+    assert_eq!(ids, committed, "every committed order once");
+    // The XA orders are rows of the XA COMMIT's group, in their order.
+    for m in &messages {
+        let id = m.payload["data"]["id"].as_u64().expect("data.id");
+        if id <= XA_ORDERS {
+            assert_eq!(
+                m.payload["id"].as_str(),
+                Some(format!("{xa_commit}.{}", id - 1).as_str()),
+                "order {id}"
+            );
+        }
+    }
+    test_support::tailer::assert_commit_order_per_partition(&messages);
+    println!(
+        "  read again at its commit: {} records, each order once, in commit order",
+        messages.len()
+    );
+    assert!(
+        peak_mib < BOUND_MIB,
+        "peak RSS {peak_mib:.1} MiB, over the {BOUND_MIB} MiB bound"
+    );
+}

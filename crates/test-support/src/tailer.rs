@@ -45,6 +45,18 @@ impl TestDb {
     pub fn table(&self, table: &str) -> String {
         format!("{}.{}", self.name, table)
     }
+
+    /// One statement inserting `count` orders into this database's orders
+    /// table, ids from `first` (a session needs `max_recursive_iterations`
+    /// at least `count`).
+    pub fn insert_many(&self, first: u64, count: u64) -> String {
+        format!(
+            "INSERT INTO {}.orders (id, customer_id, amount, currency, items, created_at) \
+             WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < {count}) \
+             SELECT {first} + n, n % 5 + 1, '9.99', 'EUR', '[]', NOW(6) FROM s",
+            self.name
+        )
+    }
 }
 
 /// Waits until the replica has applied everything the primary has committed.
@@ -243,9 +255,22 @@ listen = "127.0.0.1:0"
 
     /// Starts `binlog-tailer <args> run` (e.g. `--set` overrides).
     pub fn spawn_with(&self, args: &[&str]) -> Tailer {
+        self.spawn_wrapped(&[], args)
+    }
+
+    /// Starts `<wrapper…> binlog-tailer <args> run`: with a wrapper such as
+    /// `valgrind --tool=callgrind`, the process is the wrapper's.
+    pub fn spawn_wrapped(&self, wrapper: &[&str], args: &[&str]) -> Tailer {
         let n = unique_counter();
         let log_path = self.dir.join(format!("tailer-{n}.log"));
-        let mut command = Command::new(self.bin);
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(self.bin);
+                command
+            }
+            None => Command::new(self.bin),
+        };
         command
             .arg("--config")
             .arg(&self.config)

@@ -12,6 +12,7 @@ use mysql_async::BinlogStreamRequest;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::ends::EventEnds;
 use super::error::{is_access_denied, is_packet_too_large, server_error, At, SourceError};
 use super::server;
 use super::statement;
@@ -46,13 +47,15 @@ impl Reader {
             "SET @master_binlog_checksum = @@global.binlog_checksum".to_owned(),
             format!("SET @master_heartbeat_period = {heartbeat_ns}"),
         ];
-        let (file, offset) = match &progress.start {
-            Start::Gtid(state) => {
+        let (file, offset) = match (progress.reread_at(), &progress.start) {
+            // An XA PREPARE group to read again, at its coordinate.
+            (Some(at), _) => (at.file.clone(), at.offset),
+            (None, Start::Gtid(state)) => {
                 setup.push(format!("SET @slave_connect_state = '{state}'"));
                 setup.push("SET @slave_gtid_strict_mode = 0".to_owned());
                 (String::new(), 4)
             }
-            Start::Coord { coord, .. } => (coord.file.clone(), coord.offset),
+            (None, Start::Coord { coord, .. }) => (coord.file.clone(), coord.offset),
         };
         for statement in &setup {
             conn.query_drop(statement)
@@ -71,6 +74,7 @@ impl Reader {
         self.tables.clear();
 
         let mut state = TxnState::new(progress, info.server_id, &file);
+        let mut ends = EventEnds::at(offset);
         let mut seen_fde = false;
         let mut stopping: Option<Instant> = None;
         let read_timeout = self.config.source.read_timeout;
@@ -118,7 +122,14 @@ impl Reader {
             };
             let header = event.header();
             let kind = header.event_type_raw();
-            let end = u64::from(header.log_pos());
+            // Never the header's `end_log_pos` itself: 0 inside a
+            // transaction on MariaDB 11.x (see `ends`).
+            let end = ends.end_of(
+                kind,
+                header.flags_raw(),
+                header.log_pos(),
+                header.event_size(),
+            );
             self.metrics.events_read(kind, header.event_size());
 
             if seen_fde && info.checksum_crc32 && !checksum_matches(&event) {
@@ -160,6 +171,7 @@ impl Reader {
                     };
                     let offset = offset.try_into().map_or(4, u64::from_le_bytes);
                     let name = String::from_utf8_lossy(name).into_owned();
+                    ends.rotate(offset);
                     state.rotate(name, offset, header.timestamp() == 0);
                 }
                 decode::GTID_LIST_EVENT => {
@@ -299,12 +311,19 @@ impl Reader {
                 records,
                 commit,
                 read_again,
+                xa_reread,
             }) = ended
             {
                 if let Some(plan) = read_again {
                     // Too large to hold, and committed: the next session
                     // reads it again from its start, publishing as it reads.
                     state.read_again(plan);
+                    return Ok(SessionEnd::ReadAgain);
+                }
+                if let Some(plan) = xa_reread {
+                    // An XA COMMIT whose prepared rows were too many to
+                    // keep: the next session reads the prepare group again.
+                    state.xa_reread(plan);
                     return Ok(SessionEnd::ReadAgain);
                 }
                 for record in records {
@@ -323,7 +342,14 @@ impl Reader {
                     .xa_prepared
                     .set(i64::try_from(state.progress().prepared_xa()).unwrap_or(i64::MAX));
                 self.metrics.set_read_position(&commit.position);
+                // A session that read an XA PREPARE group again reads
+                // nothing else: after its mark, go on after the group that
+                // committed it.
+                let reread_done = state.progress().reread_at().is_some();
                 state.committed(commit);
+                if reread_done {
+                    return Ok(SessionEnd::ReadAgain);
+                }
                 if state.progress().reached_stop() {
                     return Ok(SessionEnd::Stopped(Stopped::Reached));
                 }

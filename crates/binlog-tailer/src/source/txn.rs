@@ -24,6 +24,13 @@
 //!   next session starts right before it again and its records go out as
 //!   they are read, less the withdrawn rows ([`ReadAgain`]). A rolled-back
 //!   one is not read again.
+//! - The rows of `XA PREPARE`d transactions wait for their `XA COMMIT` in
+//!   memory while all of them together stay under [`HOLD_LIMIT_BYTES`]. A
+//!   prepare group that would pass it keeps only where it starts; at its
+//!   `XA COMMIT` the next session reads that group again, its records going
+//!   out as they are read as records of the committing group, then that
+//!   group's commit mark, and the session after starts after it
+//!   ([`XaReread`]).
 //! - Every row of every rows event of the transaction counts, whatever its
 //!   table or operation: a row's index is its place in the transaction, so
 //!   (GTID, index) names it on every server and in every session.
@@ -60,6 +67,9 @@ pub struct Progress {
     prepared: Vec<PreparedXa>,
     /// The next group, already read once, to be streamed this time.
     read_again: Option<ReadAgain>,
+    /// A committed XA transaction whose prepared rows were not kept: the
+    /// next session reads its prepare group again first.
+    xa_reread: Option<XaReread>,
 }
 
 /// A transaction some of whose records went out before a session ended.
@@ -83,9 +93,43 @@ struct PreparedXa {
     /// The GTID of the prepare group (for messages).
     gtid: Gtid,
     rows: Vec<XaRow>,
+    /// What `rows` takes in memory ([`xa_row_size`] of each).
+    rows_bytes: usize,
+    /// Its rows were not kept (all pending XA rows together would have
+    /// passed [`HOLD_LIMIT_BYTES`]): where its prepare group starts, and the
+    /// rows its savepoint rollbacks withdrew, to read it again at its
+    /// `XA COMMIT`.
+    dropped: Option<(BinlogCoord, Vec<std::ops::Range<u32>>)>,
     /// The position before the prepare group: where a new process must
     /// resume while this transaction is pending.
     before: Position,
+}
+
+/// A committed XA transaction too large to have been kept: its prepare
+/// group is read again from its start, its rows going out as they are read,
+/// as rows of the group that committed it; then its commit mark, and
+/// reading goes on after that group.
+#[derive(Debug, Clone)]
+pub struct XaReread {
+    /// The prepare group's GTID and where its GTID event starts.
+    prepare: Gtid,
+    at: BinlogCoord,
+    /// Rows withdrawn by savepoint rollbacks in the prepare group.
+    withdrawn: Vec<std::ops::Range<u32>>,
+    /// The group that committed it: the GTID, file, position and commit
+    /// time its records carry.
+    commit: Origin,
+    /// That group's commit mark, handed over after the rows.
+    mark: Commit,
+}
+
+/// Where a group's records say they come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    gtid: Gtid,
+    file: Arc<str>,
+    pos: u64,
+    commit_time: u32,
 }
 
 /// An inserted row of a tailed table in an XA transaction.
@@ -116,7 +160,19 @@ impl Progress {
             stop_at: None,
             prepared: Vec::new(),
             read_again: None,
+            xa_reread: None,
         }
+    }
+
+    /// Where the next session must start instead of [`Progress::start`]:
+    /// the prepare group of a committed XA transaction to read again.
+    pub fn reread_at(&self) -> Option<&BinlogCoord> {
+        self.xa_reread.as_ref().map(|r| &r.at)
+    }
+
+    /// What the rows of pending XA transactions take in memory.
+    fn xa_held_bytes(&self) -> usize {
+        self.prepared.iter().map(|p| p.rows_bytes).sum()
     }
 
     /// How many `XA PREPARE`d transactions await their outcome.
@@ -189,6 +245,11 @@ struct Txn {
     /// unmapped in `xa_rows` until the `XA COMMIT`.
     xa: bool,
     xa_rows: Vec<XaRow>,
+    /// What `xa_rows` takes in memory ([`xa_row_size`] of each).
+    xa_bytes: usize,
+    /// `xa_rows` were dropped (too large to keep); with the rows its
+    /// savepoint rollbacks withdrew.
+    xa_dropped: Option<Vec<std::ops::Range<u32>>>,
 }
 
 /// How an open group's records are handled.
@@ -206,6 +267,13 @@ enum Mode {
     /// The second reading of a committed group: its records go out as they
     /// are read, except the withdrawn rows.
     Stream {
+        withdrawn: Vec<std::ops::Range<u32>>,
+    },
+    /// The prepare group of a committed XA transaction, read again: its
+    /// records go out as they are read, as records of the group that
+    /// committed it, except the withdrawn rows.
+    XaStream {
+        commit: Origin,
         withdrawn: Vec<std::ops::Range<u32>>,
     },
 }
@@ -228,6 +296,22 @@ pub struct Ended {
     pub records: Vec<Record>,
     pub commit: Commit,
     pub read_again: Option<ReadAgain>,
+    /// An `XA COMMIT` of a transaction whose rows were not kept: nothing is
+    /// handed over, and the session ends so that the next one reads its
+    /// prepare group again (see [`TxnState::xa_reread`]).
+    pub xa_reread: Option<XaReread>,
+}
+
+impl Ended {
+    /// A group's end that hands over `records`, then `commit`.
+    fn new(records: Vec<Record>, commit: Commit) -> Self {
+        Self {
+            records,
+            commit,
+            read_again: None,
+            xa_reread: None,
+        }
+    }
 }
 
 /// One session's reading state: the binlog file being read, the transaction
@@ -349,7 +433,24 @@ impl<'p> TxnState<'p> {
             );
             self.open = None;
         }
-        if let Some(last) = self.progress.position.gtid.get(event.gtid.domain) {
+        let reread = match &self.progress.xa_reread {
+            Some(plan) if plan.prepare == event.gtid => Some(Mode::XaStream {
+                commit: plan.commit.clone(),
+                withdrawn: plan.withdrawn.clone(),
+            }),
+            Some(plan) => {
+                let problem = format!(
+                    "reading the XA PREPARE group {} again at {} (its rows were too many to \
+                     keep until its XA COMMIT {}), the binlog holds GTID {} there: the binlog \
+                     changed since it was first read. Restart the tailer: it reads from before \
+                     the XA PREPARE again",
+                    plan.prepare, plan.at, plan.commit.gtid, event.gtid
+                );
+                return Err(self.protocol(end, problem));
+            }
+            None => None,
+        };
+        if let (None, Some(last)) = (&reread, self.progress.position.gtid.get(event.gtid.domain)) {
             if event.gtid.seq <= last.seq {
                 return Err(self.protocol(end, out_of_order(event.gtid, last)));
             }
@@ -369,14 +470,17 @@ impl<'p> TxnState<'p> {
             held: Vec::new(),
             held_bytes: 0,
             savepoints: Vec::new(),
-            mode: match &self.progress.read_again {
-                Some(plan) if plan.gtid == event.gtid => Mode::Stream {
+            mode: match (&self.progress.read_again, reread) {
+                (_, Some(mode)) => mode,
+                (Some(plan), None) if plan.gtid == event.gtid => Mode::Stream {
                     withdrawn: plan.withdrawn.clone(),
                 },
                 _ => Mode::Hold,
             },
             xa: event.flags & GTID_FL_PREPARED_XA != 0,
             xa_rows: Vec::new(),
+            xa_bytes: 0,
+            xa_dropped: None,
         });
         Ok(())
     }
@@ -432,6 +536,11 @@ impl<'p> TxnState<'p> {
         let file = Arc::clone(&self.file);
         let interrupted = self.progress.interrupted.map(|i| (i.gtid, i.rows));
         let server_id = self.server_id;
+        let pending_xa_bytes = if self.open.as_ref().is_some_and(|o| o.xa) {
+            self.progress.xa_held_bytes()
+        } else {
+            0
+        };
         let open = self.open_for_rows(end)?;
         let at = || At {
             file: file.to_string(),
@@ -451,35 +560,52 @@ impl<'p> TxnState<'p> {
         }
         let first = open.rows;
         open.rows = advance(first, event.rows.len()).ok_or_else(|| too_many_rows(at()))?;
-        if open.xa {
-            // Published only at the XA COMMIT, under its GTID.
-            if let (true, Some(layout)) = (publishes, layout) {
+        // A prepare group read again at its XA COMMIT goes out as read,
+        // under the committing group; any other group under its own.
+        let origin = match &open.mode {
+            Mode::XaStream { commit, .. } => commit.clone(),
+            _ => Origin {
+                gtid: open.gtid,
+                file: Arc::clone(&file),
+                pos: open.start_offset,
+                commit_time: open.commit_time,
+            },
+        };
+        if open.xa && !matches!(open.mode, Mode::XaStream { .. }) {
+            // Published only at the XA COMMIT, under its GTID; kept until
+            // then while all pending XA rows stay under the limit.
+            if let (true, Some(layout), None) = (publishes, layout, &open.xa_dropped) {
                 for (row_index, change) in (first..).zip(event.rows) {
-                    open.xa_rows.push(XaRow {
+                    let row = XaRow {
                         layout: Arc::clone(layout),
                         row_index,
                         after: change.after.unwrap_or_default(),
-                    });
+                    };
+                    open.xa_bytes = open.xa_bytes.saturating_add(xa_row_size(&row));
+                    open.xa_rows.push(row);
+                }
+                if open.xa_bytes.saturating_add(pending_xa_bytes) > HOLD_LIMIT_BYTES {
+                    tracing::info!(
+                        gtid = %open.gtid,
+                        rows = open.xa_rows.len(),
+                        limit_bytes = HOLD_LIMIT_BYTES,
+                        "an XA transaction's rows are more than the tailer keeps until its XA \
+                         COMMIT: its prepare group will be read again then"
+                    );
+                    open.xa_rows = Vec::new();
+                    open.xa_bytes = 0;
+                    open.xa_dropped = Some(Vec::new());
                 }
             }
-            return Ok(Records {
-                rows: None,
-                next_index: first,
-                skip: 0,
-                gtid: open.gtid,
-                server_id,
-                file,
-                pos: open.start_offset,
-                commit_time: open.commit_time,
-            });
+            return Ok(Records::of(None, first, 0, server_id, origin));
         }
         let skip = match interrupted {
-            Some((gtid, n)) if gtid == open.gtid => n,
+            Some((gtid, n)) if gtid == origin.gtid => n,
             _ => 0,
         };
         if skip > first && first == 0 {
             tracing::info!(
-                gtid = %open.gtid,
+                gtid = %origin.gtid,
                 rows = skip,
                 "re-reading an interrupted transaction: skipping the rows already handed over"
             );
@@ -488,16 +614,7 @@ impl<'p> TxnState<'p> {
             (true, Some(layout)) => Some((Arc::clone(layout), event.rows.into_iter())),
             _ => None,
         };
-        Ok(Records {
-            rows,
-            next_index: first,
-            skip,
-            gtid: open.gtid,
-            server_id,
-            file,
-            pos: open.start_offset,
-            commit_time: open.commit_time,
-        })
+        Ok(Records::of(rows, first, skip, server_id, origin))
     }
 
     /// A rows event that is only counted (`rows` rows of a table that is
@@ -528,7 +645,7 @@ impl<'p> TxnState<'p> {
             return Some(record);
         };
         match &open.mode {
-            Mode::Stream { withdrawn } => {
+            Mode::Stream { withdrawn } | Mode::XaStream { withdrawn, .. } => {
                 return (!withdrawn.iter().any(|r| r.contains(&record.row_index))).then_some(record)
             }
             Mode::Learn { .. } => return None,
@@ -588,9 +705,8 @@ impl<'p> TxnState<'p> {
             _ => None,
         };
         Ended {
-            records: if rolled_back { Vec::new() } else { done.held },
-            commit,
             read_again,
+            ..Ended::new(if rolled_back { Vec::new() } else { done.held }, commit)
         }
     }
 
@@ -599,6 +715,15 @@ impl<'p> TxnState<'p> {
     pub fn read_again(&mut self, plan: ReadAgain) {
         tracing::info!(gtid = %plan.gtid, "reading a committed transaction again, publishing as it is read");
         self.progress.read_again = Some(plan);
+    }
+
+    /// The prepare group of a committed XA transaction is read again by the
+    /// next session, which starts at that group; its rows go out as they
+    /// are read, then the committing group's commit mark.
+    pub fn xa_reread(&mut self, plan: XaReread) {
+        tracing::info!(prepare = %plan.prepare, commit = %plan.commit.gtid, at = %plan.at,
+            "reading an XA PREPARE group again, publishing its rows as they are read");
+        self.progress.xa_reread = Some(plan);
     }
 
     /// QUERY: `BEGIN` and other statements inside a transaction change
@@ -626,6 +751,12 @@ impl<'p> TxnState<'p> {
                     open.held_bytes = open.held.iter().map(held_size).sum();
                     open.savepoints.truncate(i + 1);
                     if let Mode::Learn { withdrawn } = &mut open.mode {
+                        withdrawn.push(row_mark..open.rows);
+                    }
+                    // An XA group's rows wait apart from `held`.
+                    open.xa_rows.retain(|row| row.row_index < row_mark);
+                    open.xa_bytes = open.xa_rows.iter().map(xa_row_size).sum();
+                    if let Some(withdrawn) = &mut open.xa_dropped {
                         withdrawn.push(row_mark..open.rows);
                     }
                     if dropped > 0 {
@@ -666,31 +797,86 @@ impl<'p> TxnState<'p> {
             self.open = Some(open);
             return Err(self.protocol(end, problem));
         }
+        if let Mode::XaStream { commit, .. } = &open.mode {
+            // The prepare group read again is done: the committing group's
+            // mark, then the next session starts after that group.
+            let plan = self
+                .progress
+                .xa_reread
+                .as_ref()
+                .filter(|p| p.commit.gtid == commit.gtid);
+            let Some(plan) = plan else {
+                let problem = format!(
+                    "XA_PREPARE of {} read again without a plan to publish it",
+                    open.gtid
+                );
+                return Err(self.protocol(end, problem));
+            };
+            // The session ends after this mark (see `Progress::reread_at`).
+            return Ok(Ended::new(Vec::new(), plan.mark.clone()));
+        }
         if event.one_phase {
-            let mapped = self.map_xa_rows(&open.xa_rows, &open, end)?;
+            if let Some(withdrawn) = open.xa_dropped.take() {
+                // Committed here, too large to have been kept: read again.
+                let at = BinlogCoord::new(&*self.file, open.start_offset);
+                return Ok(self.reread_at_commit(open.gtid, at, withdrawn, &open, end));
+            }
             let commit = self.commit_mark(&open, end);
+            let mapped = self.map_xa_rows(&open.xa_rows, &open, end)?;
             let mut records = std::mem::take(&mut open.held);
             records.extend(mapped);
-            return Ok(Ended {
-                records,
-                commit,
-                read_again: None,
-            });
+            return Ok(Ended::new(records, commit));
         }
         tracing::debug!(gtid = %open.gtid, xid = %event.xid, rows = open.xa_rows.len(),
-            "XA PREPARE: its rows wait for the XA COMMIT");
+            kept = open.xa_dropped.is_none(), "XA PREPARE: its rows wait for the XA COMMIT");
+        let dropped = open
+            .xa_dropped
+            .take()
+            .map(|withdrawn| (BinlogCoord::new(&*self.file, open.start_offset), withdrawn));
         self.progress.prepared.push(PreparedXa {
             xid: event.xid,
             gtid: open.gtid,
             rows: std::mem::take(&mut open.xa_rows),
+            rows_bytes: open.xa_bytes,
+            dropped,
             before: self.progress.position.clone(),
         });
         let commit = self.commit_mark(&open, end);
-        Ok(Ended {
-            records: Vec::new(),
-            commit,
-            read_again: None,
-        })
+        Ok(Ended::new(Vec::new(), commit))
+    }
+
+    /// Where `group`'s records say they come from.
+    fn origin(&self, group: &Txn) -> Origin {
+        Origin {
+            gtid: group.gtid,
+            file: Arc::clone(&self.file),
+            pos: group.start_offset,
+            commit_time: group.commit_time,
+        }
+    }
+
+    /// The end of `group`, which commits the XA transaction prepared in
+    /// group `prepare` at `at` whose rows were not kept: nothing goes out
+    /// now; the next session reads that prepare group again.
+    fn reread_at_commit(
+        &self,
+        prepare: Gtid,
+        at: BinlogCoord,
+        withdrawn: Vec<std::ops::Range<u32>>,
+        group: &Txn,
+        end: u64,
+    ) -> Ended {
+        let commit = self.commit_mark(group, end);
+        Ended {
+            xa_reread: Some(XaReread {
+                prepare,
+                at,
+                withdrawn,
+                commit: self.origin(group),
+                mark: commit.clone(),
+            }),
+            ..Ended::new(Vec::new(), commit)
+        }
     }
 
     /// QUERY `XA COMMIT <xid>` or `XA ROLLBACK <xid>`: the group that decides
@@ -711,6 +897,21 @@ impl<'p> TxnState<'p> {
             .position(|p| p.xid.eq_ignore_ascii_case(xid))
             .map(|i| self.progress.prepared.remove(i));
         let records = match (commit, prepared) {
+            (
+                true,
+                Some(PreparedXa {
+                    dropped: Some((at, withdrawn)),
+                    gtid: prepared,
+                    ..
+                }),
+            ) => {
+                tracing::info!(%prepared, committed = %open.gtid, xid,
+                    "XA COMMIT of a transaction too large to have been kept: reading its \
+                     XA PREPARE group again from {at}");
+                return Some(Ok(
+                    self.reread_at_commit(prepared, at, withdrawn, &open, end)
+                ));
+            }
             (true, Some(prepared)) => {
                 tracing::debug!(prepared = %prepared.gtid, committed = %open.gtid, xid,
                     rows = prepared.rows.len(), "XA COMMIT: its rows go out");
@@ -732,11 +933,7 @@ impl<'p> TxnState<'p> {
             (false, _) => Vec::new(),
         };
         let commit = self.commit_mark(&open, end);
-        Some(Ok(Ended {
-            records,
-            commit,
-            read_again: None,
-        }))
+        Some(Ok(Ended::new(records, commit)))
     }
 
     /// Maps the rows of an XA transaction as rows of `group`, the group that
@@ -799,6 +996,7 @@ impl<'p> TxnState<'p> {
         progress.position = commit.position;
         progress.interrupted = None;
         progress.read_again = None;
+        progress.xa_reread = None;
         progress.start = match (&progress.start, &progress.position.coord) {
             (Start::Coord { .. }, Some(coord)) => Start::Coord {
                 coord: coord.clone(),
@@ -834,6 +1032,27 @@ fn held_size(record: &Record) -> usize {
             .map(|(name, value)| PER_HEADER + name.len() + value.len())
             .sum::<usize>()
         + PER_RECORD
+}
+
+/// About what a kept XA row takes in memory: its values, their buffers and
+/// the allocations around them.
+fn xa_row_size(row: &XaRow) -> usize {
+    const PER_ROW: usize = 64;
+    use crate::decode::Value;
+    let values: usize = row
+        .after
+        .iter()
+        .map(|value| {
+            std::mem::size_of::<Option<Value>>()
+                + match value {
+                    Some(Value::Text(t) | Value::Decimal(t) | Value::Enum(t)) => t.len(),
+                    Some(Value::Bytes(b)) => b.len(),
+                    Some(Value::Set(labels)) => labels.iter().map(|l| l.len() + 24).sum(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    PER_ROW + values
 }
 
 /// The savepoint a `SAVEPOINT` or `ROLLBACK TO` statement names (`keyword`
@@ -920,6 +1139,27 @@ pub struct Records {
     file: Arc<str>,
     pos: u64,
     commit_time: u32,
+}
+
+impl Records {
+    fn of(
+        rows: Option<(Arc<TableLayout>, std::vec::IntoIter<RowChange>)>,
+        next_index: u32,
+        skip: u32,
+        server_id: u32,
+        origin: Origin,
+    ) -> Self {
+        Records {
+            rows,
+            next_index,
+            skip,
+            gtid: origin.gtid,
+            server_id,
+            file: origin.file,
+            pos: origin.pos,
+            commit_time: origin.commit_time,
+        }
+    }
 }
 
 impl Iterator for Records {
@@ -1515,6 +1755,169 @@ mod tests {
             state.xa_decision("COMMIT", 0).is_none(),
             "not an XA statement"
         );
+    }
+
+    /// Reads one XA prepare group of `ids` (in events of 1,000 rows, with a
+    /// savepoint rolled back around the last event) from `start`.
+    fn prepare_group(state: &mut TxnState<'_>, seq: u64, start: u64, ids: &[i64]) -> Ended {
+        let layout = orders();
+        state.begin(&xa_gtid(seq), start, 1, start + 40).unwrap();
+        let (kept, withdrawn) = ids.split_at(ids.len() - 1000);
+        for chunk in kept.chunks(1000) {
+            let records = state
+                .rows(
+                    "shop.orders",
+                    Some(&layout),
+                    rows(RowsKind::Insert, chunk),
+                    0,
+                )
+                .unwrap();
+            assert!(
+                hand_over_all(state, records).is_empty(),
+                "nothing before the commit"
+            );
+        }
+        assert!(state.query("SAVEPOINT `s1`", 0).is_none());
+        let records = state
+            .rows(
+                "shop.orders",
+                Some(&layout),
+                rows(RowsKind::Insert, withdrawn),
+                0,
+            )
+            .unwrap();
+        assert!(hand_over_all(state, records).is_empty());
+        assert!(state.query("ROLLBACK TO `s1`", 0).is_none());
+        state
+            .xa_prepare(prepare("X'61',X'',1"), start + 5000)
+            .unwrap()
+    }
+
+    #[test]
+    fn an_xa_transaction_too_large_to_keep_is_read_again_at_its_commit() {
+        let ids: Vec<i64> = (1..=100_000).collect();
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        let ended = prepare_group(&mut state, 5, 100, &ids);
+        assert!(ended.records.is_empty());
+        state.committed(ended.commit);
+        assert_eq!(state.progress().prepared_xa(), 1);
+        assert_eq!(
+            state.progress().xa_held_bytes(),
+            0,
+            "its rows were not kept"
+        );
+
+        // XA COMMIT in 0-1-6, in the next file: nothing goes out yet; the
+        // next session reads 0-1-5's group again at bin.000001:100.
+        let mut state = TxnState::new(&mut progress, 7, "bin.000002");
+        state.begin(&gtid_event(6, false), 200, 9, 240).unwrap();
+        let ended = state
+            .xa_decision("XA COMMIT X'61',X'',1", 290)
+            .unwrap()
+            .unwrap();
+        assert!(ended.records.is_empty());
+        let plan = ended.xa_reread.expect("read its prepare group again");
+        assert_eq!(plan.at.to_string(), "bin.000001:100");
+        state.xa_reread(plan);
+        assert_eq!(
+            progress.reread_at().map(ToString::to_string).as_deref(),
+            Some("bin.000001:100")
+        );
+
+        // That session: the prepare group's rows go out as they are read,
+        // as rows of 0-1-6 (its file, position and time), less the rows
+        // the savepoint rollback withdrew; a session that ends after
+        // 1,500 rows skips them the next time.
+        let layout = orders();
+        let mut out = Vec::new();
+        for attempt in 0..2 {
+            let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+            state.begin(&xa_gtid(5), 100, 1, 140).unwrap();
+            let mut handed = 0;
+            'events: for chunk in ids.chunks(1000) {
+                let records = state
+                    .rows(
+                        "shop.orders",
+                        Some(&layout),
+                        rows(RowsKind::Insert, chunk),
+                        0,
+                    )
+                    .unwrap();
+                for record in records {
+                    if let Some(record) = state.take(record.unwrap()) {
+                        state.handed_over(record.gtid, record.row_index);
+                        out.push(record);
+                        handed += 1;
+                        if attempt == 0 && handed == 1500 {
+                            break 'events;
+                        }
+                    }
+                }
+            }
+            if attempt == 0 {
+                continue;
+            }
+            let ended = state.xa_prepare(prepare("X'61',X'',1"), 5100).unwrap();
+            assert!(
+                state.progress().reread_at().is_some(),
+                "the mark ends the re-read: then on after 0-1-6"
+            );
+            assert_eq!(ended.commit.position.to_string(), "0-1-6@bin.000002:290");
+            state.committed(ended.commit);
+        }
+        assert_eq!(out.len(), 99_000, "every kept row once");
+        assert_eq!(out[0].id, "0-1-6.0");
+        assert_eq!(out[98_999].id, "0-1-6.98999");
+        let header = |r: &Record, name: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        assert!(out.iter().all(|r| r.gtid == gtid(6)
+            && header(r, map::HEADER_FILE).as_deref() == Some("bin.000002")
+            && header(r, map::HEADER_POS).as_deref() == Some("200")));
+        assert_eq!(progress.reread_at(), None);
+        assert_eq!(progress.prepared_xa(), 0);
+        assert_eq!(progress.start.to_string(), "bin.000002:290");
+
+        // A small XA transaction is still kept and goes out at its commit.
+        let mut state = TxnState::new(&mut progress, 7, "bin.000002");
+        let ended = prepare_group(&mut state, 7, 300, &(1..=1010).collect::<Vec<_>>());
+        state.committed(ended.commit);
+        assert!(state.progress().xa_held_bytes() > 0);
+        state.begin(&gtid_event(8, false), 6000, 1, 6040).unwrap();
+        let ended = state
+            .xa_decision("XA COMMIT X'61',X'',1", 6090)
+            .unwrap()
+            .unwrap();
+        assert!(ended.xa_reread.is_none());
+        assert_eq!(
+            ended.records.len(),
+            10,
+            "the savepoint rollback withdrew the rest"
+        );
+    }
+
+    #[test]
+    fn reading_an_xa_prepare_group_again_refuses_another_group_there() {
+        let ids: Vec<i64> = (1..=100_000).collect();
+        let mut progress = by_file("bin.000001", 4);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        let ended = prepare_group(&mut state, 5, 100, &ids);
+        state.committed(ended.commit);
+        state.begin(&gtid_event(6, false), 5200, 1, 5240).unwrap();
+        let plan = state
+            .xa_decision("XA COMMIT X'61',X'',1", 5290)
+            .unwrap()
+            .unwrap()
+            .xa_reread
+            .expect("a plan");
+        state.xa_reread(plan);
+        let mut state = TxnState::new(&mut progress, 7, "bin.000001");
+        let err = state.begin(&gtid_event(9, false), 100, 1, 140).unwrap_err();
+        assert!(err.to_string().contains("the binlog changed"), "{err}");
     }
 
     #[test]
