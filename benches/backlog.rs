@@ -3,7 +3,8 @@
 //!
 //! Run with the services up: `make bench` (or `cargo bench --bench backlog`).
 //! `BENCH_ORDERS` sets the backlog size (default 100000), `BENCH_WRITERS` the
-//! number of connections that write it (default 4).
+//! number of connections that write it (default 4), `BENCH_WRAP` a profiler
+//! to run the tailer under for the drain (e.g. `valgrind --tool=callgrind`).
 //!
 //! 1. Writes the backlog into a fresh database on the primary, one order per
 //!    transaction, and waits for the replica to apply it.
@@ -103,8 +104,16 @@ async fn bench() {
         &start,
         "",
     );
+    // BENCH_WRAP runs the tailer under a profiler for the drain, e.g.
+    // BENCH_WRAP="valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out"
+    // (figures are then the profiler's, not the tailer's).
+    let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+    let wrapper: Vec<&str> = wrap.split_whitespace().collect();
+    if !wrapper.is_empty() {
+        println!("  the drain runs under: {wrap}");
+    }
     let began = Instant::now();
-    let mut tailer = setup.spawn();
+    let mut tailer = setup.spawn_wrapped(&wrapper, &[]);
     let pid = tailer.child.id();
     let mut peak = 0;
     let sampler = {

@@ -43,7 +43,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde_json::{json, Map, Number, Value as Json};
+use serde_json::{Number, Value as Json};
 
 use crate::decode::Value;
 use crate::position::Gtid;
@@ -149,7 +149,34 @@ pub const HEADER_REPLAY: &str = "binlog.replay";
 
 /// The CloudEvents id of a row.
 pub fn event_id(gtid: Gtid, row_index: u32) -> String {
-    format!("{gtid}.{row_index}")
+    let mut text = String::with_capacity(32);
+    push_gtid(&mut text, gtid);
+    id_of(&text, row_index)
+}
+
+/// [`event_id`] from the GTID's text.
+fn id_of(gtid: &str, row_index: u32) -> String {
+    let mut id = String::with_capacity(gtid.len() + 11);
+    id.push_str(gtid);
+    id.push('.');
+    id.push_str(itoa::Buffer::new().format(row_index));
+    id
+}
+
+/// Appends a GTID's text (`domain-server_id-seq`, as its `Display` writes
+/// it) without the formatting machinery: this runs for every record.
+fn push_gtid(out: &mut String, gtid: Gtid) {
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(gtid.domain));
+    out.push('-');
+    out.push_str(digits.format(gtid.server_id));
+    out.push('-');
+    out.push_str(digits.format(gtid.seq));
+}
+
+/// A number's decimal text as header bytes.
+fn number_bytes(n: impl itoa::Integer) -> Vec<u8> {
+    itoa::Buffer::new().format(n).as_bytes().to_vec()
 }
 
 /// Maps one inserted row (the after image) to a record.
@@ -170,7 +197,7 @@ pub fn map_insert(
             expected: layout.columns.len(),
         });
     }
-    let mut data = Map::with_capacity(row.len());
+    let mut values = Vec::with_capacity(row.len());
     for (column, value) in layout.columns.iter().zip(row) {
         let value = value.as_ref().ok_or_else(|| MapError::MissingColumn {
             table: full_name(),
@@ -181,35 +208,20 @@ pub fn map_insert(
             column: column.name.clone(),
             problem,
         })?;
-        data.insert(column.name.clone(), json);
+        values.push(json);
     }
 
-    let key = record_key(layout, &data)?;
-    let id = event_id(origin.gtid, origin.row_index);
-    let mut event = json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": layout.source,
-        "type": layout.event_type,
-        "subject": key,
-        "time": rfc3339_seconds(i64::from(origin.commit_time)),
-        "datacontenttype": "application/json",
-    });
-    if let (Some(schema), Json::Object(obj)) = (&layout.dataschema, &mut event) {
-        obj.insert("dataschema".into(), Json::String(schema.clone()));
-    }
-    if let Json::Object(obj) = &mut event {
-        obj.insert("binloggtid".into(), Json::String(origin.gtid.to_string()));
-        obj.insert("binlogrow".into(), Json::from(origin.row_index));
-        obj.insert("binlogserverid".into(), Json::from(origin.server_id));
-        obj.insert("binlogfile".into(), Json::String(origin.file.to_owned()));
-        obj.insert("binlogpos".into(), Json::from(origin.pos));
-        obj.insert("data".into(), Json::Object(data));
-    }
-    let payload = serde_json::to_vec(&event).map_err(|e| MapError::BadValue {
-        table: full_name(),
-        column: "*".into(),
-        problem: format!("cannot serialise the event: {e}"),
+    let key = record_key(layout, &values)?;
+    let mut gtid = String::with_capacity(32);
+    push_gtid(&mut gtid, origin.gtid);
+    let id = id_of(&gtid, origin.row_index);
+    let mut payload = Vec::with_capacity(PAYLOAD_CAPACITY);
+    write_event(&mut payload, layout, &values, &key, &id, &gtid, origin).map_err(|e| {
+        MapError::BadValue {
+            table: full_name(),
+            column: "*".into(),
+            problem: format!("cannot serialise the event: {e}"),
+        }
     })?;
     Ok(Record {
         topic: Arc::clone(&layout.topic),
@@ -217,11 +229,11 @@ pub fn map_insert(
         payload,
         headers: vec![
             ("content-type", CONTENT_TYPE.as_bytes().to_vec()),
-            (HEADER_GTID, origin.gtid.to_string().into_bytes()),
-            (HEADER_ROW, origin.row_index.to_string().into_bytes()),
-            (HEADER_SERVER_ID, origin.server_id.to_string().into_bytes()),
+            (HEADER_GTID, gtid.into_bytes()),
+            (HEADER_ROW, number_bytes(origin.row_index)),
+            (HEADER_SERVER_ID, number_bytes(origin.server_id)),
             (HEADER_FILE, origin.file.as_bytes().to_vec()),
-            (HEADER_POS, origin.pos.to_string().into_bytes()),
+            (HEADER_POS, number_bytes(origin.pos)),
         ],
         id,
         gtid: origin.gtid,
@@ -229,19 +241,74 @@ pub fn map_insert(
     })
 }
 
+/// What a payload buffer starts with: an order event is about 500 bytes.
+const PAYLOAD_CAPACITY: usize = 512;
+
+/// Writes the event (the document the module documentation shows) into
+/// `out`, compact, its members in that order and the row's columns in the
+/// table's order: the same bytes as serde_json gives the same document built
+/// as a value (`tests::the_payload_writer_matches_serde_json` compares them),
+/// without building it. Strings and values go through serde_json, so the
+/// escaping and number forms are its own.
+fn write_event(
+    out: &mut Vec<u8>,
+    layout: &TableLayout,
+    values: &[Json],
+    key: &str,
+    id: &str,
+    gtid: &str,
+    origin: &RowOrigin<'_>,
+) -> serde_json::Result<()> {
+    fn member<T: serde::Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        name: &str,
+        value: &T,
+    ) -> serde_json::Result<()> {
+        out.push(if out.is_empty() { b'{' } else { b',' });
+        serde_json::to_writer(&mut *out, name)?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, value)
+    }
+    member(out, "specversion", "1.0")?;
+    member(out, "id", id)?;
+    member(out, "source", layout.source.as_str())?;
+    member(out, "type", layout.event_type.as_str())?;
+    member(out, "subject", key)?;
+    out.extend_from_slice(b",\"time\":");
+    push_commit_time(out, origin.commit_time);
+    member(out, "datacontenttype", "application/json")?;
+    if let Some(schema) = &layout.dataschema {
+        member(out, "dataschema", schema.as_str())?;
+    }
+    member(out, "binloggtid", gtid)?;
+    member(out, "binlogrow", &origin.row_index)?;
+    member(out, "binlogserverid", &origin.server_id)?;
+    member(out, "binlogfile", origin.file)?;
+    member(out, "binlogpos", &origin.pos)?;
+    out.extend_from_slice(b",\"data\":{");
+    for (i, (column, value)) in layout.columns.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, column.name.as_str())?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, value)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
 /// The Kafka key: one primary-key column's value as text (strings bare), or
 /// a JSON array of several.
-fn record_key(layout: &TableLayout, data: &Map<String, Json>) -> Result<String, MapError> {
+fn record_key(layout: &TableLayout, values: &[Json]) -> Result<String, MapError> {
     let value_of = |i: usize| -> Result<&Json, MapError> {
-        let name = layout
-            .columns
-            .get(i)
-            .map(|c| c.name.as_str())
-            .unwrap_or("?");
-        match data.get(name) {
+        match values.get(i) {
             Some(Json::Null) | None => Err(MapError::NullKey {
                 table: format!("{}.{}", layout.database, layout.table),
-                column: name.to_owned(),
+                column: layout
+                    .columns
+                    .get(i)
+                    .map_or_else(|| "?".to_owned(), |c| c.name.clone()),
             }),
             Some(v) => Ok(v),
         }
@@ -401,6 +468,44 @@ pub fn rfc3339_seconds(unix: i64) -> String {
     }
 }
 
+/// Appends a commit time (Unix seconds, as the binlog stores it) as a JSON
+/// string in the form [`rfc3339_seconds`] gives, computed directly: the
+/// proleptic Gregorian date of a day count (the civil-from-days
+/// arithmetic), no allocation. `tests::commit_times_match_rfc3339_seconds`
+/// checks it against the time crate.
+fn push_commit_time(out: &mut Vec<u8>, unix: u32) {
+    let days = i64::from(unix / 86_400);
+    let secs = unix % 86_400;
+    // Days since 0000-03-01, in 400-year eras of 146,097 days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let two = |out: &mut Vec<u8>, n: i64| {
+        out.push(b'0' + (n / 10 % 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    out.push(b'"');
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, month);
+    out.push(b'-');
+    two(out, day);
+    out.push(b'T');
+    two(out, i64::from(secs / 3_600));
+    out.push(b':');
+    two(out, i64::from(secs / 60 % 60));
+    out.push(b':');
+    two(out, i64::from(secs % 60));
+    out.extend_from_slice(b"Z\"");
+}
+
 /// MariaDB's text form of a UUID value from its 16 stored bytes.
 fn uuid_text(stored: &[u8]) -> Result<String, String> {
     let b: [u8; 16] = stored
@@ -442,6 +547,7 @@ pub fn uuid_from_record(record: [u8; 16]) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Map};
 
     fn layout() -> TableLayout {
         let col = |name: &str, logical| ColumnLayout {
@@ -478,6 +584,171 @@ mod tests {
             pos: 1234,
             commit_time: 1_764_135_221,
         }
+    }
+
+    /// The document as a serde_json value, built the way the module
+    /// documentation shows it: what [`write_event`] must write byte for byte.
+    fn reference_payload(
+        layout: &TableLayout,
+        row: &[Option<Value>],
+        origin: &RowOrigin<'_>,
+    ) -> Vec<u8> {
+        let mut data = Map::new();
+        let mut values = Vec::new();
+        for (column, value) in layout.columns.iter().zip(row) {
+            let json = to_json(value.as_ref().unwrap(), column.logical).unwrap();
+            data.insert(column.name.clone(), json.clone());
+            values.push(json);
+        }
+        let key = record_key(layout, &values).unwrap();
+        let mut event = json!({
+            "specversion": "1.0",
+            "id": event_id(origin.gtid, origin.row_index),
+            "source": layout.source,
+            "type": layout.event_type,
+            "subject": key,
+            "time": rfc3339_seconds(i64::from(origin.commit_time)),
+            "datacontenttype": "application/json",
+        });
+        let obj = event.as_object_mut().unwrap();
+        if let Some(schema) = &layout.dataschema {
+            obj.insert("dataschema".into(), Json::String(schema.clone()));
+        }
+        obj.insert("binloggtid".into(), Json::String(origin.gtid.to_string()));
+        obj.insert("binlogrow".into(), Json::from(origin.row_index));
+        obj.insert("binlogserverid".into(), Json::from(origin.server_id));
+        obj.insert("binlogfile".into(), Json::String(origin.file.to_owned()));
+        obj.insert("binlogpos".into(), Json::from(origin.pos));
+        obj.insert("data".into(), Json::Object(data));
+        serde_json::to_vec(&event).unwrap()
+    }
+
+    #[test]
+    fn the_payload_writer_matches_serde_json() {
+        let col = |name: &str, logical| ColumnLayout {
+            name: name.to_owned(),
+            logical,
+        };
+        let mut odd = TableLayout {
+            database: "db \"x\"".into(),
+            table: "t".into(),
+            topic: Arc::from("t"),
+            event_type: "type \u{2028} é".into(),
+            dataschema: Some("urn:\\schema\"".into()),
+            source: "/mariadb/c/db \"x\"/t".into(),
+            columns: vec![
+                col("id", Logical::Plain),
+                col("région", Logical::Plain),
+                col("quote\"name", Logical::Plain),
+                col("doc", Logical::Json),
+                col("u", Logical::Uuid),
+                col("ip", Logical::Inet6),
+                col("f", Logical::Plain),
+                col("d", Logical::Plain),
+                col("n", Logical::Plain),
+                col("b", Logical::Plain),
+                col("dec", Logical::Plain),
+                col("ts", Logical::Plain),
+            ],
+            primary_key: vec![0, 1],
+        };
+        let row = vec![
+            Some(Value::Int(i64::MIN)),
+            Some(Value::Text(
+                "tab\tnl\nctl\u{1}\u{7f} \\ \" 😀 \u{2028}".into(),
+            )),
+            Some(Value::Enum("a\"b".into())),
+            Some(Value::Text(
+                r#"{"z":1,"a":[1.5,"x\u0001",null,{"k":true}],"e":1e300}"#.into(),
+            )),
+            Some(Value::Bytes(vec![0x12; 16])),
+            Some(Value::Bytes(vec![0; 16])),
+            Some(Value::Float(0.1)),
+            Some(Value::Double(-1.25e-300)),
+            Some(Value::Null),
+            Some(Value::Bytes(vec![0, 255, 10, 34])),
+            Some(Value::Decimal("-0.000000000000000000000000000001".into())),
+            Some(Value::Timestamp {
+                seconds: 0,
+                micros: 5,
+                fsp: 6,
+            }),
+        ];
+        for schema in [odd.dataschema.clone(), None] {
+            odd.dataschema = schema;
+            let record = map_insert(&odd, &row, &origin()).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&record.payload),
+                String::from_utf8_lossy(&reference_payload(&odd, &row, &origin()))
+            );
+        }
+        let record = map_insert(
+            &layout(),
+            &[
+                Some(Value::UInt(u64::MAX)),
+                Some(Value::Decimal("19.90".into())),
+                Some(Value::Text("[]".into())),
+                Some(Value::Null),
+            ],
+            &origin(),
+        )
+        .unwrap();
+        assert_eq!(
+            record.payload,
+            reference_payload(
+                &layout(),
+                &[
+                    Some(Value::UInt(u64::MAX)),
+                    Some(Value::Decimal("19.90".into())),
+                    Some(Value::Text("[]".into())),
+                    Some(Value::Null),
+                ],
+                &origin()
+            )
+        );
+    }
+
+    #[test]
+    fn commit_times_match_rfc3339_seconds() {
+        let mut samples = vec![
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,   // 2000-02-29
+            951_868_800,   // 2000-03-01
+            1_709_164_800, // 2024-02-29
+            2_147_483_647,
+            2_147_483_648,
+            4_102_444_800, // 2100-01-01
+            u32::MAX,
+        ];
+        let mut t: u32 = 1;
+        while let Some(next) = t.checked_mul(3) {
+            samples.push(next - 1);
+            t = next;
+        }
+        samples.extend((0..2_000u32).map(|i| i.wrapping_mul(2_654_435_761)));
+        for unix in samples {
+            let mut out = Vec::new();
+            push_commit_time(&mut out, unix);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("\"{}\"", rfc3339_seconds(i64::from(unix))),
+                "{unix}"
+            );
+        }
+        assert_eq!(
+            event_id(
+                Gtid {
+                    domain: u32::MAX,
+                    server_id: 0,
+                    seq: u64::MAX
+                },
+                7
+            ),
+            format!("{}-0-{}.7", u32::MAX, u64::MAX)
+        );
     }
 
     #[test]
