@@ -11,9 +11,21 @@
 //! 2. Starts the release `binlog-tailer` against the replica at the GTID
 //!    state just before the backlog, and times it until its checkpoint covers
 //!    the last transaction (every event acknowledged by the broker).
-//! 3. Reads the tailer's peak RSS (VmHWM) and checks that the topic holds
-//!    exactly one event per order.
+//! 3. Reads the tailer's peak RSS (VmHWM) and CPU time (user + system, from
+//!    `/proc/<pid>/stat`) and checks that the topic holds exactly one event
+//!    per order.
+//! 4. Measures, in the same run, the two limits a drain cannot beat: the raw
+//!    binlog stream (`mariadb-binlog --read-from-remote-server --raw` of the
+//!    same binlog range from the replica: the server and the wire, no
+//!    decoding) and the producer ceiling (Kafka's own Java
+//!    `ProducerPerformance` sending the tailer's published payloads with the
+//!    tailer's producer settings), and prints the tailer's ratio to the
+//!    lower one.
+//! 5. Restarts the tailer over the full topic and times how long it takes
+//!    to reach the binlog (the frontier read included).
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -21,7 +33,7 @@ use test_support::process::status_kib;
 use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
 };
-use test_support::{connect, unique_name, Server, User};
+use test_support::{connect, kafka_bootstrap, repo_root, unique_name, Server, User};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -50,6 +62,15 @@ async fn bench() {
     let writers = env_or("BENCH_WRITERS", 4).max(1);
     let db = TestDb::create("bench").await;
     let start = replica_gtid_state().await;
+    // Where the backlog starts in the replica's binlog, for the raw stream.
+    let (raw_file, raw_offset) = {
+        let mut replica = connect(Server::Replica, User::Admin).await;
+        let row: Option<(String, u64)> = replica
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .expect("SHOW MASTER STATUS");
+        row.expect("the replica writes a binlog")
+    };
 
     println!("writing {orders} single-row order transactions with {writers} connections...");
     let began = Instant::now();
@@ -142,16 +163,52 @@ async fn bench() {
     if let Some(kib) = status_kib(pid, "VmHWM") {
         peak = peak.max(kib);
     }
+    let cpu = cpu_seconds(pid);
     let status = tailer.terminate(Duration::from_secs(30));
     let published = setup.checkpoint().map_or(0, |c| c.events_published);
-    let in_topic = consume_all(&topic).len() as u64;
+    let consumed = consume_all(&topic);
+    let in_topic = consumed.len() as u64;
     let secs = sampler.as_secs_f64();
+    let rate = published as f64 / secs;
     println!("drained {published} events in {secs:.2} s (process start to last checkpoint)");
-    println!("  throughput: {:.0} events/s", published as f64 / secs);
+    println!("  throughput: {rate:.0} events/s");
+    match cpu {
+        Some(cpu) => println!(
+            "  CPU:        {cpu:.2} s user+system, {:.1} µs per event (start-up included)",
+            cpu * 1e6 / published.max(1) as f64
+        ),
+        None => println!("  CPU:        (could not read /proc/{pid}/stat)"),
+    }
     println!("  peak RSS:   {:.1} MiB (VmHWM)", peak as f64 / 1024.0);
     println!("  topic holds {in_topic} events; tailer exit status {status}");
     assert_eq!(published, orders, "every order published");
     assert_eq!(in_topic, orders, "one event per order in the topic");
+
+    // The limits, measured now, on the same machine and data.
+    let raw = raw_stream_rate(&setup.dir, &raw_file, raw_offset, orders);
+    let payloads = setup.dir.join("payloads.jsonl");
+    write_payloads(&payloads, consumed.iter().map(|c| c.raw_payload.as_slice()));
+    drop(consumed);
+    let ceiling = producer_ceiling(&payloads, orders).await;
+    println!("limits measured in this run:");
+    match raw {
+        Some(r) => println!(
+            "  raw binlog stream: {r:.0} transactions/s (mariadb-binlog --raw from the replica)"
+        ),
+        None => println!("  raw binlog stream: not measured (see above)"),
+    }
+    match ceiling {
+        Some(c) => println!(
+            "  producer ceiling:  {c:.0} records/s (ProducerPerformance, the tailer's payloads)"
+        ),
+        None => println!("  producer ceiling:  not measured (see above)"),
+    }
+    if let Some(limit) = [raw, ceiling].into_iter().flatten().reduce(f64::min) {
+        println!(
+            "  tailer / lower limit: {:.2} ({rate:.0} / {limit:.0})",
+            rate / limit
+        );
+    }
 
     // A restart over the full topic: what the frontier costs at start-up.
     let began = Instant::now();
@@ -180,4 +237,144 @@ async fn bench() {
          frontier: records_read={frontier}; exit status {status}",
         streaming.as_secs_f64() * 1000.0
     );
+}
+
+/// The process's CPU time so far (user + system, in seconds), from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its
+    // closing parenthesis start at field 3.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let ticks = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Some((utime + stime) / ticks)
+}
+
+/// Transactions per second of the raw binlog stream: the replica's binlog
+/// from `file`:`offset` to its end, read remotely by `mariadb-binlog --raw`
+/// of the services' MariaDB version (the server's work and the wire, no
+/// decoding), `transactions` being what that range holds.
+fn raw_stream_rate(dir: &Path, file: &str, offset: u64, transactions: u64) -> Option<f64> {
+    let out = dir.join("raw-binlog");
+    std::fs::create_dir_all(&out).ok()?;
+    let (user, password) = User::Admin.credentials();
+    let began = Instant::now();
+    let result = test_support::mariadb_command(dir, "mariadb-binlog")
+        .args(["--read-from-remote-server", "--raw", "--to-last-log"])
+        .arg("--host=127.0.0.1")
+        .arg(format!("--port={}", Server::Replica.port()))
+        .arg(format!("--user={user}"))
+        .arg(format!("--password={password}"))
+        .arg(format!("--start-position={offset}"))
+        .arg(format!("--result-file={}/", out.display()))
+        .arg(file)
+        .stdout(Stdio::null())
+        .output();
+    let secs = began.elapsed().as_secs_f64();
+    match result {
+        Ok(o) if o.status.success() => {
+            let bytes: u64 = std::fs::read_dir(&out)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            println!(
+                "  raw stream: {:.1} MiB of binlog in {secs:.2} s",
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+            let _ = std::fs::remove_dir_all(&out);
+            Some(transactions as f64 / secs)
+        }
+        Ok(o) => {
+            println!(
+                "  mariadb-binlog failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            println!("  mariadb-binlog could not start: {e}");
+            None
+        }
+    }
+}
+
+/// One payload per line (the events are JSON without raw newlines), the
+/// file `ProducerPerformance --payload-file` takes.
+fn write_payloads<'a>(path: &Path, payloads: impl Iterator<Item = &'a [u8]>) {
+    let mut text = Vec::new();
+    for p in payloads {
+        assert!(!p.contains(&b'\n'), "a payload holds a newline");
+        text.extend_from_slice(p);
+        text.push(b'\n');
+    }
+    std::fs::write(path, text).expect("write payloads");
+}
+
+/// Records per second Kafka's Java `ProducerPerformance` reaches sending
+/// `records` of the tailer's payloads to a fresh topic with the tailer's
+/// partition count and its producer settings (acks=all, idempotence, lz4,
+/// linger 5 ms): what the broker and a well-tuned client manage here.
+async fn producer_ceiling(payloads: &Path, records: u64) -> Option<f64> {
+    let libs = std::env::var_os("BT_KAFKA_LIBS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/kafka-libs"));
+    let topic = unique_name("bench-ceiling");
+    test_support::kafka::create_topic(&topic, 3).await;
+    let output = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg("org.apache.kafka.tools.ProducerPerformance")
+        .args(["--topic", &topic])
+        .args(["--num-records", &records.to_string()])
+        .args(["--throughput", "-1"])
+        .arg("--payload-file")
+        .arg(payloads)
+        .arg("--producer-props")
+        .arg(format!("bootstrap.servers={}", kafka_bootstrap()))
+        .args([
+            "acks=all",
+            "enable.idempotence=true",
+            "compression.type=lz4",
+            "linger.ms=5",
+        ])
+        .stderr(Stdio::null())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            println!("  ProducerPerformance could not start (java): {e}");
+            return None;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The summary: "N records sent, R records/sec (M MB/sec), …".
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("{records} records sent")));
+    let rate = summary
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|f| f.split_whitespace().next())
+        .and_then(|r| r.parse().ok());
+    if rate.is_none() {
+        println!(
+            "  ProducerPerformance gave no summary ({}):\n{stdout}",
+            output.status
+        );
+    }
+    rate
 }
