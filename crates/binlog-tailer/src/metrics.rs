@@ -4,6 +4,7 @@
 //! error kinds).
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
@@ -79,6 +80,12 @@ pub struct Metrics {
     /// Unix seconds of the last heartbeat or event.
     last_activity: AtomicI64,
     tailed: Vec<String>,
+    /// `binlog_events` by event type code, resolved on first use: a label
+    /// lookup hashes and locks, and runs for every event otherwise.
+    events_by_kind: Box<[OnceLock<IntCounter>; 256]>,
+    /// `rows` by tailed table (in `tailed` order, then `other`) and
+    /// operation, resolved on first use.
+    rows_by_table: Vec<[OnceLock<IntCounter>; 3]>,
 }
 
 fn now_secs() -> i64 {
@@ -200,6 +207,10 @@ impl Metrics {
             ),
             registry,
             last_activity: AtomicI64::new(0),
+            events_by_kind: Box::new(std::array::from_fn(|_| OnceLock::new())),
+            rows_by_table: (0..=tailed.len())
+                .map(|_| std::array::from_fn(|_| OnceLock::new()))
+                .collect(),
             tailed,
         };
         // Series that exist from the start, so that rates and alerts on them
@@ -214,8 +225,11 @@ impl Metrics {
 
     /// One binlog event of type `kind` and `size` bytes was read.
     pub fn events_read(&self, kind: u8, size: u32) {
-        self.binlog_events
-            .with_label_values(&[event_type_label(kind)])
+        self.events_by_kind[usize::from(kind)]
+            .get_or_init(|| {
+                self.binlog_events
+                    .with_label_values(&[event_type_label(kind)])
+            })
             .inc();
         self.binlog_bytes.inc_by(u64::from(size));
         self.last_activity.store(now_secs(), Ordering::Relaxed);
@@ -242,19 +256,24 @@ impl Metrics {
     }
 
     pub fn rows_seen(&self, table: &str, kind: RowsKind, n: usize) {
-        let table = if self.tailed.iter().any(|t| t == table) {
-            table
-        } else {
-            "other"
+        let index = self
+            .tailed
+            .iter()
+            .position(|t| t == table)
+            .unwrap_or(self.tailed.len());
+        let (op, op_index) = match kind {
+            RowsKind::Insert => ("insert", 0),
+            RowsKind::Update => ("update", 1),
+            RowsKind::Delete => ("delete", 2),
         };
-        let op = match kind {
-            RowsKind::Insert => "insert",
-            RowsKind::Update => "update",
-            RowsKind::Delete => "delete",
+        let Some(slot) = self.rows_by_table.get(index).map(|ops| &ops[op_index]) else {
+            return;
         };
-        self.rows
-            .with_label_values(&[table, op])
-            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        slot.get_or_init(|| {
+            let label = self.tailed.get(index).map_or("other", String::as_str);
+            self.rows.with_label_values(&[label, op])
+        })
+        .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn transaction(&self, commit_time: u32) {

@@ -241,6 +241,7 @@ pub async fn run(
         Mode::Replay { .. } => vec![(HEADER_REPLAY, b"1".to_vec())],
     };
 
+    let mut published = PublishedCounters::new(&metrics);
     let mut fatal_check = tokio::time::interval(FATAL_CHECK);
     fatal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -273,7 +274,7 @@ pub async fn run(
                 match result {
                     Ok(()) => {
                         records += 1;
-                        metrics.published.with_label_values(&[&*topic]).inc();
+                        published.of(&topic).inc();
                         metrics.publish_latency.observe(sent.elapsed().as_secs_f64());
                     }
                     Err(error) => {
@@ -350,6 +351,35 @@ pub async fn run(
     }
 }
 
+/// `binlog_tailer_published_total` per topic, looked up once per topic
+/// rather than per record (a label lookup hashes and locks).
+struct PublishedCounters<'a> {
+    metrics: &'a Metrics,
+    by_topic: Vec<(Arc<str>, prometheus::IntCounter)>,
+}
+
+impl<'a> PublishedCounters<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        PublishedCounters {
+            metrics,
+            by_topic: Vec::new(),
+        }
+    }
+
+    fn of(&mut self, topic: &Arc<str>) -> &prometheus::IntCounter {
+        let found = self
+            .by_topic
+            .iter()
+            .position(|(t, _)| Arc::ptr_eq(t, topic) || **t == **topic);
+        let i = found.unwrap_or_else(|| {
+            let counter = self.metrics.published.with_label_values(&[&**topic]);
+            self.by_topic.push((Arc::clone(topic), counter));
+            self.by_topic.len() - 1
+        });
+        &self.by_topic[i].1
+    }
+}
+
 /// How often, while records wait, the producer is asked for a fatal error.
 const FATAL_CHECK: Duration = Duration::from_millis(250);
 
@@ -404,7 +434,13 @@ async fn enqueue(
     partition: Option<i32>,
 ) -> Result<DeliveryFuture, SinkError> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len());
-    for (key, value) in record.headers.iter().chain(extra_headers) {
+    for (key, value) in record.headers.iter() {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    for (key, value) in extra_headers {
         headers = headers.insert(Header {
             key,
             value: Some(value.as_slice()),

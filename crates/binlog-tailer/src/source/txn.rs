@@ -1026,11 +1026,8 @@ fn held_size(record: &Record) -> usize {
     record.payload.len()
         + record.key.len()
         + record.id.len()
-        + record
-            .headers
-            .iter()
-            .map(|(name, value)| PER_HEADER + name.len() + value.len())
-            .sum::<usize>()
+        + record.headers.len() * PER_HEADER
+        + record.headers.size()
         + PER_RECORD
 }
 
@@ -1192,7 +1189,7 @@ impl Iterator for Records {
 mod tests {
     use super::*;
     use crate::decode::Value;
-    use crate::map::{ColumnLayout, Logical};
+    use crate::map::{ColumnLayout, Headers, Logical};
     use crate::position::GtidState;
 
     fn gtid(seq: u64) -> Gtid {
@@ -1621,7 +1618,7 @@ mod tests {
             topic: Arc::from("orders"),
             key: b"k".to_vec(),
             payload: vec![b'x'; bytes],
-            headers: Vec::new(),
+            headers: Headers::default(),
             id: format!("0-1-{seq}.{row_index}"),
             gtid: gtid(seq),
             row_index,

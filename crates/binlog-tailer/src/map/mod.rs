@@ -46,6 +46,8 @@ use base64::Engine as _;
 use serde_json::{Number, Value as Json};
 
 use crate::decode::Value;
+
+mod json;
 use crate::position::Gtid;
 
 /// How a column's value is published beyond what the binlog tells.
@@ -104,7 +106,7 @@ pub struct Record {
     pub topic: Arc<str>,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
-    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub headers: Headers,
     /// The CloudEvents id.
     pub id: String,
     /// Source transaction and the row's index in it.
@@ -174,9 +176,75 @@ fn push_gtid(out: &mut String, gtid: Gtid) {
     out.push_str(digits.format(gtid.seq));
 }
 
-/// A number's decimal text as header bytes.
-fn number_bytes(n: impl itoa::Integer) -> Vec<u8> {
-    itoa::Buffer::new().format(n).as_bytes().to_vec()
+/// A record's headers ([`Headers::NAMES`], in that order): their values
+/// one after another in one buffer, so a record costs one allocation for
+/// all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    values: Vec<u8>,
+    /// Where each value ends in `values`.
+    ends: [u32; 6],
+}
+
+impl Headers {
+    /// The header names, in the order the values are kept and sent.
+    pub const NAMES: [&'static str; 6] = [
+        "content-type",
+        HEADER_GTID,
+        HEADER_ROW,
+        HEADER_SERVER_ID,
+        HEADER_FILE,
+        HEADER_POS,
+    ];
+
+    fn new(gtid: &str, origin: &RowOrigin<'_>) -> Headers {
+        let mut values =
+            Vec::with_capacity(CONTENT_TYPE.len() + gtid.len() + origin.file.len() + 32);
+        let mut ends = [0u32; 6];
+        let mut digits = itoa::Buffer::new();
+        let mut end = |i: usize, values: &Vec<u8>| {
+            ends[i] = u32::try_from(values.len()).unwrap_or(u32::MAX);
+        };
+        values.extend_from_slice(CONTENT_TYPE.as_bytes());
+        end(0, &values);
+        values.extend_from_slice(gtid.as_bytes());
+        end(1, &values);
+        values.extend_from_slice(digits.format(origin.row_index).as_bytes());
+        end(2, &values);
+        values.extend_from_slice(digits.format(origin.server_id).as_bytes());
+        end(3, &values);
+        values.extend_from_slice(origin.file.as_bytes());
+        end(4, &values);
+        values.extend_from_slice(digits.format(origin.pos).as_bytes());
+        end(5, &values);
+        Headers { values, ends }
+    }
+
+    /// How many headers.
+    pub fn len(&self) -> usize {
+        Self::NAMES.len()
+    }
+
+    /// Never: every record has all of them.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Each header's name and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8])> + '_ {
+        let mut start = 0usize;
+        Self::NAMES.iter().zip(self.ends).map(move |(name, end)| {
+            let end = (end as usize).min(self.values.len());
+            let value = self.values.get(start..end).unwrap_or_default();
+            start = end;
+            (*name, value)
+        })
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.values.capacity()
+    }
 }
 
 /// Maps one inserted row (the after image) to a record.
@@ -203,12 +271,12 @@ pub fn map_insert(
             table: full_name(),
             column: column.name.clone(),
         })?;
-        let json = to_json(value, column.logical).map_err(|problem| MapError::BadValue {
+        let out = column_out(value, column.logical).map_err(|problem| MapError::BadValue {
             table: full_name(),
             column: column.name.clone(),
             problem,
         })?;
-        values.push(json);
+        values.push(out);
     }
 
     let key = record_key(layout, &values)?;
@@ -227,14 +295,7 @@ pub fn map_insert(
         topic: Arc::clone(&layout.topic),
         key: key.into_bytes(),
         payload,
-        headers: vec![
-            ("content-type", CONTENT_TYPE.as_bytes().to_vec()),
-            (HEADER_GTID, gtid.into_bytes()),
-            (HEADER_ROW, number_bytes(origin.row_index)),
-            (HEADER_SERVER_ID, number_bytes(origin.server_id)),
-            (HEADER_FILE, origin.file.as_bytes().to_vec()),
-            (HEADER_POS, number_bytes(origin.pos)),
-        ],
+        headers: Headers::new(&gtid, origin),
         id,
         gtid: origin.gtid,
         row_index: origin.row_index,
@@ -253,7 +314,7 @@ const PAYLOAD_CAPACITY: usize = 512;
 fn write_event(
     out: &mut Vec<u8>,
     layout: &TableLayout,
-    values: &[Json],
+    values: &[Out],
     key: &str,
     id: &str,
     gtid: &str,
@@ -292,7 +353,10 @@ fn write_event(
         }
         serde_json::to_writer(&mut *out, column.name.as_str())?;
         out.push(b':');
-        serde_json::to_writer(&mut *out, value)?;
+        match value {
+            Out::Value(value) => serde_json::to_writer(&mut *out, value)?,
+            Out::Compact(text) => out.extend_from_slice(text),
+        }
     }
     out.extend_from_slice(b"}}");
     Ok(())
@@ -300,30 +364,66 @@ fn write_event(
 
 /// The Kafka key: one primary-key column's value as text (strings bare), or
 /// a JSON array of several.
-fn record_key(layout: &TableLayout, values: &[Json]) -> Result<String, MapError> {
-    let value_of = |i: usize| -> Result<&Json, MapError> {
-        match values.get(i) {
-            Some(Json::Null) | None => Err(MapError::NullKey {
+fn record_key(layout: &TableLayout, values: &[Out]) -> Result<String, MapError> {
+    let value_of = |i: usize| -> Result<std::borrow::Cow<'_, Json>, MapError> {
+        let value = match values.get(i) {
+            Some(Out::Value(v)) => Some(std::borrow::Cow::Borrowed(v)),
+            // A JSON column in the key (unusual): its value again.
+            Some(Out::Compact(text)) => serde_json::from_slice(text)
+                .ok()
+                .map(std::borrow::Cow::Owned),
+            None => None,
+        };
+        match value {
+            Some(v) if !v.is_null() => Ok(v),
+            _ => Err(MapError::NullKey {
                 table: format!("{}.{}", layout.database, layout.table),
                 column: layout
                     .columns
                     .get(i)
                     .map_or_else(|| "?".to_owned(), |c| c.name.clone()),
             }),
-            Some(v) => Ok(v),
         }
     };
     match layout.primary_key.as_slice() {
-        [single] => Ok(match value_of(*single)? {
+        [single] => Ok(match &*value_of(*single)? {
             Json::String(s) => s.clone(),
             other => other.to_string(),
         }),
         several => {
             let parts = several
                 .iter()
-                .map(|&i| value_of(i).cloned())
+                .map(|&i| value_of(i).map(std::borrow::Cow::into_owned))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Json::Array(parts).to_string())
+        }
+    }
+}
+
+/// A column's value in the event: a JSON value, or a JSON column's text
+/// already in the compact form serde_json would write for its value.
+enum Out {
+    Value(Json),
+    Compact(Vec<u8>),
+}
+
+/// [`to_json`], but a JSON column's text is copied into its compact form
+/// without building a value (see [`json`]).
+fn column_out(value: &Value, logical: Logical) -> Result<Out, String> {
+    let text = match (logical, value) {
+        (Logical::Json, Value::Text(s)) => s.as_str(),
+        (Logical::Json, Value::Bytes(b)) => match std::str::from_utf8(b) {
+            Ok(text) => text,
+            Err(_) => return to_json(value, logical).map(Out::Value),
+        },
+        _ => return to_json(value, logical).map(Out::Value),
+    };
+    let mut out = Vec::with_capacity(text.len());
+    match json::compact(text, &mut out) {
+        Ok(()) => Ok(Out::Compact(out)),
+        // A repeated key, or not JSON (whose error `to_json` words).
+        Err(json::NotCopied::RepeatedKey | json::NotCopied::Invalid) => {
+            to_json(value, logical).map(Out::Value)
         }
     }
 }
@@ -598,7 +698,7 @@ mod tests {
         for (column, value) in layout.columns.iter().zip(row) {
             let json = to_json(value.as_ref().unwrap(), column.logical).unwrap();
             data.insert(column.name.clone(), json.clone());
-            values.push(json);
+            values.push(Out::Value(json));
         }
         let key = record_key(layout, &values).unwrap();
         let mut event = json!({
@@ -801,7 +901,7 @@ mod tests {
                 .headers
                 .iter()
                 .find(|(k, _)| *k == name)
-                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                .map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
         };
         assert_eq!(header(HEADER_GTID).as_deref(), Some("0-1-42"));
         assert_eq!(header(HEADER_ROW).as_deref(), Some("3"));
