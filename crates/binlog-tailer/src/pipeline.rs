@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{self, Checkpoint, Store, StoreError, WriterError};
 use crate::config::{Config, ConfigError};
@@ -294,18 +294,26 @@ async fn stream(plan: StreamPlan) -> Result<Outcome, RunError> {
     let producer = sink::create_producer(&config.kafka, Arc::clone(&metrics))?;
     let (items_tx, items_rx) = mpsc::channel(1024);
     let (acked_tx, acked_rx) = watch::channel(None);
-    let mut sink_task = tokio::spawn(sink::run(
+    // Dropped when the sink task ends or is dropped: the checkpoint writer
+    // then saves the last acknowledgement without waiting out its interval.
+    let (sink_done_tx, sink_done_rx) = oneshot::channel::<()>();
+    let sink = sink::run(
         producer.clone(),
         items_rx,
         acked_tx,
         config.kafka.max_in_flight,
         mode,
         Arc::clone(&metrics),
-    ));
+    );
+    let mut sink_task = tokio::spawn(async move {
+        let _done = sink_done_tx;
+        sink.await
+    });
     let writer = match checkpoint {
         Some((store, base_events)) => tokio::spawn(checkpoint::write_checkpoints(
             store,
             acked_rx,
+            sink_done_rx,
             config.checkpoint.interval,
             base_events,
             Arc::clone(&metrics),

@@ -232,7 +232,11 @@ pub async fn run(
     let mut records: u64 = 0;
     let mut skipped: u64 = 0;
     let mut input_open = true;
+    // When the records in flight last moved (an acknowledgement, or the
+    // first record sent after none waited), for the stall warning; looked
+    // at every `FATAL_CHECK`, with `acked_at_tick` the count then.
     let mut last_progress = Instant::now();
+    let mut acked_at_tick: u64 = 0;
     let extra_headers: Vec<(&'static str, Vec<u8>)> = match &mode {
         Mode::Live { identity, .. } => vec![
             (HEADER_EPOCH, identity.epoch.to_string().into_bytes()),
@@ -265,7 +269,6 @@ pub async fn run(
             biased;
             // Acknowledgements first: they free room and move the checkpoint.
             result = front_delivery(&mut pending), if waiting => {
-                last_progress = Instant::now();
                 let Some(Pending::Record { topic, id, sent, .. }) = pending.pop_front() else {
                     continue;
                 };
@@ -315,10 +318,10 @@ pub async fn run(
                             continue;
                         }
                     }
-                    if pending.is_empty() {
-                        last_progress = Instant::now();
-                    }
                     let sent = Instant::now();
+                    if pending.is_empty() {
+                        last_progress = sent;
+                    }
                     let delivery = enqueue(&producer, &record, &extra_headers, partition).await.inspect_err(|e| {
                         if let SinkError::Rejected(r) = e {
                             metrics.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
@@ -330,14 +333,21 @@ pub async fn run(
                 }
             },
             // A fatal producer error leaves the records in flight undelivered
-            // for ever (message.timeout.ms=0): it must be looked for.
+            // for ever (message.timeout.ms=0): it must be looked for. The
+            // same tick looks for a stall (not a timer per record).
             _ = fatal_check.tick(), if waiting => {
                 if let Some((stopped, kind)) = fatal(&producer) {
                     metrics.publish_errors.with_label_values(&[kind]).inc();
                     return Err(stopped);
                 }
-            }
-            _ = tokio::time::sleep_until((last_progress + STALL_WARNING).into()), if waiting => {
+                if acked_at_tick != records {
+                    acked_at_tick = records;
+                    last_progress = Instant::now();
+                    continue;
+                }
+                if last_progress.elapsed() < STALL_WARNING {
+                    continue;
+                }
                 tracing::warn!(
                     unacknowledged = in_flight,
                     max_in_flight,

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::store::{now_ms, Checkpoint, Store, StoreError};
 use crate::handoff::Acked;
@@ -23,9 +23,13 @@ pub enum WriterError {
 }
 
 /// Saves the newest acknowledged position every `interval` (when it moved),
-/// and once more when the sink ends (the channel closes). `base_events` is
-/// the store's event count when this run began. Returns the last checkpoint
+/// and once more when the sink ends (the channel closes, or `sink_done`
+/// resolves: the sink task ended or was dropped). `base_events` is the
+/// store's event count when this run began. Returns the last checkpoint
 /// written.
+///
+/// Within an interval after a write it sleeps rather than wake for every
+/// acknowledged transaction (tens of thousands a second in a backlog).
 ///
 /// # Errors
 /// [`WriterError::Store`] when a checkpoint cannot be saved: the run stops,
@@ -33,24 +37,32 @@ pub enum WriterError {
 pub async fn write_checkpoints(
     store: Store,
     mut acked: watch::Receiver<Option<Acked>>,
+    mut sink_done: oneshot::Receiver<()>,
     interval: Duration,
     base_events: u64,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Checkpoint>, WriterError> {
     let store = Arc::new(Mutex::new(store));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<Checkpoint> = None;
     // When `last` was written, by the monotonic clock: a wall clock stepped
     // back must not hold checkpoints up until it catches up.
     let mut last_written: Option<Instant> = None;
+    let mut sink_ended = false;
     loop {
-        let open = tokio::select! {
-            _ = ticker.tick() => true,
-            changed = acked.changed() => changed.is_ok(),
-        };
-        if open && last_written.is_some_and(|t| t.elapsed() < interval) {
-            continue;
+        // Something to save (or the end)...
+        let mut open = acked.changed().await.is_ok();
+        // ...but not before the interval since the last write is over.
+        if let Some(due) = last_written.map(|t| t + interval) {
+            if open && !sink_ended && Instant::now() < due {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due.into()) => {}
+                    _ = &mut sink_done => sink_ended = true,
+                }
+            }
+        }
+        if sink_ended {
+            // The last acknowledgement is in: save it and stop.
+            open = false;
         }
         let current = acked.borrow_and_update().clone();
         if let Some(acked) = current {

@@ -4,7 +4,7 @@
 //! ([`super::tables`]) or the transaction state machine ([`super::txn`]) and
 //! hands what they return to the sink.
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use mysql_async::binlog::events::Event;
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::prelude::Queryable;
@@ -89,13 +89,26 @@ impl Reader {
                     return Ok(SessionEnd::Stopped(Stopped::MidTransaction));
                 }
             }
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.changed(), if stopping.is_none() => {
-                    stopping = Some(Instant::now() + self.config.shutdown.drain_timeout);
-                    continue;
-                }
-                next = tokio::time::timeout(read_timeout, stream.next()) => next,
+            // An event already received is taken without arming the read
+            // timeout (a timer and a clock read per event otherwise); the
+            // timeout and the shutdown signal are waited on only when the
+            // stream has nothing ready. A shutdown is still seen between
+            // any two events.
+            let ready = if stopping.is_none() && shutdown.has_changed().unwrap_or(true) {
+                None
+            } else {
+                stream.next().now_or_never().map(Ok)
+            };
+            let next = match ready {
+                Some(next) => next,
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.changed(), if stopping.is_none() => {
+                        stopping = Some(Instant::now() + self.config.shutdown.drain_timeout);
+                        continue;
+                    }
+                    next = tokio::time::timeout(read_timeout, stream.next()) => next,
+                },
             };
             let event = match next {
                 Err(_) => {
