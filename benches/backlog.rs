@@ -65,11 +65,12 @@ async fn bench() {
     // Where the backlog starts in the replica's binlog, for the raw stream.
     let (raw_file, raw_offset) = {
         let mut replica = connect(Server::Replica, User::Admin).await;
-        let row: Option<(String, u64)> = replica
+        let row: Option<(String, u64, String, String)> = replica
             .query_first("SHOW MASTER STATUS")
             .await
             .expect("SHOW MASTER STATUS");
-        row.expect("the replica writes a binlog")
+        let (file, offset, _, _) = row.expect("the replica writes a binlog");
+        (file, offset)
     };
 
     println!("writing {orders} single-row order transactions with {writers} connections...");
