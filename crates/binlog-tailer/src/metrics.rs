@@ -3,7 +3,7 @@
 //! bounded labels (event type names, tailed table names, operations, topics,
 //! error kinds).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,8 +77,6 @@ pub struct Metrics {
     read_position: std::sync::Mutex<Position>,
     /// The GTID state of the last checkpoint written.
     checkpointed: std::sync::Mutex<GtidState>,
-    /// Unix seconds of the last heartbeat or event.
-    last_activity: AtomicI64,
     tailed: Vec<String>,
     /// `binlog_events` by event type code, resolved on first use: a label
     /// lookup hashes and locks, and runs for every event otherwise.
@@ -206,7 +204,6 @@ impl Metrics {
                 "GTID sequence number of the last checkpointed transaction.",
             ),
             registry,
-            last_activity: AtomicI64::new(0),
             events_by_kind: Box::new(std::array::from_fn(|_| OnceLock::new())),
             rows_by_table: (0..=tailed.len())
                 .map(|_| std::array::from_fn(|_| OnceLock::new()))
@@ -232,11 +229,9 @@ impl Metrics {
             })
             .inc();
         self.binlog_bytes.inc_by(u64::from(size));
-        self.last_activity.store(now_secs(), Ordering::Relaxed);
     }
 
     pub fn heartbeat(&self) {
-        self.last_activity.store(now_secs(), Ordering::Relaxed);
         self.caught_up.store(true, Ordering::Relaxed);
     }
 

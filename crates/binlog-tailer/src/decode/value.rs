@@ -509,6 +509,16 @@ pub(crate) fn decimal_size(precision: u8, scale: u8) -> usize {
 /// integer part's leftover digits first and the fraction's last, in
 /// `DIG2BYTES` bytes; the first bit is flipped (set for positive numbers)
 /// and negative numbers have every byte inverted.
+/// Appends `v` in decimal, zero-padded on the left to `width` digits (what
+/// `format!("{v:0width$}")` gives, without the formatting machinery: this
+/// runs for every DECIMAL group).
+fn push_zero_padded(out: &mut String, v: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(v);
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(text.len())));
+    out.push_str(text);
+}
+
 fn decode_decimal(data: &[u8], precision: u8, scale: u8) -> Result<(Value, usize), ValueError> {
     let size = decimal_size(precision, scale);
     let mut bytes = take(data, size)?.to_vec();
@@ -557,12 +567,12 @@ fn decode_decimal(data: &[u8], precision: u8, scale: u8) -> Result<(Value, usize
                 "DECIMAL({precision},{scale}) group {v} has more than {digits} digits"
             )));
         }
-        let text = format!("{v:0digits$}");
-        if g < int_groups {
-            int_digits.push_str(&text);
+        let out = if g < int_groups {
+            &mut int_digits
         } else {
-            frac_digits.push_str(&text);
-        }
+            &mut frac_digits
+        };
+        push_zero_padded(out, v, digits);
     }
     let int_digits = int_digits.trim_start_matches('0');
     let is_zero = int_digits.is_empty() && frac_digits.bytes().all(|d| d == b'0');
@@ -580,4 +590,29 @@ fn decode_decimal(data: &[u8], precision: u8, scale: u8) -> Result<(Value, usize
         text.push_str(&frac_digits);
     }
     Ok((Value::Decimal(text), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_zero_padded;
+
+    #[test]
+    fn zero_padding_matches_the_formatter() {
+        let cases = [
+            (0u64, 0usize),
+            (0, 1),
+            (0, 9),
+            (7, 1),
+            (7, 9),
+            (123_456_789, 9),
+            (42, 2),
+            (42, 5),
+            (999_999_999, 3),
+        ];
+        for (v, width) in cases {
+            let mut out = String::new();
+            push_zero_padded(&mut out, v, width);
+            assert_eq!(out, format!("{v:0width$}"), "{v} to {width} digits");
+        }
+    }
 }

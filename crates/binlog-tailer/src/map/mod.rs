@@ -283,7 +283,7 @@ pub fn map_insert(
     let mut gtid = String::with_capacity(32);
     push_gtid(&mut gtid, origin.gtid);
     let id = id_of(&gtid, origin.row_index);
-    let mut payload = Vec::with_capacity(PAYLOAD_CAPACITY);
+    let mut payload = Vec::with_capacity(payload_capacity(layout, &values, &id, origin));
     write_event(&mut payload, layout, &values, &key, &id, &gtid, origin).map_err(|e| {
         MapError::BadValue {
             table: full_name(),
@@ -302,8 +302,38 @@ pub fn map_insert(
     })
 }
 
-/// What a payload buffer starts with: an order event is about 500 bytes.
-const PAYLOAD_CAPACITY: usize = 512;
+/// About how long the event of `values` is, so that its buffer is
+/// allocated once rather than grown (and copied) while it is written.
+fn payload_capacity(
+    layout: &TableLayout,
+    values: &[Out],
+    id: &str,
+    origin: &RowOrigin<'_>,
+) -> usize {
+    // Member names, punctuation, the time and the numbers.
+    const FIXED: usize = 320;
+    let columns: usize = layout
+        .columns
+        .iter()
+        .zip(values)
+        .map(|(column, value)| {
+            column.name.len()
+                + 4
+                + match value {
+                    Out::Compact(text) => text.len(),
+                    Out::Value(Json::String(s)) => s.len() + 2,
+                    Out::Value(_) => 24,
+                }
+        })
+        .sum();
+    FIXED
+        + 2 * id.len()
+        + layout.source.len()
+        + layout.event_type.len()
+        + layout.dataschema.as_ref().map_or(0, String::len)
+        + origin.file.len()
+        + columns
+}
 
 /// Writes the event (the document the module documentation shows) into
 /// `out`, compact, its members in that order and the row's columns in the
