@@ -31,14 +31,16 @@
 //! checkpoint past it. Nothing is dropped.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
-use tokio::sync::{mpsc, watch};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::KafkaConfig;
 use crate::frontier::{Frontier, Identity};
@@ -144,9 +146,86 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
 }
 
 /// The producer's librdkafka context: turns librdkafka's statistics (every
-/// second) into `binlog_tailer_broker_connected`.
+/// second) into `binlog_tailer_broker_connected`, and delivery reports into
+/// [`Deliveries`].
 pub struct SinkContext {
     metrics: Arc<Metrics>,
+    deliveries: Deliveries,
+}
+
+/// The broker's answers for the records sent, kept by sequence number until
+/// the sink retires them in order. A delivery report (on librdkafka's
+/// polling thread) fills its record's slot and wakes the sink; nothing is
+/// allocated per record and the message is not copied back.
+#[derive(Default)]
+pub struct Deliveries {
+    slots: Mutex<Slots>,
+    settled: Notify,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// Sequence number of `outcomes[0]`.
+    base: usize,
+    /// One per record sent and not retired: `None` until its report.
+    outcomes: VecDeque<Option<Result<(), Box<KafkaError>>>>,
+}
+
+impl Deliveries {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // A panic while holding this lock cannot leave the slots half
+        // changed (each change is one push, pop or assignment).
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for the next record; its sequence number.
+    fn open(&self) -> usize {
+        let mut slots = self.slots();
+        slots.outcomes.push_back(None);
+        slots.base + slots.outcomes.len() - 1
+    }
+
+    /// Takes back the newest slot (its record was not sent after all).
+    fn cancel_newest(&self) {
+        self.slots().outcomes.pop_back();
+    }
+
+    /// The oldest record's outcome, once reported.
+    fn take_oldest(&self) -> Option<Result<(), Box<KafkaError>>> {
+        let mut slots = self.slots();
+        if !matches!(slots.outcomes.front(), Some(Some(_))) {
+            return None;
+        }
+        slots.base += 1;
+        slots.outcomes.pop_front().flatten()
+    }
+
+    fn report(&self, seq: usize, outcome: Result<(), KafkaError>) {
+        {
+            let mut slots = self.slots();
+            let Some(index) = seq.checked_sub(slots.base) else {
+                return;
+            };
+            if let Some(slot) = slots.outcomes.get_mut(index) {
+                *slot = Some(outcome.map_err(Box::new));
+            }
+        }
+        self.settled.notify_one();
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((error, _)) => Err(error.clone()),
+        };
+        self.deliveries.report(seq, outcome);
+    }
 }
 
 impl rdkafka::ClientContext for SinkContext {
@@ -161,7 +240,7 @@ impl rdkafka::ClientContext for SinkContext {
 }
 
 /// The producer type the sink uses.
-pub type TailerProducer = FutureProducer<SinkContext>;
+pub type TailerProducer = ThreadedProducer<SinkContext>;
 
 /// Creates the producer.
 ///
@@ -174,13 +253,17 @@ pub fn create_producer(
     let mut client = producer_config(config);
     client.set("statistics.interval.ms", "1000");
     client
-        .create_with_context(SinkContext { metrics })
+        .create_with_context(SinkContext {
+            metrics,
+            deliveries: Deliveries::default(),
+        })
         .map_err(SinkError::Create)
 }
 
 enum Pending {
+    /// A record sent; its outcome is the oldest open slot of
+    /// [`Deliveries`] when it is at the front.
     Record {
-        delivery: DeliveryFuture,
         topic: Arc<str>,
         id: String,
         sent: Instant,
@@ -248,16 +331,40 @@ pub async fn run(
     let mut published = PublishedCounters::new(&metrics);
     let mut fatal_check = tokio::time::interval(FATAL_CHECK);
     fatal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deliveries = &producer.context().deliveries;
     loop {
-        // Retire everything at the front that is already settled.
-        while let Some(front) = pending.front_mut() {
-            match front {
-                Pending::Commit(_) => {
+        // Retire everything at the front that is already settled: commit
+        // marks, and records the broker has answered for.
+        loop {
+            match pending.front() {
+                Some(Pending::Commit(_)) => {
                     if let Some(Pending::Commit(commit)) = pending.pop_front() {
                         acked.send_replace(Some(Acked { commit, records }));
                     }
                 }
-                Pending::Record { .. } => break,
+                Some(Pending::Record { .. }) => {
+                    let Some(outcome) = deliveries.take_oldest() else {
+                        break;
+                    };
+                    let Some(Pending::Record { topic, id, sent }) = pending.pop_front() else {
+                        break;
+                    };
+                    in_flight -= 1;
+                    metrics.in_flight.dec();
+                    if let Err(error) = outcome {
+                        metrics
+                            .publish_errors
+                            .with_label_values(&[error_kind(&error)])
+                            .inc();
+                        return Err(SinkError::rejected(&topic, id, *error));
+                    }
+                    records += 1;
+                    published.of(&topic).inc();
+                    metrics
+                        .publish_latency
+                        .observe(sent.elapsed().as_secs_f64());
+                }
+                None => break,
             }
         }
         if !input_open && pending.is_empty() {
@@ -267,29 +374,9 @@ pub async fn run(
         let waiting = matches!(pending.front(), Some(Pending::Record { .. }));
         tokio::select! {
             biased;
-            // Acknowledgements first: they free room and move the checkpoint.
-            result = front_delivery(&mut pending), if waiting => {
-                let Some(Pending::Record { topic, id, sent, .. }) = pending.pop_front() else {
-                    continue;
-                };
-                in_flight -= 1;
-                metrics.in_flight.dec();
-                match result {
-                    Ok(()) => {
-                        records += 1;
-                        published.of(&topic).inc();
-                        metrics.publish_latency.observe(sent.elapsed().as_secs_f64());
-                    }
-                    Err(error) => {
-                        metrics.publish_errors.with_label_values(&[error_kind(&error)]).inc();
-                        return Err(if matches!(error, KafkaError::Canceled) {
-                            SinkError::Fatal(error)
-                        } else {
-                            SinkError::rejected(&topic, id, error)
-                        });
-                    }
-                }
-            }
+            // Acknowledgements first: they free room and move the checkpoint
+            // (retired at the top of the loop).
+            () = deliveries.settled.notified(), if waiting => {}
             item = items.recv(), if input_open && in_flight < max_in_flight => match item {
                 None => input_open = false,
                 Some(Item::Commit(commit)) => {
@@ -322,14 +409,14 @@ pub async fn run(
                     if pending.is_empty() {
                         last_progress = sent;
                     }
-                    let delivery = enqueue(&producer, &record, &extra_headers, partition).await.inspect_err(|e| {
+                    enqueue(&producer, &record, &extra_headers, partition).await.inspect_err(|e| {
                         if let SinkError::Rejected(r) = e {
                             metrics.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
                         }
                     })?;
                     in_flight += 1;
                     metrics.in_flight.inc();
-                    pending.push_back(Pending::Record { delivery, topic: record.topic, id: record.id, sent });
+                    pending.push_back(Pending::Record { topic: record.topic, id: record.id, sent });
                 }
             },
             // A fatal producer error leaves the records in flight undelivered
@@ -425,24 +512,14 @@ fn error_kind(error: &KafkaError) -> &'static str {
     }
 }
 
-async fn front_delivery(pending: &mut VecDeque<Pending>) -> Result<(), KafkaError> {
-    match pending.front_mut() {
-        Some(Pending::Record { delivery, .. }) => match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((error, _message))) => Err(error),
-            Err(_canceled) => Err(KafkaError::Canceled),
-        },
-        _ => std::future::pending().await,
-    }
-}
-
-/// Hands a record to librdkafka, waiting while its local queue is full.
+/// Hands a record to librdkafka, waiting while its local queue is full; its
+/// outcome comes to the next slot of [`Deliveries`].
 async fn enqueue(
     producer: &TailerProducer,
     record: &Record,
     extra_headers: &[(&'static str, Vec<u8>)],
     partition: Option<i32>,
-) -> Result<DeliveryFuture, SinkError> {
+) -> Result<(), SinkError> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len());
     for (key, value) in record.headers.iter() {
         headers = headers.insert(Header {
@@ -456,25 +533,28 @@ async fn enqueue(
             value: Some(value.as_slice()),
         });
     }
-    let mut future_record = FutureRecord::to(&record.topic)
+    let deliveries = &producer.context().deliveries;
+    let seq = deliveries.open();
+    let mut base_record = BaseRecord::with_opaque_to(&record.topic, seq)
         .key(&record.key)
         .payload(&record.payload)
         .headers(headers);
     if let Some(p) = partition {
-        future_record = future_record.partition(p);
+        base_record = base_record.partition(p);
     }
     let started = Instant::now();
     loop {
-        match producer.send_result(future_record) {
-            Ok(delivery) => return Ok(delivery),
+        match producer.send(base_record) {
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                future_record = back;
+                base_record = back;
                 if started.elapsed() > Duration::from_secs(1) {
                     tracing::debug!("producer queue full; waiting");
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err((error, _)) => {
+                deliveries.cancel_newest();
                 if let Some((stopped, _)) = fatal(producer) {
                     return Err(stopped);
                 }
