@@ -11,10 +11,11 @@ demo:
 test:
 	bash tests/env/run-tests.sh
 
-## bench: drain a backlog of 100,000 order transactions and print events/s and peak RSS
+## bench: drain 100,000 order transactions (events/s beside the raw binlog and producer limits, CPU, RSS); commit -> Kafka latency at 2,000 orders/s
 bench:
 	$(SERVICES) up
 	cargo bench --locked --bench backlog
+	LATENCY_SOURCE=both cargo bench --locked --bench latency
 
 ## bench-system: load on the system make demo runs: orders/s accepted and paid end to end
 bench-system:

@@ -73,6 +73,9 @@ pub struct RawMessage {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, String)>,
+    /// The message's timestamp in Unix milliseconds (the broker's append
+    /// time on a topic with `message.timestamp.type=LogAppendTime`).
+    pub timestamp_ms: Option<i64>,
 }
 
 impl RawMessage {
@@ -132,6 +135,7 @@ pub fn read_topic(topic: &str) -> Vec<RawMessage> {
         out.push(RawMessage {
             partition: msg.partition(),
             offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
             key: msg.key().map(<[u8]>::to_vec),
             payload: msg.payload().map(<[u8]>::to_vec),
             headers: msg

@@ -1,0 +1,198 @@
+//! Benchmark: commit → broker append latency at a steady write rate.
+//!
+//! Run with the services up: `make bench` (or `cargo bench --bench latency`).
+//! `LATENCY_RATE` sets orders per second (default 2000), `LATENCY_SECONDS`
+//! how long (default 60), `LATENCY_SOURCE` `replica` (default), `primary`
+//! or `both`.
+//!
+//! 1. Creates a topic whose messages carry the broker's append time
+//!    (`message.timestamp.type=LogAppendTime`) and starts the release tailer
+//!    on it with its default producer settings.
+//! 2. Writes single-row order transactions on the primary at the set rate
+//!    (8 connections, each on a fixed schedule); every row's `created_at`
+//!    is `UTC_TIMESTAMP(6)`, evaluated when its INSERT runs, just before
+//!    its commit. The binlog keeps commit times in whole seconds only; the
+//!    column gives microseconds, and because it is taken before the commit
+//!    the figure includes the commit itself (an upper bound).
+//! 3. Reads the topic back and prints, over every order, append time minus
+//!    `created_at`: p50, p95, p99 and max (the append time has millisecond
+//!    resolution).
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use test_support::kafka::{create_topic_with, read_topic};
+use test_support::tailer::{replica_gtid_state, Tailed, TailerSetup, TestDb};
+use test_support::{connect, unique_name, Server, User};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("latency benchmark: run it with `make bench` (cargo bench --bench latency)");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let source = std::env::var("LATENCY_SOURCE").unwrap_or_else(|_| "replica".into());
+    let sources: &[Server] = match source.as_str() {
+        "primary" => &[Server::Primary],
+        "both" => &[Server::Primary, Server::Replica],
+        _ => &[Server::Replica],
+    };
+    for &server in sources {
+        runtime.block_on(bench(server));
+    }
+}
+
+/// Milliseconds since the Unix epoch of a `YYYY-MM-DD HH:MM:SS.ffffff`
+/// UTC text.
+fn utc_millis(text: &str) -> Option<f64> {
+    let t = time::PrimitiveDateTime::parse(
+        text,
+        time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"
+        ),
+    )
+    .ok()?;
+    Some(t.assume_utc().unix_timestamp_nanos() as f64 / 1e6)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn bench(server: Server) {
+    let rate = env_or("LATENCY_RATE", 2000).max(1);
+    let seconds = env_or("LATENCY_SECONDS", 60).max(1);
+    let writers = 8u64;
+    let orders = rate * seconds;
+    let db = TestDb::create("latency").await;
+    let topic = unique_name("latency");
+    create_topic_with(&topic, 3, &[("message.timestamp.type", "LogAppendTime")]).await;
+
+    let start = match server {
+        Server::Replica => replica_gtid_state().await,
+        Server::Primary => {
+            let mut primary = connect(Server::Primary, User::Admin).await;
+            primary
+                .query_first::<String, _>("SELECT @@gtid_binlog_pos")
+                .await
+                .expect("gtid_binlog_pos")
+                .unwrap_or_default()
+        }
+    };
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "latency",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    )
+    .with_source_port(server.port());
+    // The defaults, not the tests' shorter linger.
+    let tailer = setup.spawn_with(&["--set", "kafka.linger=5ms"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tailer.log().contains("streaming the binlog") {
+        assert!(
+            Instant::now() < deadline,
+            "tailer did not start; log:\n{}",
+            tailer.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let name = match server {
+        Server::Primary => "primary",
+        Server::Replica => "replica",
+    };
+    println!("latency, tailer on the {name}: {rate} orders/s for {seconds} s ({orders} orders, {writers} connections)...");
+    let began = Instant::now();
+    let per_writer = orders / writers;
+    let period = Duration::from_secs_f64(writers as f64 / rate as f64);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let db_name = db.name.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = connect(Server::Primary, User::Admin).await;
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut behind = 0u64;
+            for i in 0..per_writer {
+                let t = ticks.tick().await;
+                if t.elapsed() > period {
+                    behind += 1;
+                }
+                let id = w * per_writer + i + 1;
+                conn.exec_drop(
+                    format!(
+                        "INSERT INTO {db_name}.orders (id, customer_id, amount, currency, items, created_at) \
+                         VALUES (?, ?, '19.99', 'EUR', '[{{\"sku\":\"latency\",\"qty\":1}}]', UTC_TIMESTAMP(6))"
+                    ),
+                    (id, id % 1000),
+                )
+                .await
+                .expect("insert");
+            }
+            behind
+        }));
+    }
+    let mut late = 0;
+    for task in tasks {
+        late += task.await.expect("writer");
+    }
+    let wrote = began.elapsed().as_secs_f64();
+    println!(
+        "  written in {wrote:.1} s ({:.0} orders/s; {late} inserts started late)",
+        orders as f64 / wrote
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let published = setup.checkpoint().map_or(0, |c| c.events_published);
+        if published >= orders {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{published} of {orders} published after 120 s; log:\n{}",
+            tailer.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = tailer.terminate(Duration::from_secs(30));
+
+    let messages = read_topic(&topic);
+    assert_eq!(messages.len() as u64, orders, "one event per order");
+    let mut latencies: Vec<f64> = messages
+        .iter()
+        .map(|m| {
+            let payload: serde_json::Value =
+                serde_json::from_slice(m.payload.as_deref().unwrap_or_default()).expect("JSON");
+            let created = payload["data"]["created_at"]
+                .as_str()
+                .and_then(utc_millis)
+                .expect("created_at");
+            let appended = m.timestamp_ms.expect("a LogAppendTime timestamp") as f64;
+            appended - created
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "  commit -> broker append over {} orders: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (tailer exit status {status})",
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 95.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(0.0),
+    );
+}
