@@ -244,6 +244,43 @@ async fn produce(producer: &FutureProducer, topic: &str, messages: &[Msg]) -> Ve
     pending
 }
 
+/// Produces `messages` without waiting for each acknowledgement before the
+/// next (the idempotent producer keeps their order within each partition),
+/// then waits for all of them: a backlog in seconds. Returns each one's
+/// (partition, offset).
+async fn produce_all(producer: &FutureProducer, topic: &str, messages: &[Msg]) -> Vec<(i32, i64)> {
+    let mut pending = Vec::with_capacity(messages.len());
+    for m in messages {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(k) = &m.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &m.payload {
+            record = record.payload(p.as_slice());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push(delivery),
+            Err((e, _)) => panic!("queueing a record for {topic}: {e}"),
+        }
+    }
+    let mut placed = Vec::with_capacity(pending.len());
+    for delivery in pending {
+        match delivery.await {
+            Ok(Ok(d)) => placed.push((d.partition, d.offset)),
+            Ok(Err((e, _))) => panic!("producing to {topic}: {e}"),
+            Err(e) => panic!("producing to {topic}: {e}"),
+        }
+    }
+    placed
+}
+
 // ---------------------------------------------------------------------------
 // The service process.
 
@@ -457,10 +494,11 @@ fn service_processed(port: u16) -> u64 {
 }
 
 /// SIGKILL twice while a backlog is being charged, restart each time: every
-/// order charged exactly once, none missing.
+/// order charged exactly once, none missing. (Large enough that batches of
+/// 500 do not drain it between two looks at the table.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_and_charges_nothing_twice() {
-    const ORDERS: u64 = 1500;
+    const ORDERS: u64 = 30_000;
     let db = PayDb::create().await;
     let topic = unique_name("orders");
     let dlq = unique_name("dlq");
@@ -472,7 +510,7 @@ async fn sigkill_mid_stream_loses_nothing_and_charges_nothing_twice() {
         (1..=ORDERS).map(|id| (id, OrderEvent::new(id))).collect();
     let messages: Vec<Msg> = orders.values().map(|o| o.message(false)).collect();
     let producer = producer();
-    produce(&producer, &topic, &messages).await;
+    produce_all(&producer, &topic, &messages).await;
 
     let started = Instant::now();
     let mut kills = Vec::new();
@@ -1009,4 +1047,257 @@ async fn a_database_outage_holds_the_offsets_until_the_rows_are_in() {
     }
     assert_eq!(service.terminate(Duration::from_secs(30)).code(), Some(0));
     assert_eq!(committed_offsets(&setup.group, &topic, 1), vec![41]);
+}
+
+/// The `payment_service_batch_messages` histogram: (batches, messages).
+fn batches(metrics: &str) -> (u64, u64) {
+    (
+        sample(metrics, "payment_service_batch_messages_count") as u64,
+        sample(metrics, "payment_service_batch_messages_sum") as u64,
+    )
+}
+
+/// A backlog waiting when the service starts is taken in batches, and each
+/// batch judged exactly as one message at a time would be: a repeat of an
+/// event charged before, a second event for an order charged before, an
+/// invalid event, an event id already charged for another order (before,
+/// and earlier in the same batch), the same event twice in the batch, and a
+/// later event of an order whose first event was dead-lettered. Each order
+/// charged once; the invalid and conflicting ones dead-lettered in order;
+/// offsets committed past all; no batch fell back to one message per
+/// transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_charges_each_order_once_and_dead_letters_as_one_at_a_time_would() {
+    let db = PayDb::create().await;
+    let topic = unique_name("orders");
+    let dlq = unique_name("dlq");
+    // One partition: the whole backlog in one fetch, so in one batch.
+    create_topic(&topic, 1).await;
+    create_topic(&dlq, 1).await;
+    let setup = Setup::new("pay_batch", &db, &topic, &dlq, Server::Primary.port());
+    let producer = producer();
+
+    // Orders 1..=5 charged by a first run.
+    let before: BTreeMap<u64, OrderEvent> = (1..=5).map(|id| (id, OrderEvent::new(id))).collect();
+    produce(
+        &producer,
+        &topic,
+        &before
+            .values()
+            .map(|o| o.message(false))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let mut service = setup.spawn();
+    service
+        .wait_until("orders 1..=5 charged", Duration::from_secs(60), || {
+            let done = service_processed(setup.port) >= 5;
+            async move { done }
+        })
+        .await;
+    assert_eq!(service.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(committed_offsets(&setup.group, &topic, 1), vec![5]);
+
+    // The backlog, produced while the service is stopped.
+    let with_event_id = |id: u64, event_id: String| -> Msg {
+        let order = OrderEvent::new(id);
+        let mut doc = order.payload();
+        doc["id"] = json!(event_id);
+        Msg {
+            payload: Some(doc.to_string().into_bytes()),
+            ..order.message(false)
+        }
+    };
+    let mut expected: BTreeMap<u64, OrderEvent> = before.clone();
+    let mut messages = Vec::new();
+    let push_new = |messages: &mut Vec<Msg>,
+                    expected: &mut BTreeMap<u64, OrderEvent>,
+                    ids: std::ops::RangeInclusive<u64>| {
+        for id in ids {
+            let o = OrderEvent::new(id);
+            messages.push(o.message(false));
+            expected.insert(id, o);
+        }
+    };
+    push_new(&mut messages, &mut expected, 6..=20);
+    // Order 3's event again (a replay): a duplicate.
+    messages.push(before[&3].message(true));
+    // Not JSON: dead-lettered.
+    let invalid = Msg {
+        payload: Some(b"{\"specversion\": \"1.0\", \"id\": ".to_vec()),
+        ..OrderEvent::new(1001).message(false)
+    };
+    messages.push(invalid.clone());
+    push_new(&mut messages, &mut expected, 21..=30);
+    // Order 60 with the event id that charged order 1: dead-lettered.
+    let conflict_before = with_event_id(60, OrderEvent::new(1).event_id());
+    messages.push(conflict_before.clone());
+    // Order 2 again, another event id and amount: a duplicate.
+    let mut other = before[&2].clone();
+    other.seq += 1_000_000;
+    other.amount = "1.00".into();
+    messages.push(other.message(false));
+    push_new(&mut messages, &mut expected, 31..=40);
+    // Order 61 with the event id of order 10, charged earlier in this batch.
+    let conflict_in_batch = with_event_id(61, OrderEvent::new(10).event_id());
+    messages.push(conflict_in_batch.clone());
+    // Order 62's event twice: charged, then a duplicate.
+    let twice = OrderEvent::new(62);
+    messages.push(twice.message(false));
+    messages.push(twice.message(false));
+    expected.insert(62, twice);
+    // Order 60's own event, after its conflicting one: charged.
+    let sixty = OrderEvent::new(60);
+    messages.push(sixty.message(false));
+    expected.insert(60, sixty);
+    push_new(&mut messages, &mut expected, 41..=50);
+    let placed = produce(&producer, &topic, &messages).await;
+    let total = messages.len() as u64;
+
+    let mut service = setup.spawn();
+    service
+        .wait_until("the backlog processed", Duration::from_secs(60), || {
+            let done = service_processed(setup.port) >= total;
+            async move { done }
+        })
+        .await;
+
+    assert_payments_match(&db.payments().await, &expected);
+    assert_eq!(db.count().await, 52, "orders 1..=50, 60 and 62");
+    assert_eq!(service.outcome("charged"), 47);
+    assert_eq!(service.outcome("duplicate"), 3);
+    assert_eq!(service.outcome("dead_lettered"), 3);
+    let metrics = service.metrics();
+    for (reason, n) in [("not_json", 1.0), ("event_id_conflict", 2.0)] {
+        assert_eq!(
+            sample(
+                &metrics,
+                &format!("payment_service_dead_letters_total{{reason=\"{reason}\"}}")
+            ),
+            n,
+            "dead letters for {reason}"
+        );
+    }
+    let (batch_count, batched) = batches(&metrics);
+    assert_eq!(batched, total, "every message in a batch");
+    assert!(
+        batch_count < total / 4,
+        "{total} messages in {batch_count} batches: not batched"
+    );
+    assert_eq!(
+        sample(&metrics, "payment_service_batch_fallbacks_total"),
+        0.0,
+        "the duplicates and conflicts were judged in the batch"
+    );
+
+    let letters = read_topic(&dlq);
+    let expected_letters = [
+        (&invalid, "not JSON"),
+        (
+            &conflict_before,
+            "event id 0-1-5000.1 already charged order 1; this event is for order 60",
+        ),
+        (
+            &conflict_in_batch,
+            "event id 0-1-5003.1 already charged order 10; this event is for order 61",
+        ),
+    ];
+    assert_eq!(letters.len(), expected_letters.len(), "dead letters");
+    for ((original, reason), letter) in expected_letters.iter().zip(&letters) {
+        let got = letter.header("dlq.reason").unwrap_or_default();
+        assert!(got.contains(reason), "reason {got:?} lacks {reason:?}");
+        assert_eq!(letter.payload, original.payload, "original payload kept");
+        let index = messages
+            .iter()
+            .position(|m| m.payload == original.payload)
+            .expect("the original");
+        assert_eq!(
+            letter.header("dlq.source.offset"),
+            Some(placed[index].1.to_string().as_str())
+        );
+    }
+    println!(
+        "{total} messages in {batch_count} batch(es): 47 charged, 3 duplicates, 3 dead letters"
+    );
+
+    assert_eq!(service.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        committed_offsets(&setup.group, &topic, 1),
+        high_watermarks(&topic, 1),
+        "offsets committed past every message"
+    );
+}
+
+/// 5,000 events waiting in three partitions (a tenth of them repeated)
+/// when the service starts: charged exactly once each, in batches of at
+/// most `kafka.batch_max_messages` (500), every offset committed; prints
+/// the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_charged_exactly_once_in_batches() {
+    const ORDERS: u64 = 5_000;
+    let db = PayDb::create().await;
+    let topic = unique_name("orders");
+    let dlq = unique_name("dlq");
+    create_topic(&topic, 3).await;
+    create_topic(&dlq, 1).await;
+    let setup = Setup::new("pay_backlog", &db, &topic, &dlq, Server::Primary.port());
+
+    let orders: BTreeMap<u64, OrderEvent> =
+        (1..=ORDERS).map(|id| (id, OrderEvent::new(id))).collect();
+    let mut messages = Vec::new();
+    let mut repeats = 0;
+    for (id, order) in &orders {
+        messages.push(order.message(false));
+        if id % 10 == 0 {
+            messages.push(order.message(true));
+            repeats += 1;
+        }
+    }
+    let total = messages.len() as u64;
+    produce_all(&producer(), &topic, &messages).await;
+
+    let started = Instant::now();
+    let mut service = setup.spawn();
+    service
+        .wait_until("the backlog processed", Duration::from_secs(120), || {
+            let done = service_processed(setup.port) >= total;
+            async move { done }
+        })
+        .await;
+    let elapsed = started.elapsed();
+
+    let payments = db.payments().await;
+    assert_eq!(payments.len() as u64, ORDERS);
+    assert_payments_match(&payments, &orders);
+    assert_eq!(service.outcome("charged"), ORDERS);
+    assert_eq!(service.outcome("duplicate"), repeats);
+    assert_eq!(service.outcome("dead_lettered"), 0);
+    let metrics = service.metrics();
+    let (batch_count, batched) = batches(&metrics);
+    assert_eq!(batched, total);
+    assert_eq!(
+        sample(
+            &metrics,
+            "payment_service_batch_messages_bucket{le=\"500\"}"
+        ) as u64,
+        batch_count,
+        "no batch over kafka.batch_max_messages"
+    );
+    assert!(
+        batch_count * 20 <= total,
+        "{total} messages in {batch_count} batches: not batched"
+    );
+    println!(
+        "{total} messages ({repeats} repeats) in {batch_count} batches → {ORDERS} payments \
+         in {elapsed:.1?} from the start of the service ({:.0} messages/s, start-up included)",
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    assert_eq!(service.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        committed_offsets(&setup.group, &topic, 3),
+        high_watermarks(&topic, 3),
+        "every offset committed"
+    );
+    assert_eq!(db.count().await, ORDERS);
 }

@@ -58,8 +58,9 @@ pub struct DatabaseConfig {
     /// over `password_env` when set.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// Longest wait for one database operation (connecting included): a
-    /// charge, a lookup or a health ping. Past it the attempt counts as failed.
+    /// Longest wait for one database operation (connecting included): one
+    /// batch's transaction (see `kafka.batch_max_messages`), a lookup or a
+    /// health ping. Past it the attempt counts as failed.
     #[serde(default = "default_db_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Connections in the pool, at most (the consumer uses one at a time;
@@ -93,7 +94,7 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Offsets of processed messages are committed at most this often (and
     /// at shutdown, and when partitions are revoked). `0s` commits after
-    /// every message. Only offsets of messages whose database commit (or
+    /// every batch. Only offsets of messages whose database commit (or
     /// dead-letter acknowledgement) is done are ever committed.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     pub commit_interval: Duration,
@@ -101,6 +102,13 @@ pub struct KafkaConfig {
     /// dead-letter delivery attempt.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Most messages taken per batch: the message that arrived plus those
+    /// already fetched (never waited for), charged in one database
+    /// transaction. At least 1 (1: one transaction per message). Bounds the
+    /// memory a batch holds (this many messages) and the size of its
+    /// transaction; `database.timeout` must be long enough for it.
+    #[serde(default = "default_batch_max_messages")]
+    pub batch_max_messages: usize,
     /// Further librdkafka properties for both the consumer and the
     /// dead-letter producer (security.protocol, sasl.*, ssl.*, …). Those the
     /// guarantees rest on ([`PROTECTED_KAFKA_PROPERTIES`]) cannot be set here.
@@ -189,6 +197,9 @@ fn default_commit_interval() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_batch_max_messages() -> usize {
+    500
 }
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9188))
@@ -280,6 +291,12 @@ impl PaymentConfig {
         if kafka.request_timeout.is_zero() {
             return Err(field("kafka.request_timeout", "must be more than 0".into()));
         }
+        if kafka.batch_max_messages == 0 {
+            return Err(field(
+                "kafka.batch_max_messages",
+                "must be at least 1".into(),
+            ));
+        }
         for (section, map) in [
             ("properties", &kafka.properties),
             ("consumer_properties", &kafka.consumer_properties),
@@ -346,6 +363,7 @@ mod tests {
         assert_eq!(c.kafka.topic, "shop.orders.v1");
         assert_eq!(c.kafka.group_id, "payment-service");
         assert_eq!(c.kafka.dead_letter_topic, "shop.orders.v1.dlq");
+        assert_eq!(c.kafka.batch_max_messages, default_batch_max_messages());
         assert_eq!(c.http.listen, default_http_listen());
     }
 
@@ -360,6 +378,7 @@ mod tests {
         assert_eq!(c.kafka.group_id, "payment-service");
         assert_eq!(c.kafka.dead_letter_topic, "shop.orders.v1.dlq");
         assert_eq!(c.kafka.commit_interval, Duration::from_secs(1));
+        assert_eq!(c.kafka.batch_max_messages, 500);
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:9188");
     }
 
@@ -377,6 +396,7 @@ mod tests {
                 "database.database=pay_test",
                 "http.listen=127.0.0.1:0",
                 "kafka.commit_interval=0s",
+                "kafka.batch_max_messages=50",
             ],
         )
         .unwrap();
@@ -385,6 +405,7 @@ mod tests {
         assert_eq!(c.kafka.group_id, "g1");
         assert_eq!(c.http.listen.port(), 0);
         assert_eq!(c.kafka.commit_interval, Duration::ZERO);
+        assert_eq!(c.kafka.batch_max_messages, 50);
     }
 
     #[test]
@@ -407,6 +428,7 @@ mod tests {
             "{e}"
         );
         assert!(err(&["database.max_connections=0"]).contains("max_connections"));
+        assert!(err(&["kafka.batch_max_messages=0"]).contains("batch_max_messages"));
         assert!(err(&["nonsense"]).contains("section.key=value"));
     }
 

@@ -1,35 +1,69 @@
-//! The consumer loop: one message at a time, in order per partition;
-//! database commit (or dead-letter acknowledgement) first, offset after.
+//! The consumer loop: messages in batches, in order per partition; the
+//! database commit (or dead-letter acknowledgement) first, offsets after.
 //!
-//! # Per message
-//! 1. [`super::event::parse`] the payload.
-//! 2. Valid: [`Store::charge`] (one transaction). A transient database
-//!    error is retried with exponential backoff (`database.retry_backoff_*`)
-//!    for as long as it takes; the consumer does not move meanwhile, and
-//!    `/readyz` says what is stuck. A row the table refuses is dead-lettered,
-//!    and so is an event whose id already charged *another* order (the
-//!    order would otherwise never be charged). A duplicate (the order, or
-//!    this event, already charged) is counted and moves on.
-//! 3. Invalid: [`DeadLetters::send`] and wait for the acknowledgement
+//! # Per batch
+//! 1. The message that arrived, plus every message the consumer has
+//!    already fetched (taken with zero wait, never waited for), up to
+//!    `kafka.batch_max_messages`: one message when the topic is quiet, full
+//!    batches through a backlog. The batch keeps the order in which the
+//!    consumer delivered the messages, so each partition's order.
+//! 2. [`event::parse`] each.
+//! 3. The valid ones (two or more; a single one goes the per-message way
+//!    below) are charged in ONE transaction ([`Store::charge_batch`]): the
+//!    rows already holding their orders or event ids are looked up, each
+//!    charge is judged in order exactly as one transaction per message
+//!    would judge it, the new rows are inserted and committed together. A
+//!    duplicate (the order, or this event, already charged: before, or by
+//!    an earlier message of the batch) charges nothing and is counted; an
+//!    event whose id already charged *another* order is dead-lettered (the
+//!    order would otherwise never be charged). A transient database error
+//!    retries the whole batch with exponential backoff
+//!    (`database.retry_backoff_*`) for as long as it takes; the consumer
+//!    does not move meanwhile, and `/readyz` says what is stuck. If the
+//!    insert fails for one row (the table refuses a value, or another
+//!    writer took a key after the look-up), the transaction is rolled back,
+//!    nothing of the batch is charged, and the batch is processed one
+//!    message per transaction instead (below).
+//! 4. After the commit: the invalid messages and those to dead-letter, in
+//!    order, [`DeadLetters::send`] each and wait for its acknowledgement
 //!    (retried the same way).
-//! 4. Only then is the message's offset *stored* (librdkafka's
-//!    `offset_store`: offset + 1); stored offsets are committed every
-//!    `kafka.commit_interval` (asynchronously), when partitions are revoked
-//!    (synchronously, in the rebalance callback) and at shutdown
-//!    (synchronously). So a committed offset never passes a message whose
-//!    outcome is not durable; a crash repeats at most the messages since
-//!    the last commit, and the database's unique keys make those repeats
-//!    charge nothing.
+//! 5. Only then are the offsets *stored* (librdkafka's `offset_store`: per
+//!    partition, offset + 1 of its last message in the batch).
+//!
+//! # One message per transaction
+//! Used for a batch with fewer than two valid messages and as the fallback
+//! above: each message in order, [`Store::charge`] (one transaction;
+//! `ER_DUP_ENTRY` is a duplicate, or a dead letter when the event id
+//! charged another order; a row the table refuses is dead-lettered) or, if
+//! invalid, a dead letter; each retried as above. The offsets are stored
+//! after the last.
+//!
+//! # Offsets
+//! Stored offsets are committed every `kafka.commit_interval`
+//! (asynchronously), when partitions are revoked (synchronously, in the
+//! rebalance callback) and at shutdown (synchronously). A message's offset
+//! is stored only once its outcome and that of every message before it in
+//! its partition is durable. So a committed offset never passes a message
+//! whose outcome is not durable; a crash repeats at most the messages since
+//! the last commit, and the database's unique keys make those repeats
+//! charge nothing (a batch of repeats is judged duplicates in one
+//! transaction).
 //!
 //! # Shutdown
-//! The shutdown signal is looked at between messages and during retry
-//! waits, never in the middle of a database transaction: the message being
-//! processed is finished, its offset stored and committed, and the loop
-//! ends ([`Outcome::Clean`]). A shutdown while a message is waiting to be
-//! retried ends without it ([`Outcome::Interrupted`]); its offset is not
-//! stored, so it is processed on the next start.
+//! The shutdown signal is looked at between batches and during retry
+//! waits, never in the middle of a database transaction: the batch being
+//! processed is finished, its offsets stored and committed, and the loop
+//! ends ([`Outcome::Clean`]). A shutdown while a batch (or one of its
+//! messages) is waiting to be retried ends without it
+//! ([`Outcome::Interrupted`]): the offsets of its messages whose outcome is
+//! not durable (in a batch waiting for its transaction: all) are not
+//! stored, so they are processed on the next start.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -41,9 +75,9 @@ use tokio::sync::watch;
 
 use super::config::{DatabaseConfig, KafkaConfig};
 use super::dead_letter::DeadLetters;
-use super::event::{self, Charge};
+use super::event::{self, Charge, Invalid};
 use super::metrics::{outcome, Client, Metrics};
-use super::store::{DbError, Recorded, Store};
+use super::store::{BatchRecorded, DbError, Payment, Recorded, Store};
 use crate::error::{Outcome, ServiceError};
 
 /// The consumer's librdkafka context: statistics → gauges; commits of
@@ -247,20 +281,115 @@ async fn sleep_unless_stopped(delay: Duration, shutdown: &mut watch::Receiver<bo
     }
 }
 
-/// How one message ended.
-enum Processed {
-    Done,
-    /// Shutdown while retrying: not processed.
-    Interrupted,
+/// A waker that only notes that it was woken.
+#[derive(Default)]
+struct WokenFlag(AtomicBool);
+
+impl Wake for WokenFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
-/// What a charge attempt loop ended with.
+/// Events (statistics, rebalances, commit results) one [`try_recv`] serves
+/// at most before it gives up looking for a message.
+const MAX_EVENTS_PER_TRY: usize = 16;
+
+/// The next message if the consumer has one fetched already, else `None`,
+/// without waiting: one zero-timeout poll of the consumer's queue. A poll
+/// that served an event instead of a message (it wakes its waker to be
+/// polled again) is repeated, so that a statistics report does not end a
+/// batch early.
+fn try_recv(consumer: &PaymentConsumer) -> Option<KafkaResult<OwnedMessage>> {
+    let flag = Arc::new(WokenFlag::default());
+    let waker = Waker::from(Arc::clone(&flag));
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..MAX_EVENTS_PER_TRY {
+        flag.0.store(false, Ordering::SeqCst);
+        let mut next = std::pin::pin!(consumer.recv());
+        match next.as_mut().poll(&mut cx) {
+            Poll::Ready(received) => return Some(received.map(|m| m.detach())),
+            Poll::Pending if flag.0.load(Ordering::SeqCst) => {}
+            Poll::Pending => return None,
+        }
+    }
+    None
+}
+
+/// How far a batch got.
+struct Progress {
+    /// Per message of the batch: its outcome is durable (row committed,
+    /// found already charged, or dead letter acknowledged).
+    done: Vec<bool>,
+    end: End,
+}
+
+/// How a batch ended.
+enum End {
+    /// Every message done.
+    Complete,
+    /// Shutdown while the message at this index (or the batch's transaction,
+    /// starting with it) waited for a retry.
+    Interrupted(usize),
+    /// A fatal error; the service stops.
+    Failed(ServiceError),
+}
+
+/// What a charge ended with.
 enum ChargeResult {
     Charged,
     Duplicate,
     /// Not charged, for good: (reason, `dead_letters_total` label).
     Rejected(String, &'static str),
     Interrupted,
+}
+
+/// What a batch's transaction ended with.
+enum BatchResult {
+    /// Committed: each charge's result, in order (never `Interrupted`).
+    Judged(Vec<ChargeResult>),
+    /// Nothing charged: process the batch one message per transaction.
+    /// `maybe_committed`: an earlier attempt's COMMIT went unanswered.
+    OneAtATime { maybe_committed: bool },
+    /// Shutdown while retrying: nothing charged.
+    Interrupted,
+}
+
+/// Which charges an unanswered COMMIT may have recorded: the first of each
+/// (order, event id) pair in the batch. A charge found already recorded
+/// with its own order and event id counts as charged (by that commit), not
+/// as a duplicate, once per pair.
+struct MaybeCommitted {
+    active: bool,
+    claimed: HashSet<(u64, String)>,
+}
+
+impl MaybeCommitted {
+    fn new(active: bool) -> MaybeCommitted {
+        MaybeCommitted {
+            active,
+            claimed: HashSet::new(),
+        }
+    }
+
+    /// Whether `charge` may be one an unanswered COMMIT recorded.
+    fn applies(&self, charge: &Charge) -> bool {
+        self.active
+            && !self
+                .claimed
+                .contains(&(charge.order_id, charge.event_id.clone()))
+    }
+
+    fn claim(&mut self, charge: &Charge) {
+        if self.active {
+            self.claimed
+                .insert((charge.order_id, charge.event_id.clone()));
+        }
+    }
 }
 
 /// The processing loop and what it needs.
@@ -272,6 +401,7 @@ pub struct Processor {
     retry_min: Duration,
     retry_max: Duration,
     commit_interval: Duration,
+    batch_max: usize,
 }
 
 impl Processor {
@@ -291,6 +421,7 @@ impl Processor {
             retry_min: db.retry_backoff_min,
             retry_max: db.retry_backoff_max,
             commit_interval: kafka.commit_interval,
+            batch_max: kafka.batch_max_messages.max(1),
         }
     }
 
@@ -313,7 +444,7 @@ impl Processor {
                     uncommitted = false;
                 }
                 received = self.consumer.recv() => {
-                    let message = match received {
+                    let first = match received {
                         Ok(m) => m.detach(),
                         Err(e) => {
                             if let Some((code, reason)) = self.consumer.client().fatal_error() {
@@ -325,19 +456,26 @@ impl Processor {
                             continue;
                         }
                     };
-                    match self.process(&message, &mut shutdown).await {
-                        Ok(Processed::Done) => {
-                            self.store_offset(&message);
-                            uncommitted = true;
-                            if self.commit_interval.is_zero() {
-                                self.commit(CommitMode::Async);
-                                uncommitted = false;
-                            }
-                        }
-                        Ok(Processed::Interrupted) => {
-                            break Ok(Outcome::Interrupted { at: position(&message) });
-                        }
+                    let batch = match self.gather(first) {
+                        Ok(batch) => batch,
                         Err(e) => break Err(e),
+                    };
+                    self.metrics.batch_messages.observe(batch.len() as f64);
+                    let progress = self.process_batch(&batch, &mut shutdown).await;
+                    if self.store_offsets(&batch, &progress.done) {
+                        uncommitted = true;
+                        if self.commit_interval.is_zero() {
+                            self.commit(CommitMode::Async);
+                            uncommitted = false;
+                        }
+                    }
+                    match progress.end {
+                        End::Complete => {}
+                        End::Interrupted(i) => {
+                            let at = batch.get(i).map(position).unwrap_or_default();
+                            break Ok(Outcome::Interrupted { at });
+                        }
+                        End::Failed(e) => break Err(e),
                     }
                 }
             }
@@ -350,6 +488,58 @@ impl Processor {
     /// awaited).
     pub fn flush(&self) {
         self.dead_letters.flush();
+    }
+
+    /// `first` and the messages already fetched after it, up to
+    /// `kafka.batch_max_messages`.
+    ///
+    /// # Errors
+    /// [`ServiceError::ConsumerFatal`].
+    fn gather(&self, first: OwnedMessage) -> Result<Vec<OwnedMessage>, ServiceError> {
+        let mut batch = vec![first];
+        while batch.len() < self.batch_max {
+            match try_recv(&self.consumer) {
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(e)) => {
+                    if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                        return Err(ServiceError::ConsumerFatal(format!("{code:?}: {reason}")));
+                    }
+                    // Process what was taken; the next receive waits anyway.
+                    self.metrics.consumer_errors.inc();
+                    tracing::warn!("consumer: {e}");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Stores, per partition, the offset after the highest message of the
+    /// run of done messages that the partition's part of the batch starts
+    /// with; a message not done holds back the ones after it in its
+    /// partition. True when something was stored.
+    fn store_offsets(&self, batch: &[OwnedMessage], done: &[bool]) -> bool {
+        let mut last: BTreeMap<(&str, i32), &OwnedMessage> = BTreeMap::new();
+        let mut held: BTreeSet<(&str, i32)> = BTreeSet::new();
+        for (m, &d) in batch.iter().zip(done) {
+            let key = (m.topic(), m.partition());
+            if held.contains(&key) {
+                continue;
+            }
+            if !d {
+                held.insert(key);
+                continue;
+            }
+            let highest = last.entry(key).or_insert(m);
+            if m.offset() > highest.offset() {
+                *highest = m;
+            }
+        }
+        for m in last.values() {
+            self.store_offset(m);
+        }
+        !last.is_empty()
     }
 
     fn store_offset(&self, m: &OwnedMessage) {
@@ -393,47 +583,181 @@ impl Processor {
         }
     }
 
-    async fn process(
+    /// Processes a batch; see the module docs.
+    async fn process_batch(
         &self,
-        message: &OwnedMessage,
+        batch: &[OwnedMessage],
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Processed, ServiceError> {
+    ) -> Progress {
         let started = Instant::now();
-        let at = position(message);
-        let (reason, kind) = match event::parse(message.payload()) {
-            Ok(charge) => match self.charge(&charge, &at, shutdown).await {
+        let parsed: Vec<Result<Charge, Invalid>> =
+            batch.iter().map(|m| event::parse(m.payload())).collect();
+        let valid: Vec<usize> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.is_ok().then_some(i))
+            .collect();
+        let charges: Vec<&Charge> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let (Some(&first), true) = (valid.first(), charges.len() >= 2) else {
+            return self
+                .one_at_a_time(batch, &parsed, started, false, shutdown)
+                .await;
+        };
+
+        let judged = match self.charge_batch(batch, &valid, &charges, shutdown).await {
+            BatchResult::Judged(judged) => judged,
+            BatchResult::OneAtATime { maybe_committed } => {
+                return self
+                    .one_at_a_time(batch, &parsed, started, maybe_committed, shutdown)
+                    .await
+            }
+            BatchResult::Interrupted => {
+                return Progress {
+                    done: vec![false; batch.len()],
+                    end: End::Interrupted(first),
+                }
+            }
+        };
+
+        // Committed: the charges and duplicates are done; then the dead
+        // letters, in order.
+        let mut done = vec![false; batch.len()];
+        let mut letters: Vec<Option<(String, &'static str)>> = parsed
+            .iter()
+            .map(|p| p.as_ref().err().map(|e| (e.to_string(), e.kind())))
+            .collect();
+        for (&i, result) in valid.iter().zip(judged) {
+            match result {
                 ChargeResult::Charged => {
                     self.metrics.processed(outcome::CHARGED, started);
-                    return Ok(Processed::Done);
+                    done[i] = true;
                 }
                 ChargeResult::Duplicate => {
                     self.metrics.processed(outcome::DUPLICATE, started);
-                    return Ok(Processed::Done);
+                    done[i] = true;
                 }
-                ChargeResult::Interrupted => return Ok(Processed::Interrupted),
-                ChargeResult::Rejected(reason, kind) => (reason, kind),
-            },
+                ChargeResult::Rejected(reason, kind) => letters[i] = Some((reason, kind)),
+                // Not produced by a committed batch.
+                ChargeResult::Interrupted => {}
+            }
+        }
+        for (i, (message, letter)) in batch.iter().zip(letters).enumerate() {
+            let Some((reason, kind)) = letter else {
+                continue;
+            };
+            let at = position(message);
+            match self.dead_letter(message, &reason, &at, shutdown).await {
+                Ok(true) => {
+                    self.metrics.dead_letters.with_label_values(&[kind]).inc();
+                    self.metrics.processed(outcome::DEAD_LETTERED, started);
+                    done[i] = true;
+                }
+                Ok(false) => {
+                    return Progress {
+                        done,
+                        end: End::Interrupted(i),
+                    }
+                }
+                Err(e) => {
+                    return Progress {
+                        done,
+                        end: End::Failed(e),
+                    }
+                }
+            }
+        }
+        Progress {
+            done,
+            end: End::Complete,
+        }
+    }
+
+    /// Processes the batch one message per transaction, in order.
+    async fn one_at_a_time(
+        &self,
+        batch: &[OwnedMessage],
+        parsed: &[Result<Charge, Invalid>],
+        started: Instant,
+        maybe_committed: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Progress {
+        let mut done = vec![false; batch.len()];
+        let mut maybe_committed = MaybeCommitted::new(maybe_committed);
+        for (i, (message, parsed)) in batch.iter().zip(parsed).enumerate() {
+            match self
+                .process(message, parsed, started, &mut maybe_committed, shutdown)
+                .await
+            {
+                Ok(true) => done[i] = true,
+                Ok(false) => {
+                    return Progress {
+                        done,
+                        end: End::Interrupted(i),
+                    }
+                }
+                Err(e) => {
+                    return Progress {
+                        done,
+                        end: End::Failed(e),
+                    }
+                }
+            }
+        }
+        Progress {
+            done,
+            end: End::Complete,
+        }
+    }
+
+    /// One message in its own transaction; false when interrupted.
+    async fn process(
+        &self,
+        message: &OwnedMessage,
+        parsed: &Result<Charge, Invalid>,
+        started: Instant,
+        maybe_committed: &mut MaybeCommitted,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, ServiceError> {
+        let at = position(message);
+        let (reason, kind) = match parsed {
+            Ok(charge) => {
+                let earlier_commit = maybe_committed.applies(charge);
+                match self.charge(charge, &at, earlier_commit, shutdown).await {
+                    ChargeResult::Charged => {
+                        maybe_committed.claim(charge);
+                        self.metrics.processed(outcome::CHARGED, started);
+                        return Ok(true);
+                    }
+                    ChargeResult::Duplicate => {
+                        self.metrics.processed(outcome::DUPLICATE, started);
+                        return Ok(true);
+                    }
+                    ChargeResult::Interrupted => return Ok(false),
+                    ChargeResult::Rejected(reason, kind) => (reason, kind),
+                }
+            }
             Err(invalid) => (invalid.to_string(), invalid.kind()),
         };
         if !self.dead_letter(message, &reason, &at, shutdown).await? {
-            return Ok(Processed::Interrupted);
+            return Ok(false);
         }
         self.metrics.dead_letters.with_label_values(&[kind]).inc();
         self.metrics.processed(outcome::DEAD_LETTERED, started);
-        Ok(Processed::Done)
+        Ok(true)
     }
 
-    /// Charges with retries; see the module docs.
+    /// Charges one message with retries; see the module docs.
+    /// `maybe_committed`: an earlier transaction that may hold this charge
+    /// sent its COMMIT and got no answer.
     async fn charge(
         &self,
         charge: &Charge,
         at: &str,
+        mut maybe_committed: bool,
         shutdown: &mut watch::Receiver<bool>,
     ) -> ChargeResult {
         let mut backoff = Backoff::new(self.retry_min, self.retry_max);
         let mut failures = 0u32;
-        // An earlier attempt of this loop sent COMMIT and got no answer.
-        let mut maybe_committed = false;
         loop {
             match self.store.charge(charge).await {
                 Ok(Recorded::Charged) => {
@@ -443,44 +767,7 @@ impl Processor {
                 }
                 Ok(Recorded::Duplicate { existing }) => {
                     self.recovered(failures, at);
-                    let same_event = existing.as_ref().is_some_and(|p| {
-                        p.event_id == charge.event_id && p.order_id == charge.order_id
-                    });
-                    if maybe_committed && same_event {
-                        // An earlier attempt's COMMIT went through but its
-                        // answer was lost: this is that charge, not a repeat.
-                        tracing::info!(order_id = charge.order_id, event_id = %charge.event_id, %at, "charged (the row of an earlier attempt was committed)");
-                        return ChargeResult::Charged;
-                    }
-                    match &existing {
-                        Some(p)
-                            if p.event_id == charge.event_id && p.order_id != charge.order_id =>
-                        {
-                            // The event id is taken by another order: this
-                            // order would never be charged. Someone must look.
-                            return ChargeResult::Rejected(
-                                format!(
-                                    "conflicting event ids: event id {} already charged order {}; this event is for order {}",
-                                    charge.event_id, p.order_id, charge.order_id
-                                ),
-                                "event_id_conflict",
-                            );
-                        }
-                        Some(p)
-                            if p.amount != charge.amount
-                                || p.currency != charge.currency
-                                || p.order_id != charge.order_id =>
-                        {
-                            tracing::warn!(order_id = charge.order_id, event_id = %charge.event_id, amount = %charge.amount, currency = %charge.currency, existing_order_id = p.order_id, existing_event_id = %p.event_id, existing_amount = %p.amount, existing_currency = %p.currency, %at, "already charged, and the event disagrees with the recorded payment; nothing charged");
-                        }
-                        Some(p) => {
-                            tracing::info!(order_id = charge.order_id, event_id = %charge.event_id, existing_event_id = %p.event_id, %at, "already charged; nothing charged");
-                        }
-                        None => {
-                            tracing::info!(order_id = charge.order_id, event_id = %charge.event_id, %at, "already charged; nothing charged");
-                        }
-                    }
-                    return ChargeResult::Duplicate;
+                    return judge_duplicate(charge, existing.as_ref(), maybe_committed, at);
                 }
                 Err(e) if !e.is_transient() => {
                     self.recovered(failures, at);
@@ -491,6 +778,7 @@ impl Processor {
                 }
                 Err(e) => {
                     failures += 1;
+                    // This attempt sent COMMIT and got no answer.
                     maybe_committed |= matches!(e, DbError::CommitUnknown(_));
                     self.metrics.db_errors.inc();
                     let delay = backoff.next();
@@ -502,6 +790,92 @@ impl Processor {
                     if !sleep_unless_stopped(delay, shutdown).await {
                         tracing::warn!(order_id = charge.order_id, %at, "stopping before order {} was charged; it is processed on the next start", charge.order_id);
                         return ChargeResult::Interrupted;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Charges the valid messages of a batch (`charges`, at `valid` in
+    /// `batch`) in one transaction, with retries; see the module docs.
+    async fn charge_batch(
+        &self,
+        batch: &[OwnedMessage],
+        valid: &[usize],
+        charges: &[&Charge],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> BatchResult {
+        let at_of = |n: usize| {
+            valid
+                .get(n)
+                .and_then(|&i| batch.get(i))
+                .map(position)
+                .unwrap_or_default()
+        };
+        let at = at_of(0);
+        let first_order = charges.first().map_or(0, |c| c.order_id);
+        let mut backoff = Backoff::new(self.retry_min, self.retry_max);
+        let mut failures = 0u32;
+        // An earlier attempt sent COMMIT and got no answer.
+        let mut maybe_committed = false;
+        loop {
+            match self.store.charge_batch(charges).await {
+                Ok(BatchRecorded::Recorded(recorded)) => {
+                    self.recovered(failures, &at);
+                    let mut earlier = MaybeCommitted::new(maybe_committed);
+                    let mut charged = 0usize;
+                    let judged: Vec<ChargeResult> = recorded
+                        .iter()
+                        .zip(charges)
+                        .enumerate()
+                        .map(|(n, (recorded, &charge))| {
+                            let result = match recorded {
+                                Recorded::Charged => {
+                                    tracing::debug!(order_id = charge.order_id, event_id = %charge.event_id, amount = %charge.amount, currency = %charge.currency, at = %at_of(n), "charged");
+                                    ChargeResult::Charged
+                                }
+                                Recorded::Duplicate { existing } => judge_duplicate(
+                                    charge,
+                                    existing.as_ref(),
+                                    earlier.applies(charge),
+                                    &at_of(n),
+                                ),
+                            };
+                            if matches!(result, ChargeResult::Charged) {
+                                earlier.claim(charge);
+                                charged += 1;
+                            }
+                            result
+                        })
+                        .collect();
+                    tracing::debug!(%at, messages = batch.len(), charges = charges.len(), charged, "batch committed");
+                    return BatchResult::Judged(judged);
+                }
+                Ok(BatchRecorded::OneAtATime { reason }) => {
+                    self.recovered(failures, &at);
+                    self.metrics.batch_fallbacks.inc();
+                    tracing::info!(%at, charges = charges.len(), "the batch's insert failed ({reason}); rolled back, nothing charged; charging its messages one per transaction");
+                    return BatchResult::OneAtATime { maybe_committed };
+                }
+                Err(e) if !e.is_transient() => {
+                    self.recovered(failures, &at);
+                    self.metrics.batch_fallbacks.inc();
+                    tracing::info!(%at, charges = charges.len(), "the batch failed ({e}); charging its messages one per transaction");
+                    return BatchResult::OneAtATime { maybe_committed };
+                }
+                Err(e) => {
+                    failures += 1;
+                    maybe_committed |= matches!(e, DbError::CommitUnknown(_));
+                    self.metrics.db_errors.inc();
+                    let delay = backoff.next();
+                    let more = charges.len() - 1;
+                    tracing::warn!(order_id = first_order, more, %at, attempt = failures, retry_in = ?delay, "charging a batch failed: {e}; retrying (the offsets do not move until the rows are in)");
+                    self.metrics.set_stalled(Some(format!(
+                        "charging order {first_order} and {more} more ({at} …) failed {failures} times, retrying: {e}"
+                    )));
+                    if !sleep_unless_stopped(delay, shutdown).await {
+                        tracing::warn!(order_id = first_order, more, %at, "stopping before the batch was charged; it is processed on the next start");
+                        return BatchResult::Interrupted;
                     }
                 }
             }
@@ -548,6 +922,54 @@ impl Processor {
             self.metrics.set_stalled(None);
         }
     }
+}
+
+/// A charge the table already has a row for: `existing` is the oldest row
+/// holding its order or its event id. A duplicate (nothing charged), or a
+/// dead letter when the event id charged another order. `maybe_committed`:
+/// a COMMIT that may have recorded this very charge went unanswered, so
+/// finding its own row means it was charged.
+fn judge_duplicate(
+    charge: &Charge,
+    existing: Option<&Payment>,
+    maybe_committed: bool,
+    at: &str,
+) -> ChargeResult {
+    let same_event =
+        existing.is_some_and(|p| p.event_id == charge.event_id && p.order_id == charge.order_id);
+    if maybe_committed && same_event {
+        // An earlier attempt's COMMIT went through but its answer was lost:
+        // this is that charge, not a repeat.
+        tracing::info!(order_id = charge.order_id, event_id = %charge.event_id, %at, "charged (the row of an earlier attempt was committed)");
+        return ChargeResult::Charged;
+    }
+    match existing {
+        Some(p) if p.event_id == charge.event_id && p.order_id != charge.order_id => {
+            // The event id is taken by another order: this order would never
+            // be charged. Someone must look.
+            return ChargeResult::Rejected(
+                format!(
+                    "conflicting event ids: event id {} already charged order {}; this event is for order {}",
+                    charge.event_id, p.order_id, charge.order_id
+                ),
+                "event_id_conflict",
+            );
+        }
+        Some(p)
+            if p.amount != charge.amount
+                || p.currency != charge.currency
+                || p.order_id != charge.order_id =>
+        {
+            tracing::warn!(order_id = charge.order_id, event_id = %charge.event_id, amount = %charge.amount, currency = %charge.currency, existing_order_id = p.order_id, existing_event_id = %p.event_id, existing_amount = %p.amount, existing_currency = %p.currency, %at, "already charged, and the event disagrees with the recorded payment; nothing charged");
+        }
+        Some(p) => {
+            tracing::info!(order_id = charge.order_id, event_id = %charge.event_id, existing_event_id = %p.event_id, %at, "already charged; nothing charged");
+        }
+        None => {
+            tracing::info!(order_id = charge.order_id, event_id = %charge.event_id, %at, "already charged; nothing charged");
+        }
+    }
+    ChargeResult::Duplicate
 }
 
 /// `topic/partition@offset`.

@@ -13,7 +13,8 @@ use crate::dead_letter;
 pub enum Outcome {
     /// Stopped on request; every processed message's offset committed.
     Clean,
-    /// Stopped on request while the message at `at` (`topic/partition@offset`)
+    /// Stopped on request while the message at `at` (`topic/partition@offset`;
+    /// for a batch waiting for its transaction, the batch's first charge)
     /// was waiting for a retry; it is processed on the next start.
     Interrupted { at: String },
 }

@@ -3,8 +3,8 @@
 //! database.
 //!
 //! ```text
-//! Kafka kafka.topic ──▶ consumer ─▶ event::parse ─▶ store::charge ──▶ MariaDB <database>.payments
-//!   (group kafka.group_id)          │ invalid          (one transaction)
+//! Kafka kafka.topic ──▶ consumer ─▶ event::parse ─▶ store::charge_batch ──▶ MariaDB <database>.payments
+//!   (group kafka.group_id)          │ invalid          (one transaction per batch)
 //!                                   └──▶ dead_letter ──acks=all──▶ kafka.dead_letter_topic
 //!          offset stored/committed only after the row is committed or the dead letter acknowledged
 //! ```
@@ -21,7 +21,9 @@
 //!   `data.amount` exactly (decimal text into `DECIMAL(12,2)`, never a
 //!   float), `currency` = `data.currency`, `charged_at` (UTC). Both
 //!   `order_id` and `event_id` are unique keys, and the row is the record
-//!   of the event id: one insert, one transaction ([`store`]).
+//!   of the event id: each row goes in with its event id, and the rows of a
+//!   batch of messages (up to `kafka.batch_max_messages`) in one
+//!   transaction ([`store`], [`consumer`]).
 //! - Dead letters in `kafka.dead_letter_topic` (default
 //!   `shop.orders.v1.dlq`) for messages it cannot process: the original key,
 //!   payload and headers plus `dlq.reason`, `dlq.source.topic`,
@@ -38,13 +40,16 @@
 //!    charged a *different* order is dead-lettered instead: that order would
 //!    otherwise never be charged.)
 //! 2. **Nothing lost.** A message's offset is stored only after its payment
-//!    row is committed or its dead letter acknowledged (`acks=all`), and only
-//!    stored offsets are ever committed ([`consumer`]). A crash, even
+//!    row is committed (with the rest of its batch) or its dead letter
+//!    acknowledged (`acks=all`), and after every message before it in its
+//!    partition; only stored offsets are ever committed ([`consumer`]). A crash, even
 //!    SIGKILL, resumes at or before the first message without a durable
 //!    outcome; what is read again is found already charged.
-//! 3. **Order per partition.** Messages are processed one at a time, in
-//!    partition order; a message that cannot be charged yet (database down)
-//!    holds back those after it rather than being skipped.
+//! 3. **Order per partition.** Messages are processed in batches, each
+//!    batch judged in partition order as if one message at a time (of two
+//!    events for one order, the first is charged); a batch that cannot be
+//!    charged yet (database down) holds back the messages after it rather
+//!    than being skipped.
 //! 4. **Exact amounts.** The amount charged is the event's decimal text.
 //!
 //! Dead letters are at-least-once: a crash between a dead letter's
@@ -56,9 +61,9 @@
 //!   does not fit), or an event id already used by another order:
 //!   dead-lettered, and processing continues.
 //! - Database unreachable, timeouts, lock waits, missing privileges:
-//!   transient. The charge is retried with backoff
-//!   (`database.retry_backoff_min` … `_max`) until it succeeds; the offset
-//!   does not move. `/healthz` stays 200, `/readyz` answers 503 naming the
+//!   transient. The charge (the batch's transaction) is retried with
+//!   backoff (`database.retry_backoff_min` … `_max`) until it succeeds; the
+//!   offsets do not move. `/healthz` stays 200, `/readyz` answers 503 naming the
 //!   problem, `payment_service_db_errors_total` counts the attempts.
 //!   While a charge waits, the consumer is not polled: the lag and
 //!   partition gauges stand still, and after `max.poll.interval.ms`
@@ -73,13 +78,13 @@
 //! - Fatal consumer or producer errors (librdkafka's fatal state) stop it.
 //!
 //! # Restart and shutdown
-//! On SIGINT/SIGTERM the message being processed is finished (its
-//! transaction is never cut), its offset stored, the stored offsets
+//! On SIGINT/SIGTERM the batch being processed is finished (its
+//! transaction is never cut), its offsets stored, the stored offsets
 //! committed synchronously, and [`run`] returns [`Outcome::Clean`] (exit 0):
-//! the next start repeats nothing. If the signal comes while a message waits
-//! for a retry (database down), the service stops without it
-//! ([`Outcome::Interrupted`], exit 4); that message is processed on the next
-//! start. After a crash the group resumes from the last committed offsets
+//! the next start repeats nothing. If the signal comes while a batch (or a
+//! message) waits for a retry (database down), the service stops without
+//! it ([`Outcome::Interrupted`], exit 4); its offsets are not stored and it
+//! is processed on the next start. After a crash the group resumes from the last committed offsets
 //! (at most `kafka.commit_interval` of messages repeated, each found already
 //! charged).
 //!
@@ -99,7 +104,9 @@
 //! | `payment_service_offset_commit_errors_total` | counter | failed offset commits (messages repeat, charging nothing) |
 //! | `payment_service_dead_letter_errors_total` | counter | failed dead-letter delivery attempts (retried) |
 //! | `payment_service_consumer_errors_total` | counter | errors the consumer reported while fetching |
-//! | `payment_service_processing_seconds` | histogram | message received → outcome durable |
+//! | `payment_service_processing_seconds` | histogram | message received → outcome durable (for a batch: the batch received → the message's outcome durable) |
+//! | `payment_service_batch_messages` | histogram | messages per batch |
+//! | `payment_service_batch_fallbacks_total` | counter | batches charged one message per transaction instead (a row refused, or a key taken by another writer meanwhile) |
 //! | `payment_service_last_processed_timestamp_seconds` | gauge | when the last message was processed (Unix seconds) |
 //! | `payment_service_ready` | gauge | what `/readyz` last answered |
 //! | `payment_service_build_info{version}` | gauge | always 1 |
@@ -138,6 +145,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "payment_service_dead_letter_errors_total",
     "payment_service_consumer_errors_total",
     "payment_service_processing_seconds",
+    "payment_service_batch_messages",
+    "payment_service_batch_fallbacks_total",
     "payment_service_last_processed_timestamp_seconds",
     "payment_service_ready",
 ];

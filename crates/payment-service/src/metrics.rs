@@ -74,6 +74,14 @@ pub struct Metrics {
     /// received → its outcome final (row committed or dead letter
     /// acknowledged), retries included.
     pub processing: Histogram,
+    /// `payment_service_batch_messages` (histogram, messages): messages per
+    /// batch (the one that arrived plus those already fetched, at most
+    /// `kafka.batch_max_messages`).
+    pub batch_messages: Histogram,
+    /// `payment_service_batch_fallbacks_total` (counter): batches charged one
+    /// message per transaction instead, because a row was refused or a
+    /// unique key was taken by another writer meanwhile.
+    pub batch_fallbacks: IntCounter,
     /// `payment_service_last_processed_timestamp_seconds` (gauge, Unix
     /// seconds): when the last message was processed to the end.
     pub last_processed: IntGauge,
@@ -123,6 +131,13 @@ impl Metrics {
                 60.0,
             ],
         );
+        let batch_messages = r.histogram(
+            "payment_service_batch_messages",
+            "Messages per batch (charged in one database transaction).",
+            vec![
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+            ],
+        );
 
         let metrics = Metrics {
             build_info,
@@ -169,6 +184,11 @@ impl Metrics {
                 "Errors the consumer reported while fetching.",
             ),
             processing,
+            batch_messages,
+            batch_fallbacks: r.counter(
+                "payment_service_batch_fallbacks_total",
+                "Batches charged one message per transaction (a row refused, or a key taken meanwhile).",
+            ),
             last_processed: r.gauge(
                 "payment_service_last_processed_timestamp_seconds",
                 "When the last message was processed to the end, Unix seconds.",
@@ -276,6 +296,7 @@ mod tests {
     fn every_documented_name_is_exported() {
         let m = Metrics::new();
         m.processing.observe(0.01);
+        m.batch_messages.observe(3.0);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&m.registry.gather(), &mut out)
