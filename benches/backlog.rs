@@ -23,6 +23,9 @@
 //!    lower one.
 //! 5. Restarts the tailer over the full topic and times how long it takes
 //!    to reach the binlog (the frontier read included).
+//! 6. Drains one transaction of `BENCH_BIG_ROWS` orders (default 200000;
+//!    0 skips it) and prints its rows/s beside the single-row rate, and
+//!    the tailer's peak RSS.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -250,6 +253,89 @@ async fn bench() {
         "restart over {in_topic} events in the topic: streaming {:.0} ms after process start; \
          frontier: records_read={frontier}; exit status {status}",
         streaming.as_secs_f64() * 1000.0
+    );
+
+    let big = env_or("BENCH_BIG_ROWS", 200_000);
+    if big > 0 {
+        big_transaction(big, rate).await;
+    }
+}
+
+/// One transaction of `rows` orders, drained from the replica: rows/s
+/// (process start to the checkpoint past it) beside `single_rate`, the
+/// single-row transactions' events/s, and peak RSS.
+async fn big_transaction(rows: u64, single_rate: f64) {
+    let db = TestDb::create("benchbig").await;
+    let start = replica_gtid_state().await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "SET SESSION max_recursive_iterations = {}",
+            rows + 1
+        ))
+        .await
+        .expect("max_recursive_iterations");
+    let began = Instant::now();
+    primary
+        .query_drop(db.insert_many(1, rows))
+        .await
+        .expect("insert the big transaction");
+    let last = last_gtid(&mut primary).await;
+    println!(
+        "one transaction of {rows} orders written in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    test_support::tailer::wait_for_replica(&mut primary).await;
+
+    let topic = unique_name("bench-big");
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "bench-big",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    );
+    let began = Instant::now();
+    let mut tailer = setup.spawn();
+    let pid = tailer.child.id();
+    let mut peak = 0;
+    let deadline = began + Duration::from_secs(600);
+    let took = loop {
+        if let Some(kib) = status_kib(pid, "VmHWM") {
+            peak = peak.max(kib);
+        }
+        if setup
+            .checkpoint()
+            .is_some_and(|c| c.position.gtid.contains(last))
+        {
+            break began.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the big transaction was not drained within 600 s; log:\n{}",
+            tailer.log()
+        );
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("tailer exited ({status}); log:\n{}", tailer.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(kib) = status_kib(pid, "VmHWM") {
+        peak = peak.max(kib);
+    }
+    let status = tailer.terminate(Duration::from_secs(30));
+    let published = setup.checkpoint().map_or(0, |c| c.events_published);
+    let rate = published as f64 / took.as_secs_f64();
+    println!(
+        "  drained {published} rows in {:.2} s: {rate:.0} rows/s ({:.2} x the single-row rate); \
+         peak RSS {:.1} MiB; exit status {status}",
+        took.as_secs_f64(),
+        rate / single_rate,
+        peak as f64 / 1024.0
+    );
+    assert_eq!(
+        published, rows,
+        "every row of the big transaction published"
     );
 }
 
