@@ -31,10 +31,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use binlog_tailer::position::Gtid;
 use mysql_async::prelude::Queryable;
 use test_support::process::status_kib;
 use test_support::tailer::{
-    consume_all, last_gtid, replica_gtid_state, Tailed, TailerSetup, TestDb,
+    consume_all, last_gtid, replica_gtid_state, Tailed, Tailer, TailerSetup, TestDb,
 };
 use test_support::{connect, kafka_bootstrap, repo_root, unique_name, Server, User};
 
@@ -109,10 +110,10 @@ async fn bench() {
         .await
         .expect("gtid_binlog_pos")
         .unwrap_or_default();
-    let last: binlog_tailer::position::Gtid = end_state
+    let last: Gtid = end_state
         .split(',')
         .filter_map(|g| g.parse().ok())
-        .max_by_key(|g: &binlog_tailer::position::Gtid| g.seq)
+        .max_by_key(|g: &Gtid| g.seq)
         .expect("a GTID");
     let write_secs = began.elapsed().as_secs_f64();
     println!(
@@ -139,40 +140,12 @@ async fn bench() {
     }
     let began = Instant::now();
     let mut tailer = setup.spawn_wrapped(&wrapper, &[]);
-    let pid = tailer.child.id();
-    let mut peak = 0;
-    // CPU spent before the first binlog read (preflight, frontier read).
-    let mut startup_cpu: Option<f64> = None;
-    let sampler = {
-        let deadline = began + Duration::from_secs(600);
-        loop {
-            if let Some(kib) = status_kib(pid, "VmHWM") {
-                peak = peak.max(kib);
-            }
-            if startup_cpu.is_none() && tailer.log().contains("streaming the binlog") {
-                startup_cpu = cpu_seconds(pid);
-            }
-            if setup
-                .checkpoint()
-                .is_some_and(|c| c.position.gtid.contains(last))
-            {
-                break began.elapsed();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no full drain within 600 s; log:\n{}",
-                tailer.log()
-            );
-            if let Some(status) = tailer.child.try_wait().expect("try_wait") {
-                panic!("tailer exited ({status}); log:\n{}", tailer.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    if let Some(kib) = status_kib(pid, "VmHWM") {
-        peak = peak.max(kib);
-    }
-    let cpu = cpu_seconds(pid);
+    let Drain {
+        took: sampler,
+        peak_kib: peak,
+        startup_cpu,
+        cpu,
+    } = watch_drain(&setup, &mut tailer, began, last);
     let status = tailer.terminate(Duration::from_secs(30));
     let published = setup.checkpoint().map_or(0, |c| c.events_published);
     let consumed = consume_all(&topic);
@@ -194,7 +167,7 @@ async fn bench() {
                 );
             }
         }
-        None => println!("  CPU:        (could not read /proc/{pid}/stat)"),
+        None => println!("  CPU:        (could not read the tailer's /proc/<pid>/stat)"),
     }
     println!("  peak RSS:   {:.1} MiB (VmHWM)", peak as f64 / 1024.0);
     println!("  topic holds {in_topic} events; tailer exit status {status}");
@@ -297,32 +270,11 @@ async fn big_transaction(rows: u64, single_rate: f64) {
     );
     let began = Instant::now();
     let mut tailer = setup.spawn();
-    let pid = tailer.child.id();
-    let mut peak = 0;
-    let deadline = began + Duration::from_secs(600);
-    let took = loop {
-        if let Some(kib) = status_kib(pid, "VmHWM") {
-            peak = peak.max(kib);
-        }
-        if setup
-            .checkpoint()
-            .is_some_and(|c| c.position.gtid.contains(last))
-        {
-            break began.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the big transaction was not drained within 600 s; log:\n{}",
-            tailer.log()
-        );
-        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
-            panic!("tailer exited ({status}); log:\n{}", tailer.log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if let Some(kib) = status_kib(pid, "VmHWM") {
-        peak = peak.max(kib);
-    }
+    let Drain {
+        took,
+        peak_kib: peak,
+        ..
+    } = watch_drain(&setup, &mut tailer, began, last);
     let status = tailer.terminate(Duration::from_secs(30));
     let published = setup.checkpoint().map_or(0, |c| c.events_published);
     let rate = published as f64 / took.as_secs_f64();
@@ -337,6 +289,60 @@ async fn big_transaction(rows: u64, single_rate: f64) {
         published, rows,
         "every row of the big transaction published"
     );
+}
+
+/// What watching a drain saw.
+struct Drain {
+    /// Process start to the checkpoint covering the last transaction.
+    took: Duration,
+    /// Peak RSS (VmHWM), KiB.
+    peak_kib: u64,
+    /// CPU seconds when the tailer started streaming the binlog.
+    startup_cpu: Option<f64>,
+    /// CPU seconds when the drain was over.
+    cpu: Option<f64>,
+}
+
+/// Watches `tailer`, started at `began`, until `setup`'s checkpoint covers
+/// `last`, sampling its peak RSS and CPU time; fails with its log after 600
+/// s or if it exits.
+fn watch_drain(setup: &TailerSetup, tailer: &mut Tailer, began: Instant, last: Gtid) -> Drain {
+    let pid = tailer.child.id();
+    let mut peak_kib = 0;
+    let mut startup_cpu = None;
+    let deadline = began + Duration::from_secs(600);
+    let took = loop {
+        if let Some(kib) = status_kib(pid, "VmHWM") {
+            peak_kib = peak_kib.max(kib);
+        }
+        if startup_cpu.is_none() && tailer.log().contains("streaming the binlog") {
+            startup_cpu = cpu_seconds(pid);
+        }
+        if setup
+            .checkpoint()
+            .is_some_and(|c| c.position.gtid.contains(last))
+        {
+            break began.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no full drain within 600 s; log:\n{}",
+            tailer.log()
+        );
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            panic!("tailer exited ({status}); log:\n{}", tailer.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(kib) = status_kib(pid, "VmHWM") {
+        peak_kib = peak_kib.max(kib);
+    }
+    Drain {
+        took,
+        peak_kib,
+        startup_cpu,
+        cpu: cpu_seconds(pid),
+    }
 }
 
 /// The process's CPU time so far (user + system, in seconds), from
