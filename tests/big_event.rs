@@ -3,7 +3,8 @@
 //! between two orders, read from the replica.
 //!
 //! - With the default limit (1 GiB, MariaDB's largest event) the tailer reads
-//!   through it: both orders arrive once, and its peak RSS is printed.
+//!   through it: both orders arrive once, and its peak RSS grows by no more
+//!   than the event's size once (plus a quarter for the allocator), printed.
 //! - With `source.max_event_bytes` below the event, it stops with exit code 1
 //!   naming the setting, the position and the fix (no reconnect loop), the
 //!   checkpoint at the first order; raised again, the second order arrives.
@@ -149,6 +150,14 @@ async fn row_events_over_max_allowed_packet_are_read_or_refused_by_name() {
          ({max_allowed_packet})"
     );
     assert_eq!(order_ids(&topic), vec![1, 2], "each order once");
+    // The event is read into one buffer of its size: the tailer grows by
+    // about the event once, not by several copies of it.
+    let growth = (peak.saturating_sub(rss_before)) * 1024;
+    assert!(
+        growth <= txn_bytes + txn_bytes / 4,
+        "reading a {txn_bytes}-byte event grew the tailer by {growth} bytes (RSS {rss_before} KiB \
+         before, peak {peak} KiB): more than the event's size once"
+    );
 
     // 2. A limit below the event: a definite error naming it.
     let limit = 32 * 1024 * 1024;

@@ -185,8 +185,8 @@ pub fn parse_query(event_type: u8, body: &[u8]) -> Result<QueryEvent, DecodeErro
     })
 }
 
-/// A FORMAT_DESCRIPTION event (15), as `mysql_async`'s `Event::data()`
-/// gives it (checksum algorithm byte and CRC32 removed).
+/// A FORMAT_DESCRIPTION event (15), its body as the binlog connection gives
+/// it (checksum algorithm byte and CRC32 removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatDescription {
     pub binlog_version: u16,

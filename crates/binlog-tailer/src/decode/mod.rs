@@ -3,7 +3,7 @@
 //!
 //! # Contract
 //! - Input is an event *body*: the bytes after the 19-byte common header,
-//!   without the 4-byte CRC32 (what `mysql_async`'s `Event::data()` returns;
+//!   without the 4-byte CRC32 (what the source's `Event::body()` returns;
 //!   for FORMAT_DESCRIPTION it also drops the checksum-algorithm byte). The
 //!   caller has already verified the CRC32: this module cannot tell a body
 //!   that was cut short at a row or metadata boundary from a shorter valid

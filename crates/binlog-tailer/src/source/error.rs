@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::wire::WireError;
 use crate::decode::DecodeError;
 use crate::map::MapError;
 use crate::position::Gtid;
@@ -50,8 +51,10 @@ pub enum SourceError {
     },
     #[error("connecting to MariaDB at {addr}: no answer within {timeout:?}")]
     ConnectTimeout { addr: String, timeout: Duration },
+    #[error("connecting to MariaDB at {addr} for the binlog: {source}")]
+    BinlogConnect { addr: String, source: WireError },
     #[error("reading the binlog at {at}: {source}")]
-    Stream { at: At, source: mysql_async::Error },
+    BinlogRead { at: At, source: WireError },
     #[error(
         "reading the binlog after {at}: the next event is larger than source.max_event_bytes \
          ({limit} bytes), so it cannot be read. Nothing after {at} was published and the \
@@ -136,9 +139,10 @@ impl SourceError {
             | SourceError::Silence { .. }
             | SourceError::Ended { .. }
             | SourceError::CutOff { .. } => true,
-            SourceError::Connect { source, .. }
-            | SourceError::Stream { source, .. }
-            | SourceError::Query(source) => match source {
+            SourceError::BinlogConnect { source, .. } | SourceError::BinlogRead { source, .. } => {
+                source.is_transient()
+            }
+            SourceError::Connect { source, .. } | SourceError::Query(source) => match source {
                 mysql_async::Error::Server(e) => {
                     matches!(
                         e.code,
@@ -153,21 +157,6 @@ impl SourceError {
     }
 }
 
-/// Whether a client-side error says a packet was over the connection's
-/// `max_allowed_packet` (mysql_async reports it as an I/O error whose
-/// source is the packet codec's `PacketTooLarge`).
-pub fn is_packet_too_large(error: &mysql_async::Error) -> bool {
-    use mysql_common::proto::codec::error::PacketCodecError;
-    match error {
-        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
-            .is_some_and(|e| matches!(e, PacketCodecError::PacketTooLarge)),
-        mysql_async::Error::Driver(mysql_async::DriverError::PacketTooLarge) => true,
-        _ => false,
-    }
-}
-
 /// Whether a server error refuses the tailer's credentials or privileges.
 pub fn is_access_denied(code: u16) -> bool {
     matches!(
@@ -179,16 +168,9 @@ pub fn is_access_denied(code: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mysql_common::proto::codec::error::PacketCodecError;
 
     #[test]
-    fn packet_too_large_is_recognised_and_is_not_transient() {
-        let too_large = mysql_async::Error::from(PacketCodecError::PacketTooLarge);
-        assert!(is_packet_too_large(&too_large));
-        let other_io = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other(
-            "connection reset",
-        )));
-        assert!(!is_packet_too_large(&other_io));
+    fn an_event_over_the_limit_is_definite_a_cut_off_binlog_is_not() {
         let error = SourceError::EventTooLarge {
             at: At {
                 file: "mariadb-bin.000007".into(),

@@ -43,6 +43,9 @@
 //! - `tables.rs`: the TABLE_MAP cache and the layouts of tailed tables.
 //! - `server.rs`: every query to the server outside the stream.
 //! - `error.rs`: [`SourceError`] and which errors are transient.
+//! - `wire/`: the binlog connection (log in, `COM_BINLOG_DUMP`, each event
+//!   read in place into one buffer); queries outside the stream use
+//!   `mysql_async`.
 
 mod ends;
 mod error;
@@ -51,6 +54,7 @@ mod session;
 mod statement;
 mod tables;
 mod txn;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,10 +96,6 @@ enum SessionEnd {
     /// A committed transaction too large to hold was read to its end; the
     /// next session reads it again from its start.
     ReadAgain,
-    /// The session read many new table maps; a new one resumes after the
-    /// last transaction, with the binlog client's table maps let go
-    /// (`tables::RENEW_AFTER_NEW_MAPS`).
-    Renew,
 }
 
 /// The reader: sessions against the server until shutdown or a definite
@@ -139,7 +139,7 @@ impl Reader {
             let result = self.session(progress, &items, &mut shutdown).await;
             self.metrics.set_source_connected(false);
             match result {
-                Ok(SessionEnd::ReadAgain | SessionEnd::Renew) => continue,
+                Ok(SessionEnd::ReadAgain) => continue,
                 Ok(SessionEnd::Stopped(stopped)) => return Ok(stopped),
                 Err(e) if e.is_transient() => {
                     if began.elapsed() > Duration::from_secs(30) {

@@ -4,20 +4,16 @@
 //! ([`super::tables`]) or the transaction state machine ([`super::txn`]) and
 //! hands what they return to the sink.
 
-use futures_util::{FutureExt as _, StreamExt};
-use mysql_async::binlog::events::Event;
-use mysql_async::binlog::BinlogChecksumAlg;
-use mysql_async::prelude::Queryable;
-use mysql_async::BinlogStreamRequest;
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::ends::EventEnds;
-use super::error::{is_access_denied, is_packet_too_large, server_error, At, SourceError};
-use super::server;
+use super::error::{is_access_denied, server_error, At, SourceError};
+use super::server::{self, ServerInfo};
 use super::statement;
-use super::tables;
 use super::txn::{Ended, Progress, TxnState};
+use super::wire::{self, BinlogConn, WireError};
 use super::{Reader, SessionEnd, Stopped};
 use crate::decode;
 use crate::handoff::Item;
@@ -38,44 +34,38 @@ impl Reader {
         if progress.reached_stop() {
             return Ok(SessionEnd::Stopped(Stopped::Reached));
         }
-        let mut conn = server::connect(&self.config, &self.opts).await?;
-        let info = server::server_info(&mut conn).await?;
-
-        let heartbeat_ns = self.config.source.heartbeat.as_nanos();
-        let mut setup = vec![
-            "SET @mariadb_slave_capability = 4".to_owned(),
-            "SET @master_binlog_checksum = @@global.binlog_checksum".to_owned(),
-            format!("SET @master_heartbeat_period = {heartbeat_ns}"),
-        ];
+        let mut conn = self.login().await?;
         let (file, offset) = match (progress.reread_at(), &progress.start) {
             // An XA PREPARE group to read again, at its coordinate.
             (Some(at), _) => (at.file.clone(), at.offset),
-            (None, Start::Gtid(state)) => {
-                setup.push(format!("SET @slave_connect_state = '{state}'"));
-                setup.push("SET @slave_gtid_strict_mode = 0".to_owned());
-                (String::new(), 4)
-            }
+            (None, Start::Gtid(_)) => (String::new(), 4),
             (None, Start::Coord { coord, .. }) => (coord.file.clone(), coord.offset),
         };
-        for statement in &setup {
-            conn.query_drop(statement)
-                .await
-                .map_err(SourceError::Query)?;
-        }
-        tracing::info!(server_id = info.server_id, start = %progress.start, "streaming the binlog");
-        let request = BinlogStreamRequest::new(self.config.source.server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(offset);
-        let mut stream = match conn.get_binlog_stream(request).await {
-            Ok(stream) => stream,
-            Err(e) => return Err(self.stream_error(e, progress).await),
+        let info = match tokio::time::timeout(
+            self.config.source.read_timeout,
+            self.request_binlog(&mut conn, progress, &file, offset),
+        )
+        .await
+        {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => return Err(self.stream_error(e, progress).await),
+            Err(_) => {
+                return Err(SourceError::Silence {
+                    at: read_position(progress),
+                    timeout: self.config.source.read_timeout,
+                })
+            }
         };
+        tracing::info!(server_id = info.server_id, start = %progress.start, "streaming the binlog");
         self.metrics.set_source_connected(true);
         self.tables.clear();
 
         let mut state = TxnState::new(progress, info.server_id, &file);
         let mut ends = EventEnds::at(offset);
         let mut seen_fde = false;
+        // Whether events carry a CRC32: the server's setting until the
+        // first FORMAT_DESCRIPTION says it for its file.
+        let mut crc = info.checksum_crc32;
         let mut stopping: Option<Instant> = None;
         let read_timeout = self.config.source.read_timeout;
 
@@ -97,7 +87,7 @@ impl Reader {
             let ready = if stopping.is_none() && shutdown.has_changed().unwrap_or(true) {
                 None
             } else {
-                stream.next().now_or_never().map(Ok)
+                conn.next_event().now_or_never().map(Ok)
             };
             let next = match ready {
                 Some(next) => next,
@@ -107,10 +97,10 @@ impl Reader {
                         stopping = Some(Instant::now() + self.config.shutdown.drain_timeout);
                         continue;
                     }
-                    next = tokio::time::timeout(read_timeout, stream.next()) => next,
+                    next = tokio::time::timeout(read_timeout, conn.next_event()) => next,
                 },
             };
-            let event = match next {
+            match next {
                 Err(_) => {
                     let offset = state
                         .progress()
@@ -123,35 +113,38 @@ impl Reader {
                         timeout: read_timeout,
                     });
                 }
-                Ok(None) => return Err(SourceError::Ended { at: state.at(0) }),
-                Ok(Some(Err(e))) => {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Err(SourceError::Ended { at: state.at(0) }),
+                Ok(Err(e)) => {
                     let error = self.stream_error(e, state.progress()).await;
                     if matches!(error, SourceError::CutOff { .. }) {
                         state.read_on_by_gtid();
                     }
                     return Err(error);
                 }
-                Ok(Some(Ok(event))) => event,
-            };
-            let header = event.header();
-            let kind = header.event_type_raw();
+            }
+            let event = conn.event(crc).map_err(|source| SourceError::BinlogRead {
+                at: read_position(state.progress()),
+                source,
+            })?;
+            let kind = event.event_type();
             // Never the header's `end_log_pos` itself: 0 inside a
             // transaction on MariaDB 11.x (see `ends`).
-            let end = ends.end_of(
-                kind,
-                header.flags_raw(),
-                header.log_pos(),
-                header.event_size(),
-            );
-            self.metrics.events_read(kind, header.event_size());
+            let end = ends.end_of(kind, event.flags(), event.log_pos(), event.event_size());
+            self.metrics.events_read(kind, event.event_size());
 
-            if seen_fde && info.checksum_crc32 && !checksum_matches(&event) {
+            // Events before the first FORMAT_DESCRIPTION (the server's
+            // artificial ROTATE) are not checked, as a replica does not.
+            if (seen_fde || kind == decode::FORMAT_DESCRIPTION_EVENT) && !event.checksum_matches() {
                 return Err(SourceError::Checksum {
                     at: state.at(end),
                     event_type: kind,
                 });
             }
-            let body = event.data();
+            if let Some(announced) = event.announces_crc32() {
+                crc = announced;
+            }
+            let body = event.body();
             let decode_err = |source, state: &TxnState<'_>| SourceError::Decode {
                 at: state.at(end),
                 source,
@@ -169,13 +162,6 @@ impl Reader {
                     seen_fde = true;
                 }
                 decode::ROTATE_EVENT => {
-                    // Before the format description the body still carries its
-                    // CRC32 (the reader does not know the checksum yet).
-                    let body = if !seen_fde && info.checksum_crc32 && body.len() >= 12 {
-                        &body[..body.len() - 4]
-                    } else {
-                        body
-                    };
                     let (Some(offset), Some(name)) = (body.get(..8), body.get(8..)) else {
                         return Err(SourceError::Protocol {
                             at: state.at(end),
@@ -185,7 +171,7 @@ impl Reader {
                     let offset = offset.try_into().map_or(4, u64::from_le_bytes);
                     let name = String::from_utf8_lossy(name).into_owned();
                     ends.rotate(offset);
-                    state.rotate(name, offset, header.timestamp() == 0);
+                    state.rotate(name, offset, event.timestamp() == 0);
                 }
                 decode::GTID_LIST_EVENT => {
                     if state.wants_gtid_list() {
@@ -195,10 +181,10 @@ impl Reader {
                     }
                 }
                 decode::GTID_EVENT => {
-                    let gtid = decode::parse_gtid(body, header.server_id())
+                    let gtid = decode::parse_gtid(body, event.server_id())
                         .map_err(|e| decode_err(e, &state))?;
-                    let start = end.saturating_sub(u64::from(header.event_size()));
-                    state.begin(&gtid, start, header.timestamp(), end)?;
+                    let start = end.saturating_sub(u64::from(event.event_size()));
+                    state.begin(&gtid, start, event.timestamp(), end)?;
                     self.tables.begin_group();
                 }
                 decode::TABLE_MAP_EVENT => {
@@ -306,7 +292,7 @@ impl Reader {
                     return Err(SourceError::Encrypted { at: state.at(end) })
                 }
                 decode::INCIDENT_EVENT => return Err(SourceError::Incident { at: state.at(end) }),
-                other if header.flags_raw() & decode::LOG_EVENT_IGNORABLE_F != 0 => {
+                other if event.flags() & decode::LOG_EVENT_IGNORABLE_F != 0 => {
                     tracing::debug!(event_type = other, "skipping an ignorable event");
                 }
                 other => {
@@ -366,14 +352,6 @@ impl Reader {
                 if state.progress().reached_stop() {
                     return Ok(SessionEnd::Stopped(Stopped::Reached));
                 }
-                if self.tables.renew_due() {
-                    tracing::debug!(
-                        "{} new table maps read in this session; starting a new one after {}",
-                        tables::RENEW_AFTER_NEW_MAPS,
-                        state.progress().start
-                    );
-                    return Ok(SessionEnd::Renew);
-                }
             }
         }
     }
@@ -411,30 +389,91 @@ impl Reader {
         ))
     }
 
-    /// Turns an error of the binlog stream into a source error: a purged
-    /// position (with what the server still has), refused credentials, a
-    /// replica id already in use, or a stream error at the read position.
-    async fn stream_error(&self, error: mysql_async::Error, progress: &Progress) -> SourceError {
-        let coord = progress.position.coord.as_ref();
-        let at = At {
-            file: coord.map(|c| c.file.clone()).unwrap_or_default(),
-            offset: coord.map_or(0, |c| c.offset),
-            gtid: None,
+    /// Opens the binlog connection and logs in, within
+    /// `source.connect_timeout`.
+    async fn login(&self) -> Result<BinlogConn, SourceError> {
+        let source = &self.config.source;
+        let addr = format!("{}:{}", source.host, source.port);
+        let password = self.opts.pass().unwrap_or_default();
+        match tokio::time::timeout(source.connect_timeout, wire::login(&self.config, password))
+            .await
+        {
+            Err(_) => Err(SourceError::ConnectTimeout {
+                addr,
+                timeout: source.connect_timeout,
+            }),
+            Ok(Err(WireError::Server { code, message, .. })) if is_access_denied(code) => {
+                Err(SourceError::AccessDenied { message })
+            }
+            Ok(Err(source)) => Err(SourceError::BinlogConnect { addr, source }),
+            Ok(Ok(conn)) => Ok(conn),
+        }
+    }
+
+    /// What the server is, the session's replica settings, registration,
+    /// and `COM_BINLOG_DUMP` from `file`:`offset` (or, with an empty file,
+    /// from the GTID state).
+    async fn request_binlog(
+        &self,
+        conn: &mut BinlogConn,
+        progress: &Progress,
+        file: &str,
+        offset: u64,
+    ) -> Result<ServerInfo, WireError> {
+        let rows = conn.query("SELECT @@server_id, @@binlog_checksum").await?;
+        let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+        let (Some(Some(server_id)), Some(Some(checksum))) = (row.first(), row.get(1)) else {
+            return Err(WireError::Protocol(
+                "SELECT @@server_id, @@binlog_checksum returned no row".into(),
+            ));
         };
-        if is_packet_too_large(&error) {
+        let info = ServerInfo {
+            server_id: server_id.parse().map_err(|_| {
+                WireError::Protocol(format!("@@server_id is {server_id:?}, not a number"))
+            })?,
+            checksum_crc32: checksum.eq_ignore_ascii_case("CRC32"),
+        };
+        let heartbeat_ns = self.config.source.heartbeat.as_nanos();
+        // As a MariaDB replica does: GTID events as themselves, events with
+        // the checksums of the server's binlog, a heartbeat when idle.
+        let mut setup = vec![
+            "SET @mariadb_slave_capability = 4".to_owned(),
+            "SET @master_binlog_checksum = @@global.binlog_checksum".to_owned(),
+            format!("SET @master_heartbeat_period = {heartbeat_ns}"),
+        ];
+        if let (None, Start::Gtid(state)) = (progress.reread_at(), &progress.start) {
+            setup.push(format!("SET @slave_connect_state = '{state}'"));
+            setup.push("SET @slave_gtid_strict_mode = 0".to_owned());
+        }
+        for statement in &setup {
+            conn.execute(statement).await?;
+        }
+        let server_id = self.config.source.server_id;
+        conn.register_replica(server_id).await?;
+        conn.dump(server_id, file, offset).await?;
+        Ok(info)
+    }
+
+    /// Turns an error of the binlog connection into a source error: a purged
+    /// position (with what the server still has), refused credentials, a
+    /// replica id already in use, an event over the limit, or an error at
+    /// the read position.
+    async fn stream_error(&self, error: WireError, progress: &Progress) -> SourceError {
+        let at = read_position(progress);
+        if let WireError::TooLarge { .. } = error {
             return SourceError::EventTooLarge {
                 at,
                 limit: self.config.source.max_event_bytes,
             };
         }
-        if let mysql_async::Error::Server(e) = &error {
+        if let WireError::Server { code, message, .. } = &error {
             // A binlog file that ends inside an event: what a server that
             // crashed while writing a transaction leaves (it starts a new
             // file on restart and does not read past the cut). Read on by
             // GTID state, which starts in the new file; without a GTID
             // state that is not possible.
-            if e.code == server_error::FATAL_READING_BINLOG
-                && e.message.contains("truncated in the middle of event")
+            if *code == server_error::FATAL_READING_BINLOG
+                && message.contains("truncated in the middle of event")
             {
                 if progress.position.gtid.is_empty() {
                     return SourceError::Protocol {
@@ -444,48 +483,57 @@ impl Reader {
                              crashed while writing a transaction leaves it, and the read \
                              position has no GTID state to read on from; start the tailer by \
                              GTID state (start.from) past it",
-                            e.message.trim_end_matches('.')
+                            message.trim_end_matches('.')
                         ),
                     };
                 }
                 return SourceError::CutOff {
                     at,
-                    message: e.message.trim_end_matches('.').to_owned(),
+                    message: message.trim_end_matches('.').to_owned(),
                 };
             }
-            if e.code == server_error::FATAL_READING_BINLOG
-                && e.message.contains("max_allowed_packet")
+            if *code == server_error::FATAL_READING_BINLOG && message.contains("max_allowed_packet")
             {
                 return SourceError::ServerEventTooLarge {
                     at,
-                    message: e.message.trim_end_matches('.').to_owned(),
+                    message: message.trim_end_matches('.').to_owned(),
                 };
             }
-            if e.code == server_error::FATAL_READING_BINLOG {
+            if *code == server_error::FATAL_READING_BINLOG {
                 // What the server still has: its oldest binlog and the GTID
                 // state where it begins, so the gap is plain to see.
                 let (server_gtids, server_files) =
                     server::still_available(&self.config, &self.opts).await;
                 return SourceError::Unavailable {
                     requested: progress.start.to_string(),
-                    message: e.message.trim_end_matches('.').to_owned(),
+                    message: message.trim_end_matches('.').to_owned(),
                     server_gtids,
                     server_files,
                 };
             }
-            if is_access_denied(e.code) {
+            if is_access_denied(*code) {
                 return SourceError::AccessDenied {
-                    message: e.message.clone(),
+                    message: message.to_owned(),
                 };
             }
-            if e.code == server_error::SAME_SERVER_ID {
+            if *code == server_error::SAME_SERVER_ID {
                 return SourceError::SameServerId {
                     server_id: self.config.source.server_id,
-                    message: e.message.clone(),
+                    message: message.to_owned(),
                 };
             }
         }
-        SourceError::Stream { at, source: error }
+        SourceError::BinlogRead { at, source: error }
+    }
+}
+
+/// Where the source stands: the last coordinate handed over.
+fn read_position(progress: &Progress) -> At {
+    let coord = progress.position.coord.as_ref();
+    At {
+        file: coord.map(|c| c.file.clone()).unwrap_or_default(),
+        offset: coord.map_or(0, |c| c.offset),
+        gtid: None,
     }
 }
 
@@ -498,13 +546,4 @@ async fn hand_over(items: &mpsc::Sender<Item>, item: Item, stopping: Option<Inst
             Ok(Ok(()))
         ),
     }
-}
-
-/// Whether an event's stored CRC32 matches the one computed over its header
-/// and body (an event without a checksum matches).
-fn checksum_matches(event: &Event) -> bool {
-    event.checksum().is_none_or(|stored| {
-        u32::from_le_bytes(stored)
-            == event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)
-    })
 }

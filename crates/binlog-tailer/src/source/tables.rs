@@ -24,14 +24,6 @@ use crate::map::{ColumnLayout, Logical, TableLayout};
 /// Table maps kept before the older ones are dropped.
 pub const MAX_TABLES: usize = 4096;
 
-/// New table maps in one session after which the session is renewed at the
-/// next transaction end. The binlog client (mysql_common's stream reader)
-/// keeps every TABLE_MAP it reads, about 0.7 KiB each, until the server
-/// starts a new binlog file; tables whose ids change all the time (`FLUSH
-/// TABLES`, a table cache smaller than the tables in use) would make that
-/// grow with the binlog file. A new session starts with an empty one.
-pub const RENEW_AFTER_NEW_MAPS: u64 = 16_384;
-
 /// Untailed tables remembered as undecodable (warned once each) before the
 /// list starts again.
 const MAX_UNDECODABLE: usize = 1024;
@@ -58,8 +50,6 @@ pub struct Tables {
     undecodable: HashSet<String>,
     /// TABLE_MAPs announced in this session.
     announced: u64,
-    /// TABLE_MAPs parsed (new or changed) in this session.
-    parsed: u64,
     /// `announced` when the current transaction group began: maps announced
     /// since are in use and never dropped.
     group_start: u64,
@@ -73,15 +63,8 @@ impl Tables {
             known: HashMap::new(),
             undecodable: HashSet::new(),
             announced: 0,
-            parsed: 0,
             group_start: 0,
         }
-    }
-
-    /// Whether this session has read so many new table maps that it should
-    /// end at the next transaction end (see [`RENEW_AFTER_NEW_MAPS`]).
-    pub fn renew_due(&self) -> bool {
-        self.parsed >= RENEW_AFTER_NEW_MAPS
     }
 
     /// A transaction group begins: maps announced before it may be dropped.
@@ -98,7 +81,6 @@ impl Tables {
     /// Forgets every table id (a new session: ids are per connection).
     pub fn clear(&mut self) {
         self.known.clear();
-        self.parsed = 0;
     }
 
     /// The table a rows event names.
@@ -120,7 +102,6 @@ impl Tables {
                 return Ok(());
             }
         }
-        self.parsed += 1;
         if self.known.len() >= MAX_TABLES {
             self.evict();
         }
