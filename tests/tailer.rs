@@ -441,3 +441,66 @@ async fn a_table_that_is_not_tailed_is_counted_not_decoded_even_in_the_orders_tr
     ids.sort();
     assert_eq!(ids, vec![format!("{last}.1"), format!("{last}.2")]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Nothing about the columns of a table that is not tailed can stop the
+/// tailer: compressed columns, legacy charsets (column and ENUM labels) and
+/// bytes invalid in their charset, written before the orders of the same
+/// transaction, are stepped over and counted, so the orders keep their row
+/// indexes.
+async fn untailed_compressed_and_legacy_charset_columns_in_the_orders_transaction() {
+    let db = TestDb::create("untailedcols").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "CREATE TABLE {}.legacy (id INT PRIMARY KEY, \
+               v VARCHAR(200) COMPRESSED, t TEXT COMPRESSED, b MEDIUMBLOB COMPRESSED, \
+               c VARCHAR(20) CHARACTER SET cp1251, \
+               e ENUM('да','нет') CHARACTER SET cp1251, \
+               g VARCHAR(20) CHARACTER SET geostd8, \
+               k VARCHAR(20) CHARACTER SET sjis) ENGINE=InnoDB",
+            db.name
+        ))
+        .await
+        .expect("legacy table");
+    test_support::tailer::wait_for_replica(&mut primary).await;
+    let topic = unique_name("untailedcols");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "untailedcols",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    );
+    let mut tailer = setup.spawn();
+    primary
+        .query_drop(format!(
+            "SET SESSION sql_mode = ''; START TRANSACTION; \
+             INSERT INTO {db}.legacy VALUES \
+               (1, REPEAT('compress me ', 15), REPEAT('text ', 200), REPEAT(x'00ff', 500), \
+                'Привет', 'нет', 'text', 'テキスト'), \
+               (2, 'x', '', NULL, CONVERT(x'98' USING cp1251), 'да', NULL, CONVERT(x'8140' USING sjis)); \
+             UPDATE {db}.legacy SET t = REPEAT('again ', 100) WHERE id = 1; \
+             {orders}; COMMIT",
+            db = db.name,
+            orders = insert_sql(&db, &[Order::new(1), Order::new(2)])
+        ))
+        .await
+        .expect("one transaction: two legacy rows, an update, then two orders");
+    let last = last_gtid(&mut primary).await;
+    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+    let log = tailer.log();
+    assert_eq!(tailer.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert!(
+        !log.contains("cannot decode") && !log.contains("ERROR"),
+        "the legacy table's rows are counted without a warning: {log}"
+    );
+    // Rows 0, 1 are the legacy inserts, row 2 the update; the orders are 3, 4.
+    let mut ids: Vec<String> = consume_all(&topic)
+        .iter()
+        .map(|m| m.payload["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![format!("{last}.3"), format!("{last}.4")]);
+}

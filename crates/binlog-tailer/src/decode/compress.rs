@@ -10,6 +10,8 @@
 //!
 //! The record runs to the end of the event body.
 
+use std::borrow::Cow;
+
 use flate2::{Decompress, FlushDecompress, Status};
 
 use super::DecodeError;
@@ -74,18 +76,25 @@ pub(crate) fn inflate_record(
         return Err(err("no zlib stream follows the header".to_owned()));
     }
 
+    inflate(stream, declared, true).map_err(err)
+}
+
+/// Inflates `stream` (a zlib stream, or raw deflate data when
+/// `zlib_header` is false), which must come to exactly `declared` bytes and
+/// end where `stream` ends.
+fn inflate(stream: &[u8], declared: usize, zlib_header: bool) -> Result<Vec<u8>, String> {
     // Inflate step by step so that the end of the zlib stream (its Adler-32
     // checked) is seen: a stream cut short must fail, not come out short
     // or, cut inside its checksum, whole. Memory grows with what actually
     // inflates, at most one byte past the declared length.
     const STEP: usize = 1 << 20;
-    let mut inflater = Decompress::new(true);
+    let mut inflater = Decompress::new(zlib_header);
     let mut out: Vec<u8> = Vec::new();
     loop {
         if out.len() > declared {
-            return Err(err(format!(
+            return Err(format!(
                 "inflates to more than the {declared} bytes the header declares"
-            )));
+            ));
         }
         if out.len() == out.capacity() {
             out.reserve((declared.saturating_add(1) - out.len()).clamp(1, STEP));
@@ -95,29 +104,110 @@ pub(crate) fn inflate_record(
         let before = (inflater.total_in(), inflater.total_out());
         let status = inflater
             .decompress_vec(input, &mut out, FlushDecompress::None)
-            .map_err(|e| err(format!("zlib stream is corrupt: {e}")))?;
+            .map_err(|e| format!("zlib stream is corrupt: {e}"))?;
         if status == Status::StreamEnd {
             break;
         }
         if (inflater.total_in(), inflater.total_out()) == before {
-            return Err(err(format!(
+            return Err(format!(
                 "zlib stream ends early: {} bytes inflated of {declared}, input exhausted",
                 out.len()
-            )));
+            ));
         }
     }
     if out.len() != declared {
-        return Err(err(format!(
+        return Err(format!(
             "inflated to {} bytes, the header declares {declared}",
             out.len()
-        )));
+        ));
     }
     let consumed = usize::try_from(inflater.total_in()).unwrap_or(usize::MAX);
     if consumed != stream.len() {
-        return Err(err(format!(
+        return Err(format!(
             "{} bytes follow the end of the zlib stream",
             stream.len().saturating_sub(consumed)
-        )));
+        ));
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Compressed columns (`VARCHAR … COMPRESSED`, `TEXT/BLOB … COMPRESSED`).
+// ---------------------------------------------------------------------------
+
+/// Bits 4..=7 of a compressed field's header byte: how it is stored.
+const FIELD_METHOD_MASK: u8 = 0xF0;
+/// Method 0: the bytes after the header byte are the value, uncompressed
+/// (MariaDB stores a value so when it is shorter than
+/// `column_compression_threshold` or does not shrink).
+const FIELD_STORED: u8 = 0x00;
+/// Method 8: zlib.
+const FIELD_ZLIB: u8 = 0x80;
+/// Bit 3: raw deflate data, no zlib header or Adler-32
+/// (`column_compression_zlib_wrap=OFF`, the default).
+const FIELD_RAW_DEFLATE: u8 = 0x08;
+
+/// The value of a compressed column from its stored field (what follows the
+/// length prefix in the row image), as MariaDB's `Field::uncompress` and
+/// `uncompress_zlib` (`sql/field_comp.cc`) read it:
+///
+/// ```text
+/// (empty)     the empty value
+/// byte 0      m m m m w n n n   mmmm method: 0 stored, 8 zlib;
+///                               w: 1 raw deflate, 0 zlib-wrapped;
+///                               nnn: bytes of the original length (1..=4)
+/// stored      the value follows byte 0 as is
+/// zlib        original length (nnn bytes, big-endian), then the stream
+/// ```
+///
+/// `max_len` is the column's declared maximum in bytes: a value declaring
+/// more is refused before anything is inflated, and inflation stops past
+/// the declared length, so a decompression bomb costs at most `max_len`
+/// bytes.
+///
+/// # Errors
+/// A description of what is wrong with the field.
+pub(crate) fn inflate_field(field: &[u8], max_len: usize) -> Result<Cow<'_, [u8]>, String> {
+    let Some((&header, rest)) = field.split_first() else {
+        return Ok(Cow::Borrowed(field));
+    };
+    match header & FIELD_METHOD_MASK {
+        FIELD_STORED => {
+            if rest.len() > max_len {
+                return Err(format!(
+                    "stored value of {} bytes is longer than the column's {max_len}",
+                    rest.len()
+                ));
+            }
+            Ok(Cow::Borrowed(rest))
+        }
+        FIELD_ZLIB => {
+            let length_bytes = usize::from(header & LENGTH_BYTES_MASK);
+            if !(1..=4).contains(&length_bytes) {
+                return Err(format!(
+                    "header byte {header:#04x} gives {length_bytes} length bytes; 1 to 4 are valid"
+                ));
+            }
+            let (Some(length), Some(stream)) = (rest.get(..length_bytes), rest.get(length_bytes..))
+            else {
+                return Err(format!(
+                    "the original length needs {length_bytes} bytes, only {} left",
+                    rest.len()
+                ));
+            };
+            let declared = length
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            if declared > max_len {
+                return Err(format!(
+                    "declares {declared} bytes, more than the column's {max_len}"
+                ));
+            }
+            inflate(stream, declared, header & FIELD_RAW_DEFLATE == 0).map(Cow::Owned)
+        }
+        _ => Err(format!(
+            "header byte {header:#04x} names method {}; MariaDB writes 0 (stored) and 8 (zlib)",
+            header >> 4
+        )),
+    }
 }

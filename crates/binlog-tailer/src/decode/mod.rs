@@ -76,7 +76,9 @@ pub use mariadb::{
 pub use rows::{
     count_rows, is_rows_event, parse_rows, rows_kind, rows_table_id, RowChange, RowsEvent, RowsKind,
 };
-pub use table_map::{parse_table_map, Column, ColumnType, TableMap};
+pub use table_map::{
+    parse_table_map, parse_table_map_layout, table_map_names, Column, ColumnType, TableMap,
+};
 pub use value::Value;
 
 // ---------------------------------------------------------------------------
@@ -231,6 +233,14 @@ pub const MYSQL_TYPE_DATETIME2: u8 = 18;
 pub const MYSQL_TYPE_TIME2: u8 = 19;
 /// DECIMAL(p,s), binary layout; metadata: precision, scale.
 pub const MYSQL_TYPE_NEWDECIMAL: u8 = 246;
+/// TINYBLOB..LONGBLOB / TINYTEXT..LONGTEXT declared `COMPRESSED` (MariaDB
+/// 10.3+): metadata as [`MYSQL_TYPE_BLOB`], each value a compressed field
+/// (see `compress.rs`).
+pub const MYSQL_TYPE_BLOB_COMPRESSED: u8 = 140;
+/// VARCHAR/VARBINARY declared `COMPRESSED`: metadata as
+/// [`MYSQL_TYPE_VARCHAR`] (the declared byte length plus the field's header
+/// byte).
+pub const MYSQL_TYPE_VARCHAR_COMPRESSED: u8 = 141;
 /// ENUM (as a real type inside STRING metadata); metadata: pack length 1|2.
 pub const MYSQL_TYPE_ENUM: u8 = 247;
 /// SET (as a real type inside STRING metadata); metadata: pack length 1..8.
@@ -372,6 +382,27 @@ pub enum ValueError {
     SetBit { bit: u32, labels: usize },
     #[error("values of this type cannot be decoded: {reason}")]
     Unsupported { reason: &'static str },
+    #[error(
+        "compressed value cannot be read: {reason} (field starts {})",
+        hex_bytes(field)
+    )]
+    Decompress { reason: String, field: Vec<u8> },
+    #[error(
+        "column type code {type_code} is unknown to binlog-tailer, so its values cannot be sized"
+    )]
+    UnknownType { type_code: u8 },
+}
+
+/// Bytes as space-separated hex pairs, for messages.
+pub(crate) fn hex_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 /// Why an event body could not be decoded. Every variant names the event

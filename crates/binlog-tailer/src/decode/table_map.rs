@@ -135,8 +135,26 @@ pub enum ColumnType {
     Geometry {
         length_bytes: u8,
     },
+    /// VARCHAR/VARBINARY(n) `COMPRESSED` (type 141): `max_bytes` is the
+    /// declared length in bytes plus the compressed field's header byte;
+    /// the value is published as the VARCHAR/VARBINARY it holds.
+    VarCharCompressed {
+        max_bytes: u16,
+    },
+    /// TEXT/BLOB family `COMPRESSED` (type 140), length prefix of
+    /// `length_bytes`; published as the TEXT/BLOB it holds.
+    BlobCompressed {
+        length_bytes: u8,
+    },
     /// The NULL type: no bytes.
     Null,
+    /// A type code this module does not know, in a map read by
+    /// [`parse_table_map_layout`] (a table that is not tailed): its values,
+    /// and those of every later column, cannot be sized. A row where all of
+    /// them are NULL can still be stepped over.
+    Unknown {
+        type_code: u8,
+    },
 }
 
 impl ColumnType {
@@ -165,6 +183,8 @@ impl ColumnType {
                 | ColumnType::VarChar { .. }
                 | ColumnType::Blob { .. }
                 | ColumnType::Geometry { .. }
+                | ColumnType::VarCharCompressed { .. }
+                | ColumnType::BlobCompressed { .. }
         )
     }
 
@@ -211,7 +231,20 @@ impl Column {
             ColumnType::Enum { .. } => "enum",
             ColumnType::Set { .. } => "set",
             ColumnType::Geometry { .. } => "geometry",
+            ColumnType::VarCharCompressed { .. } if binary => "varbinary compressed",
+            ColumnType::VarCharCompressed { .. } => "varchar compressed",
+            ColumnType::BlobCompressed { length_bytes } => match (length_bytes, binary) {
+                (1, true) => "tinyblob compressed",
+                (1, false) => "tinytext compressed",
+                (2, true) => "blob compressed",
+                (2, false) => "text compressed",
+                (3, true) => "mediumblob compressed",
+                (3, false) => "mediumtext compressed",
+                (_, true) => "longblob compressed",
+                (_, false) => "longtext compressed",
+            },
             ColumnType::Null => "null",
+            ColumnType::Unknown { .. } => "unknown type",
         }
     }
 
@@ -252,15 +285,58 @@ pub fn parse_table_map(body: &[u8], charsets: &CharsetMap) -> Result<TableMap, D
     let flags = r.u16_le("flags")?;
     let database = read_name(&mut r, "schema name")?;
     let table = read_name(&mut r, "table name")?;
-    parse_columns(&mut r, table_id, flags, &database, &table, charsets).map_err(|inner| match inner
-    {
-        e @ DecodeError::UnsupportedColumnType { .. } => e,
-        inner => DecodeError::TableMap {
+    parse_columns(&mut r, table_id, flags, &database, &table, Some(charsets)).map_err(|inner| {
+        match inner {
+            e @ DecodeError::UnsupportedColumnType { .. } => e,
+            inner => DecodeError::TableMap {
+                database: database.clone(),
+                table: table.clone(),
+                table_id,
+                inner: Box::new(inner),
+            },
+        }
+    })
+}
+
+/// The schema and table a TABLE_MAP body names, to decide how much of it
+/// to read ([`parse_table_map`] or [`parse_table_map_layout`]).
+///
+/// # Errors
+/// [`DecodeError::Truncated`] or [`DecodeError::Malformed`] for a body that
+/// ends or goes wrong before the names do.
+pub fn table_map_names(body: &[u8]) -> Result<(String, String), DecodeError> {
+    let mut r = Reader::new(EVENT, body);
+    r.u48_le("table id")?;
+    r.u16_le("flags")?;
+    let database = read_name(&mut r, "schema name")?;
+    let table = read_name(&mut r, "table name")?;
+    Ok((database, table))
+}
+
+/// TABLE_MAP body → [`TableMap`] with only what stepping over rows needs:
+/// the column types, their metadata and the NULL bitmap. The optional
+/// metadata (names, signedness, charsets, ENUM/SET labels, keys) is not read
+/// at all, and a type code this module does not know becomes
+/// [`ColumnType::Unknown`] (with every later column, whose metadata can no
+/// longer be found) instead of an error. For tables that are not tailed:
+/// nothing about their columns can make this fail, only a body that is
+/// truncated or malformed before the metadata ends.
+///
+/// # Errors
+/// As [`parse_table_map`], without [`DecodeError::UnsupportedColumnType`].
+pub fn parse_table_map_layout(body: &[u8]) -> Result<TableMap, DecodeError> {
+    let mut r = Reader::new(EVENT, body);
+    let table_id = r.u48_le("table id")?;
+    let flags = r.u16_le("flags")?;
+    let database = read_name(&mut r, "schema name")?;
+    let table = read_name(&mut r, "table name")?;
+    parse_columns(&mut r, table_id, flags, &database, &table, None).map_err(|inner| {
+        DecodeError::TableMap {
             database: database.clone(),
             table: table.clone(),
             table_id,
             inner: Box::new(inner),
-        },
+        }
     })
 }
 
@@ -285,24 +361,38 @@ fn parse_columns(
     flags: u16,
     database: &str,
     table: &str,
-    charsets: &CharsetMap,
+    charsets: Option<&CharsetMap>,
 ) -> Result<TableMap, DecodeError> {
     let count = r.packed_usize("column count")?;
     let types = r.take(count, "column types")?;
     let metadata_len = r.packed_usize("metadata length")?;
     let mut meta = r.sub(metadata_len, "column metadata")?;
     let mut columns = Vec::with_capacity(count);
+    // Layout only (no charsets given): past an unknown type, no metadata
+    // can be placed.
+    let mut lost = false;
     for (index, &type_code) in types.iter().enumerate() {
-        let (column_type, metadata) =
-            read_column_metadata(&mut meta, type_code, index).map_err(|e| match e {
-                ColumnMetaError::Unsupported => DecodeError::UnsupportedColumnType {
+        let read = if lost {
+            Err(ColumnMetaError::Unsupported)
+        } else {
+            read_column_metadata(&mut meta, type_code, index)
+        };
+        let (column_type, metadata) = match read {
+            Ok(t) => t,
+            Err(ColumnMetaError::Unsupported) if charsets.is_none() => {
+                lost = true;
+                (ColumnType::Unknown { type_code }, 0)
+            }
+            Err(ColumnMetaError::Unsupported) => {
+                return Err(DecodeError::UnsupportedColumnType {
                     database: database.to_owned(),
                     table: table.to_owned(),
                     column: index,
                     type_code,
-                },
-                ColumnMetaError::Decode(e) => e,
-            })?;
+                })
+            }
+            Err(ColumnMetaError::Decode(e)) => return Err(e),
+        };
         columns.push(Column {
             name: None,
             column_type,
@@ -317,7 +407,7 @@ fn parse_columns(
             metadata,
         });
     }
-    if !meta.is_empty() {
+    if !meta.is_empty() && !lost {
         return Err(meta.malformed(
             "column metadata",
             format!("{} bytes left after the last column's", meta.remaining()),
@@ -337,8 +427,10 @@ fn parse_columns(
         primary_key: Vec::new(),
         primary_key_prefixes: Vec::new(),
     };
-    let optional = read_optional_metadata(r)?;
-    optional.apply(&mut map, charsets)?;
+    if let Some(charsets) = charsets {
+        let optional = read_optional_metadata(r)?;
+        optional.apply(&mut map, charsets)?;
+    }
     Ok(map)
 }
 
@@ -435,6 +527,20 @@ fn read_column_metadata(
             let max_bytes = meta.u16_le(&field("VARCHAR length"))?;
             (ColumnType::VarChar { max_bytes }, max_bytes)
         }
+        MYSQL_TYPE_VARCHAR_COMPRESSED => {
+            let start = meta.pos();
+            let max_bytes = meta.u16_le(&field("VARCHAR COMPRESSED length"))?;
+            if max_bytes == 0 {
+                return Err(meta
+                    .malformed_at(
+                        start,
+                        &field("VARCHAR COMPRESSED length"),
+                        "0, at least 1 (the header byte)",
+                    )
+                    .into());
+            }
+            (ColumnType::VarCharCompressed { max_bytes }, max_bytes)
+        }
         MYSQL_TYPE_TIME2 | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 => {
             let start = meta.pos();
             let fsp = one(meta, "fractional second precision")?;
@@ -458,6 +564,7 @@ fn read_column_metadata(
         | MYSQL_TYPE_MEDIUM_BLOB
         | MYSQL_TYPE_LONG_BLOB
         | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_BLOB_COMPRESSED
         | MYSQL_TYPE_GEOMETRY => {
             let start = meta.pos();
             let length_bytes = one(meta, "length size")?;
@@ -470,10 +577,10 @@ fn read_column_metadata(
                     )
                     .into());
             }
-            let t = if type_code == MYSQL_TYPE_GEOMETRY {
-                ColumnType::Geometry { length_bytes }
-            } else {
-                ColumnType::Blob { length_bytes }
+            let t = match type_code {
+                MYSQL_TYPE_GEOMETRY => ColumnType::Geometry { length_bytes },
+                MYSQL_TYPE_BLOB_COMPRESSED => ColumnType::BlobCompressed { length_bytes },
+                _ => ColumnType::Blob { length_bytes },
             };
             (t, u16::from(length_bytes))
         }

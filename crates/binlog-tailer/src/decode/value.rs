@@ -4,6 +4,7 @@
 //! for DECIMAL).
 
 use super::charset::{decode_text, Charset};
+use super::compress::inflate_field;
 use super::reader::{be_uint, le_uint};
 use super::table_map::{Column, ColumnType};
 use super::ValueError;
@@ -220,6 +221,17 @@ pub(crate) fn decode_value(column: &Column, data: &[u8]) -> Result<(Value, usize
             let bytes = take(data.get(prefix..).unwrap_or_default(), len)?;
             Ok((Value::Bytes(bytes.to_vec()), prefix + len))
         }
+        ColumnType::VarCharCompressed { .. } | ColumnType::BlobCompressed { .. } => {
+            let used = value_len(column, data)?;
+            let (prefix, max_len) = compressed_bounds(column.column_type);
+            let field = data.get(prefix..used).unwrap_or_default();
+            let bytes = inflate_field(field, max_len).map_err(|reason| ValueError::Decompress {
+                reason,
+                field: field.iter().take(16).copied().collect(),
+            })?;
+            Ok((string_value(column, &bytes, 0)?, used))
+        }
+        ColumnType::Unknown { type_code } => Err(ValueError::UnknownType { type_code }),
         ColumnType::Enum { pack_len } => {
             let n = usize::from(pack_len);
             let index = le_uint(take(data, n)?);
@@ -276,13 +288,53 @@ pub(crate) fn value_len(column: &Column, data: &[u8]) -> Result<usize, ValueErro
             take(data.get(prefix..).unwrap_or_default(), len)?;
             Ok(prefix + len)
         }
-        ColumnType::Blob { length_bytes } | ColumnType::Geometry { length_bytes } => {
+        ColumnType::Blob { length_bytes }
+        | ColumnType::Geometry { length_bytes }
+        | ColumnType::BlobCompressed { length_bytes } => {
             let prefix = usize::from(length_bytes);
             let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
             take(data.get(prefix..).unwrap_or_default(), len)?;
             Ok(prefix + len)
         }
+        ColumnType::VarCharCompressed { max_bytes } => {
+            // The stored field (header byte and compressed data) is at most
+            // `max_bytes` long; its prefix sized as VARCHAR's.
+            let prefix = if max_bytes > 255 { 2 } else { 1 };
+            let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
+            if len > usize::from(max_bytes) {
+                return Err(invalid(format!(
+                    "length {len} is above the declared {max_bytes} bytes"
+                )));
+            }
+            take(data.get(prefix..).unwrap_or_default(), len)?;
+            Ok(prefix + len)
+        }
+        // Sized by their pack length alone: a table that is not tailed has
+        // no labels to check them against.
+        ColumnType::Enum { pack_len } | ColumnType::Set { pack_len } => {
+            let n = usize::from(pack_len);
+            take(data, n)?;
+            Ok(n)
+        }
         _ => decode_value(column, data).map(|(_, used)| used),
+    }
+}
+
+/// The length prefix of a compressed column's field, and the largest value
+/// (in bytes) the column can hold once inflated.
+fn compressed_bounds(column_type: ColumnType) -> (usize, usize) {
+    match column_type {
+        ColumnType::VarCharCompressed { max_bytes } => (
+            if max_bytes > 255 { 2 } else { 1 },
+            // `max_bytes` counts the header byte.
+            usize::from(max_bytes).saturating_sub(1),
+        ),
+        ColumnType::BlobCompressed { length_bytes } => {
+            let prefix = usize::from(length_bytes);
+            let max = u64::MAX >> (64 - 8 * u32::from(length_bytes.clamp(1, 4)));
+            (prefix, usize::try_from(max).unwrap_or(usize::MAX))
+        }
+        _ => (0, 0),
     }
 }
 

@@ -105,10 +105,22 @@ impl Tables {
         if self.known.len() >= MAX_TABLES {
             self.evict();
         }
-        let map = decode::parse_table_map(body, &self.charsets).map_err(TableError::Decode)?;
-        let layout = match self.config.table(&map.database, &map.table) {
-            Some(table_config) => Some(Arc::new(layout(&self.config, &map, table_config)?)),
-            None => None,
+        // A table that is not tailed is read only as far as stepping over its
+        // rows needs (column types and sizes): nothing about its columns
+        // (a charset, labels, a type this tailer does not know) can stop
+        // the tailer.
+        let (database, table) = decode::table_map_names(body).map_err(TableError::Decode)?;
+        let (map, layout) = match self.config.table(&database, &table) {
+            Some(table_config) => {
+                let map =
+                    decode::parse_table_map(body, &self.charsets).map_err(TableError::Decode)?;
+                let layout = Arc::new(layout(&self.config, &map, table_config)?);
+                (map, Some(layout))
+            }
+            None => (
+                decode::parse_table_map_layout(body).map_err(TableError::Decode)?,
+                None,
+            ),
         };
         self.known.insert(
             map.table_id,

@@ -128,6 +128,8 @@ impl Col {
                 MYSQL_TYPE_VARCHAR,
                 MYSQL_TYPE_BLOB,
                 MYSQL_TYPE_GEOMETRY,
+                MYSQL_TYPE_BLOB_COMPRESSED,
+                MYSQL_TYPE_VARCHAR_COMPRESSED,
             ]
             .contains(&self.type_code)
     }
@@ -164,6 +166,45 @@ pub(crate) fn varchar(name: &'static str, max_bytes: u16, collation: u32) -> Col
 pub(crate) fn blob(name: &'static str, length_bytes: u8, collation: u32) -> Col {
     col(name, MYSQL_TYPE_BLOB, &[length_bytes]).collation(collation)
 }
+/// VARCHAR(n) COMPRESSED: `max_bytes` is the declared byte length (the
+/// metadata adds the header byte, as MariaDB's does).
+pub(crate) fn varchar_compressed(name: &'static str, max_bytes: u16, collation: u32) -> Col {
+    col(
+        name,
+        MYSQL_TYPE_VARCHAR_COMPRESSED,
+        &(max_bytes + 1).to_le_bytes(),
+    )
+    .collation(collation)
+}
+pub(crate) fn blob_compressed(name: &'static str, length_bytes: u8, collation: u32) -> Col {
+    col(name, MYSQL_TYPE_BLOB_COMPRESSED, &[length_bytes]).collation(collation)
+}
+/// A compressed column's field as MariaDB's `compress_zlib` writes it:
+/// header `0x80 | raw << 3 | n`, the length in `n` big-endian bytes, then
+/// raw deflate data (`raw`, the default) or a zlib stream.
+pub(crate) fn enc_compressed_field(value: &[u8], raw: bool) -> Vec<u8> {
+    let len = value.len() as u32;
+    let n = (4 - len.leading_zeros() / 8).max(1) as usize;
+    let mut out = vec![0x80 | if raw { 0x08 } else { 0 } | n as u8];
+    out.extend_from_slice(&len.to_be_bytes()[4 - n..]);
+    if raw {
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+        z.write_all(value).unwrap();
+        out.extend(z.finish().unwrap());
+    } else {
+        let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+        z.write_all(value).unwrap();
+        out.extend(z.finish().unwrap());
+    }
+    out
+}
+/// A value MariaDB stored uncompressed in a compressed column.
+pub(crate) fn enc_stored_field(value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x00];
+    out.extend_from_slice(value);
+    out
+}
+
 pub(crate) fn enum_col(name: &'static str, labels: &[&'static str], collation: u32) -> Col {
     col(name, MYSQL_TYPE_STRING, &[MYSQL_TYPE_ENUM, 1])
         .labels(labels)

@@ -783,3 +783,152 @@ fn default_charset_form_and_a_real_mariadb_table_map() {
     assert_eq!(v("t2"), time(true, 0, 0, 0, 1000, 3));
     assert_eq!(v("tss"), Value::Null);
 }
+
+#[test]
+fn compressed_columns_are_published_as_their_base_type() {
+    let long = "compressible ".repeat(40);
+    // VARCHAR(600 bytes) COMPRESSED: 2 length bytes; raw deflate (MariaDB's
+    // default), zlib-wrapped, and stored as is.
+    for field in [
+        enc_compressed_field(long.as_bytes(), true),
+        enc_compressed_field(long.as_bytes(), false),
+        enc_stored_field(long.as_bytes()),
+    ] {
+        assert_eq!(
+            one(varchar_compressed("v", 600, UTF8MB4), enc_str(&field, 601)).unwrap(),
+            text(&long)
+        );
+    }
+    // VARCHAR(40 bytes) COMPRESSED: 1 length byte.
+    assert_eq!(
+        one(
+            varchar_compressed("v", 40, UTF8MB4),
+            enc_str(&enc_stored_field(b"short"), 41)
+        )
+        .unwrap(),
+        text("short")
+    );
+    // The empty value is stored without a header byte.
+    assert_eq!(
+        one(varchar_compressed("v", 40, UTF8MB4), enc_str(b"", 41)).unwrap(),
+        text("")
+    );
+    // TEXT, MEDIUMBLOB COMPRESSED.
+    assert_eq!(
+        one(
+            blob_compressed("t", 2, UTF8MB4),
+            enc_blob(&enc_compressed_field(long.as_bytes(), true), 2)
+        )
+        .unwrap(),
+        text(&long)
+    );
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    assert_eq!(
+        one(
+            blob_compressed("b", 3, BINARY),
+            enc_blob(&enc_compressed_field(&bytes, true), 3)
+        )
+        .unwrap(),
+        Value::Bytes(bytes)
+    );
+    assert_eq!(
+        one(blob_compressed("b", 1, BINARY), enc_blob(b"", 1)).unwrap(),
+        Value::Bytes(Vec::new())
+    );
+}
+
+#[test]
+fn compressed_column_bombs_and_corruption_are_refused() {
+    // A value declaring more than VARCHAR(40 bytes) holds is refused before
+    // anything is inflated.
+    let big = vec![b'a'; 1000];
+    let err = one(
+        varchar_compressed("v", 40, UTF8MB4),
+        enc_str(&enc_compressed_field(&big, true)[..], 41),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`v`") && err.contains("declares 1000 bytes, more than the column's 40"),
+        "{err}"
+    );
+    // A header that understates the length: inflation stops past it.
+    let mut lying = enc_compressed_field(&vec![0u8; 100_000], true);
+    lying[0] = 0x89;
+    lying.splice(1..4, [10u8]);
+    let err = one(blob_compressed("b", 3, BINARY), enc_blob(&lying, 3))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than the 10 bytes"), "{err}");
+    // Corrupt data, an unknown method, a stored value above the maximum.
+    let mut corrupt = enc_compressed_field("x".repeat(300).as_bytes(), true);
+    let last = corrupt.len() - 1;
+    corrupt.truncate(last - 2);
+    assert!(one(blob_compressed("t", 2, UTF8MB4), enc_blob(&corrupt, 2)).is_err());
+    let err = one(blob_compressed("t", 2, UTF8MB4), enc_blob(&[0x41, 0, 1], 2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("method 4") && err.contains("41 00 01"),
+        "{err}"
+    );
+    let err = one(
+        varchar_compressed("v", 3, UTF8MB4),
+        enc_str(&enc_stored_field(b"abcd"), 4),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("above the declared 4 bytes"), "{err}");
+}
+
+#[test]
+fn a_layout_only_map_sizes_what_it_knows_and_marks_the_rest_unknown() {
+    let cols = [
+        int("id"),
+        varchar_compressed("v", 40, UTF8MB4),
+        col("future", 200, &[9, 9]),
+        varchar("after", 40, UTF8MB4),
+    ];
+    let body = table_map_body(9, "db", "t", &cols, &[0]);
+    // The full parse refuses the unknown type ...
+    assert!(matches!(
+        parse_table_map(&body, &CharsetMap::builtin()),
+        Err(DecodeError::UnsupportedColumnType { type_code: 200, .. })
+    ));
+    // ... the layout-only one keeps what it can size.
+    let map = parse_table_map_layout(&body).unwrap();
+    assert_eq!(table_map_names(&body).unwrap(), ("db".into(), "t".into()));
+    let types: Vec<ColumnType> = map.columns.iter().map(|c| c.column_type).collect();
+    assert_eq!(
+        types,
+        [
+            ColumnType::Int,
+            ColumnType::VarCharCompressed { max_bytes: 41 },
+            ColumnType::Unknown { type_code: 200 },
+            ColumnType::Unknown {
+                type_code: MYSQL_TYPE_VARCHAR
+            },
+        ]
+    );
+    assert!(map.columns.iter().all(|c| c.name.is_none()));
+    // Rows whose unknown columns are NULL are counted; others are not.
+    let row = |future: Option<Vec<u8>>| {
+        image(&[
+            Some(le(1, 4)),
+            Some(enc_str(&enc_stored_field(b"x"), 41)),
+            future,
+            None,
+        ])
+    };
+    let all = [true; 4];
+    let body_ok = rows_body(WRITE_ROWS_EVENT_V1, 9, &all, None, &row(None));
+    assert_eq!(
+        count_rows(WRITE_ROWS_EVENT_V1, &body_ok, &map).unwrap(),
+        (RowsKind::Insert, 1)
+    );
+    let body_bad = rows_body(WRITE_ROWS_EVENT_V1, 9, &all, None, &row(Some(vec![1])));
+    let err = count_rows(WRITE_ROWS_EVENT_V1, &body_bad, &map)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("type code 200 is unknown"), "{err}");
+}
