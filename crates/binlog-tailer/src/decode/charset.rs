@@ -3,13 +3,19 @@
 
 use std::collections::HashMap;
 
+use encoding_rs::Encoding;
+
+use super::charset_cjk as cjk;
+use super::charset_tables::{self as tables, UNDEFINED};
 use super::ValueError;
 
-/// Character set family of a column, resolved from its collation id.
+/// The character set of a column, resolved from its collation id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charset {
-    /// utf8mb3 or utf8mb4: validated UTF-8.
+    /// utf8mb4: validated UTF-8.
     Utf8,
+    /// utf8mb3: validated UTF-8 of at most 3 bytes a character (the BMP).
+    Utf8mb3,
     /// ascii: bytes 0x00..=0x7f only.
     Ascii,
     /// MariaDB's latin1, which is Windows-1252 (cp1252) with the five bytes
@@ -17,34 +23,99 @@ pub enum Charset {
     Latin1,
     /// binary: bytes, not text.
     Binary,
-    /// Any other character set, by name (`"cp1250"`), or `"collation N"`
+    /// Every other character set MariaDB 10.11 and 11.8 ship, each with
+    /// its own decoder (see [`LEGACY`]).
+    Legacy(&'static Legacy),
+    /// A charset this module does not know, by name, or `"collation N"`
     /// for an id the map does not know.
     Other(String),
 }
 
 impl Charset {
-    /// The family of a character set name as `information_schema` spells
+    /// The charset of a character set name as `information_schema` spells
     /// it.
     pub fn from_name(name: &str) -> Charset {
-        match name.to_ascii_lowercase().as_str() {
-            "utf8mb4" | "utf8mb3" | "utf8" => Charset::Utf8,
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "utf8mb4" => Charset::Utf8,
+            "utf8mb3" | "utf8" => Charset::Utf8mb3,
             "ascii" => Charset::Ascii,
             "latin1" => Charset::Latin1,
             "binary" => Charset::Binary,
-            other => Charset::Other(other.to_owned()),
+            other => match LEGACY.iter().find(|l| l.name == other) {
+                Some(legacy) => Charset::Legacy(legacy),
+                None => Charset::Other(name),
+            },
         }
     }
 
-    /// A name for messages.
+    /// A name for messages: MariaDB's.
     pub fn name(&self) -> &str {
         match self {
-            Charset::Utf8 => "utf8",
+            Charset::Utf8 => "utf8mb4",
+            Charset::Utf8mb3 => "utf8mb3",
             Charset::Ascii => "ascii",
             Charset::Latin1 => "latin1",
             Charset::Binary => "binary",
+            Charset::Legacy(legacy) => legacy.name,
             Charset::Other(name) => name,
         }
     }
+
+    /// Whether text in this charset can be decoded ([`Charset::Other`] and
+    /// binary cannot).
+    pub fn is_supported(&self) -> bool {
+        !matches!(self, Charset::Other(_) | Charset::Binary)
+    }
+
+    /// Decodes text in this charset to UTF-8, exactly as the server's
+    /// `CONVERT(… USING utf8mb4)` does.
+    ///
+    /// # Errors
+    /// [`ValueError::InvalidText`] for bytes the charset does not define
+    /// (naming the charset, the offset and the bytes), never a replacement
+    /// character; [`ValueError::UnsupportedCharset`] for binary and unknown
+    /// charsets.
+    pub fn decode(&self, bytes: &[u8]) -> Result<String, ValueError> {
+        decode_text(bytes, Some(self))
+    }
+}
+
+/// One of MariaDB's character sets beyond utf8mb3/utf8mb4, ascii, latin1
+/// and binary, and how its text is decoded.
+#[derive(PartialEq, Eq)]
+pub struct Legacy {
+    /// MariaDB's name (`SHOW CHARACTER SET`).
+    pub name: &'static str,
+    decoder: Decoder,
+}
+
+impl std::fmt::Debug for Legacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Legacy({})", self.name)
+    }
+}
+
+/// How a [`Legacy`] charset is decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Decoder {
+    /// A WHATWG encoding (`encoding_rs`) that agrees with MariaDB's table on
+    /// every byte (`tests/charsets.rs` checks it against the server).
+    Whatwg(&'static Encoding),
+    /// A single-byte table of MariaDB's own, generated from the server
+    /// (`charset_tables.rs`).
+    Table(&'static [u16; 256]),
+    /// A double-byte CJK charset: MariaDB's byte structure, then the WHATWG
+    /// encoding's mapping, with MariaDB's differences (see [`Cjk`]).
+    Cjk(Cjk),
+    /// ucs2: UCS-2 big-endian (BMP only, no surrogate pairs).
+    Ucs2,
+    /// utf16: UTF-16 big-endian.
+    Utf16Be,
+    /// utf16le: UTF-16 little-endian.
+    Utf16Le,
+    /// utf32: UTF-32 big-endian.
+    Utf32,
 }
 
 /// Maps collation ids (as found in TABLE_MAP optional metadata) to charsets.
@@ -125,37 +196,51 @@ impl Default for CharsetMap {
 /// the bytes must be valid UTF-8. Binary is not text: the caller handles it
 /// first.
 pub(crate) fn decode_text(bytes: &[u8], charset: Option<&Charset>) -> Result<String, ValueError> {
+    let invalid = |name: &str, at: usize| ValueError::InvalidText {
+        charset: name.to_owned(),
+        valid_up_to: at,
+        bytes: bytes.iter().skip(at).take(8).copied().collect(),
+    };
     match charset {
-        None | Some(Charset::Utf8) => match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
-            Err(e) => Err(ValueError::InvalidText {
-                charset: if charset.is_some() {
-                    "utf8"
-                } else {
-                    "utf8 (no charset metadata)"
+        None | Some(Charset::Utf8) | Some(Charset::Utf8mb3) => match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                // utf8mb3 holds the BMP only: no 4-byte sequence.
+                if charset == Some(&Charset::Utf8mb3) {
+                    if let Some(at) = bytes.iter().position(|b| *b >= 0xf0) {
+                        return Err(invalid("utf8mb3", at));
+                    }
                 }
-                .to_owned(),
-                valid_up_to: e.valid_up_to(),
-            }),
+                Ok(text.to_owned())
+            }
+            Err(e) => Err(invalid(
+                match charset {
+                    None => "utf8 (no charset metadata)",
+                    Some(c) => c.name(),
+                },
+                e.valid_up_to(),
+            )),
         },
         Some(Charset::Ascii) => match bytes.iter().position(|b| !b.is_ascii()) {
             None => Ok(bytes.iter().map(|b| char::from(*b)).collect()),
-            Some(valid_up_to) => Err(ValueError::InvalidText {
-                charset: "ascii".to_owned(),
-                valid_up_to,
-            }),
+            Some(at) => Err(invalid("ascii", at)),
         },
+        // WHATWG windows-1252 maps every byte (0x81, 0x8d, 0x8f, 0x90, 0x9d
+        // to the C1 controls, as MariaDB's latin1 does), so this never
+        // fails.
         Some(Charset::Latin1) => {
-            // WHATWG windows-1252 maps every byte (0x81, 0x8d, 0x8f, 0x90,
-            // 0x9d to the C1 controls, as MariaDB's latin1 does), so this
-            // never fails; the check stays for the day that changes.
-            encoding_rs::WINDOWS_1252
-                .decode_without_bom_handling_and_without_replacement(bytes)
-                .map(|text| text.into_owned())
-                .ok_or_else(|| ValueError::InvalidText {
-                    charset: "latin1".to_owned(),
-                    valid_up_to: 0,
-                })
+            whatwg(encoding_rs::WINDOWS_1252, bytes).map_err(|at| invalid("latin1", at))
+        }
+        Some(Charset::Legacy(legacy)) => {
+            let decoded = match &legacy.decoder {
+                Decoder::Whatwg(encoding) => whatwg(encoding, bytes),
+                Decoder::Table(table) => single_byte(table, bytes),
+                Decoder::Cjk(cjk) => cjk.decode(bytes),
+                Decoder::Ucs2 => utf16(bytes, u16::from_be_bytes, false),
+                Decoder::Utf16Be => utf16(bytes, u16::from_be_bytes, true),
+                Decoder::Utf16Le => utf16(bytes, u16::from_le_bytes, true),
+                Decoder::Utf32 => utf32(bytes),
+            };
+            decoded.map_err(|at| invalid(legacy.name, at))
         }
         Some(Charset::Binary) => Err(ValueError::UnsupportedCharset {
             charset: "binary (as text)".to_owned(),
@@ -164,6 +249,76 @@ pub(crate) fn decode_text(bytes: &[u8], charset: Option<&Charset>) -> Result<Str
             charset: name.clone(),
         }),
     }
+}
+
+/// Where decoding failed: the offset of the first byte not decoded.
+type Decoded = Result<String, usize>;
+
+/// A WHATWG decoder, without replacement characters.
+fn whatwg(encoding: &'static Encoding, bytes: &[u8]) -> Decoded {
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    let mut out = String::with_capacity(
+        decoder
+            .max_utf8_buffer_length_without_replacement(bytes.len())
+            .unwrap_or(bytes.len()),
+    );
+    let (result, read) = decoder.decode_to_string_without_replacement(bytes, &mut out, true);
+    match result {
+        encoding_rs::DecoderResult::InputEmpty => Ok(out),
+        encoding_rs::DecoderResult::Malformed(bad, unread) => Err(read
+            .saturating_sub(usize::from(bad))
+            .saturating_sub(usize::from(unread))),
+        // The buffer was sized for the worst case.
+        encoding_rs::DecoderResult::OutputFull => Err(read),
+    }
+}
+
+/// A single-byte charset from its table.
+fn single_byte(table: &[u16; 256], bytes: &[u8]) -> Decoded {
+    let mut out = String::with_capacity(bytes.len());
+    for (at, b) in bytes.iter().enumerate() {
+        let unit = table[usize::from(*b)];
+        match char::from_u32(u32::from(unit)) {
+            Some(c) if unit != UNDEFINED => out.push(c),
+            _ => return Err(at),
+        }
+    }
+    Ok(out)
+}
+
+/// UCS-2 (`pairs` false: a surrogate is an error, as UTF-8 cannot hold it)
+/// or UTF-16 (`pairs` true) in 2-byte units read by `unit`.
+fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16, pairs: bool) -> Decoded {
+    let mut out = String::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let read = |i: usize| bytes.get(i..i + 2).map(|b| unit([b[0], b[1]]));
+        let first = read(at).ok_or(at)?;
+        let (c, len) = match first {
+            0xd800..=0xdbff if pairs => match read(at + 2) {
+                Some(low @ 0xdc00..=0xdfff) => (
+                    0x10000 + ((u32::from(first) - 0xd800) << 10) + (u32::from(low) - 0xdc00),
+                    4,
+                ),
+                _ => return Err(at),
+            },
+            _ => (u32::from(first), 2),
+        };
+        out.push(char::from_u32(c).ok_or(at)?);
+        at += len;
+    }
+    Ok(out)
+}
+
+/// UTF-32 big-endian.
+fn utf32(bytes: &[u8]) -> Decoded {
+    let mut out = String::with_capacity(bytes.len() / 4);
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let at = i * 4;
+        let unit: [u8; 4] = chunk.try_into().map_err(|_| at)?;
+        out.push(char::from_u32(u32::from_be_bytes(unit)).ok_or(at)?);
+    }
+    Ok(out)
 }
 
 /// The collation ids of MariaDB 10.11.19 and 11.8.9 (11.8 adds 46 ids, e.g.
@@ -365,4 +520,301 @@ const BUILTIN_COLLATIONS: &[(u32, u32, &str)] = &[
     (3000, 3015, "utf16"),
     (3072, 3239, "utf32"),
     (3256, 3271, "utf32"),
+];
+
+/// A multi-byte CJK charset: MariaDB's rule for how many bytes a character
+/// takes (by its first byte), the WHATWG encoding whose mapping it shares
+/// for most characters, and the characters where MariaDB's table differs
+/// from that encoding's (`charset_cjk.rs`, generated from the server by
+/// `tests/charsets.rs`).
+#[derive(Debug, PartialEq, Eq)]
+struct Cjk {
+    encoding: &'static Encoding,
+    width: Width,
+    /// Sorted runs `(first code, last code, first character)`: the code
+    /// `first + k` (a character's bytes as a big-endian number) is the
+    /// character `first character + k`, or no character when that is
+    /// [`cjk::INVALID`].
+    overrides: &'static [(u32, u32, u32)],
+}
+
+/// How many bytes a character takes, by its first byte (MariaDB's
+/// `mbcharlen` of each charset); any other byte stands alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Width {
+    /// big5: 0xA1..=0xF9 lead a 2-byte character.
+    Big5,
+    /// gbk, euckr: 0x81..=0xFE lead.
+    Lead81,
+    /// gb2312: 0xA1..=0xF7 lead.
+    Gb2312,
+    /// sjis, cp932: 0x81..=0x9F and 0xE0..=0xFC lead.
+    Sjis,
+    /// ujis, eucjpms: 0x8E and 0xA1..=0xFE lead 2 bytes, 0x8F 3.
+    EucJp,
+}
+
+impl Width {
+    fn of(self, first: u8) -> usize {
+        match (self, first) {
+            (_, 0..=0x7f) => 1,
+            (Width::Big5, 0xa1..=0xf9)
+            | (Width::Lead81, 0x81..=0xfe)
+            | (Width::Gb2312, 0xa1..=0xf7)
+            | (Width::Sjis, 0x81..=0x9f | 0xe0..=0xfc)
+            | (Width::EucJp, 0x8e | 0xa1..=0xfe) => 2,
+            (Width::EucJp, 0x8f) => 3,
+            _ => 1,
+        }
+    }
+}
+
+impl Cjk {
+    fn decode(&self, bytes: &[u8]) -> Decoded {
+        let mut out = String::with_capacity(bytes.len() * 3 / 2);
+        let mut at = 0;
+        while let Some(&first) = bytes.get(at) {
+            if first.is_ascii() {
+                // ASCII in all of them (sjis' 0x5C and 0x7E included, as
+                // MariaDB maps them).
+                out.push(char::from(first));
+                at += 1;
+                continue;
+            }
+            let width = self.width.of(first);
+            let char_bytes = bytes.get(at..at + width).ok_or(at)?;
+            out.push(self.char(char_bytes).ok_or(at)?);
+            at += width;
+        }
+        Ok(out)
+    }
+
+    /// The one character `bytes` encode, or `None`.
+    fn char(&self, bytes: &[u8]) -> Option<char> {
+        let code = bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+        let run = self.overrides.partition_point(|(_, last, _)| *last < code);
+        if let Some(&(first, _, target)) = self.overrides.get(run).filter(|r| r.0 <= code) {
+            return if target == cjk::INVALID {
+                None
+            } else {
+                char::from_u32(target + (code - first))
+            };
+        }
+        let text = whatwg(self.encoding, bytes).ok()?;
+        let mut chars = text.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// The decoding `tests/charsets.rs` generates `charset_cjk.rs` from: one
+/// character of a CJK charset by its WHATWG encoding alone, before
+/// MariaDB's differences. `None` for other charsets or for `bytes` that are
+/// not one character by the charset's width rule.
+#[doc(hidden)]
+pub fn cjk_whatwg_reference(charset: &str, bytes: &[u8]) -> Option<Option<char>> {
+    let Some(Legacy {
+        decoder: Decoder::Cjk(cjk),
+        ..
+    }) = LEGACY.iter().find(|l| l.name == charset)
+    else {
+        return None;
+    };
+    let first = *bytes.first()?;
+    if first.is_ascii() || cjk.width.of(first) != bytes.len() {
+        return None;
+    }
+    let probe = Cjk {
+        overrides: &[],
+        ..*cjk
+    };
+    Some(probe.char(bytes))
+}
+
+const fn cjk_of(
+    encoding: &'static Encoding,
+    width: Width,
+    overrides: &'static [(u32, u32, u32)],
+) -> Decoder {
+    Decoder::Cjk(Cjk {
+        encoding,
+        width,
+        overrides,
+    })
+}
+
+/// MariaDB's charsets other than utf8mb3/utf8mb4, ascii, latin1 and binary,
+/// and how each is decoded. `tests/charsets.rs` compares every one with the
+/// server's `CONVERT(… USING utf8mb4)`:
+///
+/// - WHATWG single-byte encodings equal to MariaDB's table on all 256
+///   bytes: latin2 (ISO-8859-2), latin7 (ISO-8859-13), koi8r (KOI8-R),
+///   macroman (macintosh).
+/// - MariaDB's own tables (`charset_tables.rs`), where WHATWG has no such
+///   encoding (armscii8, cp850, cp852, dec8, geostd8, hp8, keybcs2, macce,
+///   swe7) or its nearest one differs: cp1250, cp1251, cp1257 (MariaDB
+///   leaves the bytes Windows leaves unassigned undefined; WHATWG maps them
+///   to C1 controls), cp1256 (8 bytes MariaDB leaves undefined), cp866
+///   (0xFC, 0xFD), greek (0xA1, 0xA2, 0xA4, 0xA5, 0xAA vs ISO-8859-7:2003),
+///   hebrew (0xAF), koi8u (0x95, 0xAE, 0xBE), latin5 (ISO-8859-9 with C1
+///   controls; WHATWG decodes it as windows-1254), tis620 (C1 controls
+///   where WHATWG's windows-874 has Windows punctuation; 0xA0, 0xDB–0xDE,
+///   0xFC–0xFF, which MariaDB converts to U+FFFD, are refused).
+/// - CJK: MariaDB's character widths, the WHATWG mapping, and MariaDB's
+///   differences as generated overrides: big5 (Big5; WHATWG's is
+///   Big5-HKSCS: its HKSCS and ETEN extensions are refused, ~270 characters
+///   differ), sjis (Shift_JIS; WHATWG's is Windows-31J: NEC/IBM rows and
+///   the user area are refused, 7 characters differ, e.g. 0x815F is `\`
+///   not `＼`), cp932 (Shift_JIS as WHATWG's, but 0x80 is refused), ujis
+///   and eucjpms (EUC-JP, with MariaDB's user-defined rows 0xF5–0xFE as
+///   private use and its JIS X 0212 table), euckr (EUC-KR), gb2312 and gbk
+///   (GBK; gb2312 refuses everything outside GB 2312, both refuse 0x80 and
+///   the user areas).
+/// - Unicode: ucs2 (UCS-2 BE), utf16 (UTF-16 BE), utf16le, utf32 (UTF-32
+///   BE), decoded here. Lone surrogates, which MariaDB stores in ucs2,
+///   utf32 and (as 3-byte sequences) utf8mb3/utf8mb4 and converts to
+///   CESU-style bytes, are refused: UTF-8 and JSON text cannot hold them.
+pub static LEGACY: &[Legacy] = &[
+    Legacy {
+        name: "armscii8",
+        decoder: Decoder::Table(&tables::ARMSCII8),
+    },
+    Legacy {
+        name: "big5",
+        decoder: cjk_of(encoding_rs::BIG5, Width::Big5, cjk::BIG5),
+    },
+    Legacy {
+        name: "cp1250",
+        decoder: Decoder::Table(&tables::CP1250),
+    },
+    Legacy {
+        name: "cp1251",
+        decoder: Decoder::Table(&tables::CP1251),
+    },
+    Legacy {
+        name: "cp1256",
+        decoder: Decoder::Table(&tables::CP1256),
+    },
+    Legacy {
+        name: "cp1257",
+        decoder: Decoder::Table(&tables::CP1257),
+    },
+    Legacy {
+        name: "cp850",
+        decoder: Decoder::Table(&tables::CP850),
+    },
+    Legacy {
+        name: "cp852",
+        decoder: Decoder::Table(&tables::CP852),
+    },
+    Legacy {
+        name: "cp866",
+        decoder: Decoder::Table(&tables::CP866),
+    },
+    Legacy {
+        name: "cp932",
+        decoder: cjk_of(encoding_rs::SHIFT_JIS, Width::Sjis, cjk::CP932),
+    },
+    Legacy {
+        name: "dec8",
+        decoder: Decoder::Table(&tables::DEC8),
+    },
+    Legacy {
+        name: "eucjpms",
+        decoder: cjk_of(encoding_rs::EUC_JP, Width::EucJp, cjk::EUCJPMS),
+    },
+    Legacy {
+        name: "euckr",
+        decoder: cjk_of(encoding_rs::EUC_KR, Width::Lead81, cjk::EUCKR),
+    },
+    Legacy {
+        name: "gb2312",
+        decoder: cjk_of(encoding_rs::GBK, Width::Gb2312, cjk::GB2312),
+    },
+    Legacy {
+        name: "gbk",
+        decoder: cjk_of(encoding_rs::GBK, Width::Lead81, cjk::GBK),
+    },
+    Legacy {
+        name: "geostd8",
+        decoder: Decoder::Table(&tables::GEOSTD8),
+    },
+    Legacy {
+        name: "greek",
+        decoder: Decoder::Table(&tables::GREEK),
+    },
+    Legacy {
+        name: "hebrew",
+        decoder: Decoder::Table(&tables::HEBREW),
+    },
+    Legacy {
+        name: "hp8",
+        decoder: Decoder::Table(&tables::HP8),
+    },
+    Legacy {
+        name: "keybcs2",
+        decoder: Decoder::Table(&tables::KEYBCS2),
+    },
+    Legacy {
+        name: "koi8r",
+        decoder: Decoder::Whatwg(encoding_rs::KOI8_R),
+    },
+    Legacy {
+        name: "koi8u",
+        decoder: Decoder::Table(&tables::KOI8U),
+    },
+    Legacy {
+        name: "latin2",
+        decoder: Decoder::Whatwg(encoding_rs::ISO_8859_2),
+    },
+    Legacy {
+        name: "latin5",
+        decoder: Decoder::Table(&tables::LATIN5),
+    },
+    Legacy {
+        name: "latin7",
+        decoder: Decoder::Whatwg(encoding_rs::ISO_8859_13),
+    },
+    Legacy {
+        name: "macce",
+        decoder: Decoder::Table(&tables::MACCE),
+    },
+    Legacy {
+        name: "macroman",
+        decoder: Decoder::Whatwg(encoding_rs::MACINTOSH),
+    },
+    Legacy {
+        name: "sjis",
+        decoder: cjk_of(encoding_rs::SHIFT_JIS, Width::Sjis, cjk::SJIS),
+    },
+    Legacy {
+        name: "swe7",
+        decoder: Decoder::Table(&tables::SWE7),
+    },
+    Legacy {
+        name: "tis620",
+        decoder: Decoder::Table(&tables::TIS620),
+    },
+    Legacy {
+        name: "ucs2",
+        decoder: Decoder::Ucs2,
+    },
+    Legacy {
+        name: "ujis",
+        decoder: cjk_of(encoding_rs::EUC_JP, Width::EucJp, cjk::UJIS),
+    },
+    Legacy {
+        name: "utf16",
+        decoder: Decoder::Utf16Be,
+    },
+    Legacy {
+        name: "utf16le",
+        decoder: Decoder::Utf16Le,
+    },
+    Legacy {
+        name: "utf32",
+        decoder: Decoder::Utf32,
+    },
 ];

@@ -43,8 +43,18 @@
 //!   the old type codes 11/12/7 with no metadata: their size cannot be known
 //!   from the binlog. Only the classic 0-fsp layouts of those codes are
 //!   decoded; MariaDB 10.11 creates TIME2/DATETIME2/TIMESTAMP2 by default.
-//! - Text in charsets other than utf8mb3/utf8mb4, ascii, latin1 and binary
-//!   is refused with [`ValueError::UnsupportedCharset`] rather than guessed.
+//! - Text in every charset of MariaDB 10.11 and 11.8 (`SHOW CHARACTER SET`)
+//!   is decoded as the server's `CONVERT(… USING utf8mb4)` does (see
+//!   [`LEGACY`] for which decoder each uses and where MariaDB differs from
+//!   the WHATWG encodings; `tests/charsets.rs` checks every code against the
+//!   server). Bytes the charset does not define are an error naming the
+//!   charset and the bytes, never a replacement character; so are lone
+//!   surrogates (ucs2, utf32), which MariaDB stores but UTF-8 cannot hold.
+//!   A collation id the server does not list is refused with
+//!   [`ValueError::UnsupportedCharset`] rather than guessed.
+//! - Compressed columns (`VARCHAR/TEXT/BLOB … COMPRESSED`, types 141/140)
+//!   are inflated and decoded as their base type; a value may not declare
+//!   more bytes than the column holds.
 //! - Without `binlog_row_metadata=FULL` there are no names, signedness,
 //!   charsets or ENUM/SET labels: integers are then read as signed, text as
 //!   UTF-8 (or an error), and ENUM/SET values other than 0 cannot be named.
@@ -54,6 +64,8 @@
 //!   error, not a guess.
 
 mod charset;
+mod charset_cjk;
+mod charset_tables;
 mod compress;
 mod mariadb;
 mod reader;
@@ -67,7 +79,7 @@ pub(crate) mod tests;
 use std::fmt;
 
 pub use crate::position::Gtid;
-pub use charset::{Charset, CharsetMap};
+pub use charset::{cjk_whatwg_reference, Charset, CharsetMap, Legacy, LEGACY};
 pub use mariadb::{
     parse_annotate_rows, parse_binlog_checkpoint, parse_format_description, parse_gtid,
     parse_gtid_list, parse_query, parse_xa_prepare, FormatDescription, GtidEvent, QueryEvent,
@@ -372,9 +384,17 @@ pub enum ValueError {
     Truncated { needed: usize, available: usize },
     #[error("invalid value: {reason}")]
     Invalid { reason: String },
-    #[error("bytes are not valid {charset} (invalid sequence after {valid_up_to} valid bytes)")]
-    InvalidText { charset: String, valid_up_to: usize },
-    #[error("charset {charset} is not supported (utf8mb3, utf8mb4, ascii, latin1, binary are)")]
+    #[error(
+        "bytes are not valid {charset}: {} (invalid sequence after {valid_up_to} valid bytes)",
+        hex_bytes(bytes)
+    )]
+    InvalidText {
+        charset: String,
+        valid_up_to: usize,
+        /// The bytes from the invalid sequence on (at most 8).
+        bytes: Vec<u8>,
+    },
+    #[error("charset {charset} is not supported (every charset of MariaDB 10.11 and 11.8 is)")]
     UnsupportedCharset { charset: String },
     #[error("ENUM index {index} is beyond its {labels} labels")]
     EnumIndex { index: u16, labels: usize },

@@ -280,7 +280,8 @@ fn charset_map_from_rows_and_builtin() {
     ]);
     assert_eq!(m.resolve(45), Charset::Utf8);
     assert_eq!(m.resolve(8), Charset::Latin1);
-    assert_eq!(m.resolve(26), Charset::Other("cp1250".into()));
+    assert_eq!(m.resolve(26), Charset::from_name("cp1250"));
+    assert_eq!(m.resolve(26).name(), "cp1250");
     // Ids the rows lack fall back to the built-in table.
     assert_eq!(m.resolve(63), Charset::Binary);
     assert_eq!(m.resolve(2304), Charset::Utf8);
@@ -290,7 +291,7 @@ fn charset_map_from_rows_and_builtin() {
     );
     // The server's rows win.
     let m = CharsetMap::from_rows([(45, "cp1250".to_owned())]);
-    assert_eq!(m.resolve(45), Charset::Other("cp1250".into()));
+    assert_eq!(m.resolve(45), Charset::from_name("cp1250"));
     let b = CharsetMap::builtin();
     assert_eq!(b.resolve(63), Charset::Binary);
     for id in [5, 8, 15, 31, 47, 48, 49, 94] {
@@ -300,12 +301,12 @@ fn charset_map_from_rows_and_builtin() {
         assert_eq!(b.resolve(id), Charset::Ascii, "{id}");
     }
     for id in (192..=215).chain([33, 83, 223, 2048, 2247]) {
-        assert_eq!(b.resolve(id), Charset::Utf8, "{id}");
+        assert_eq!(b.resolve(id), Charset::Utf8mb3, "{id}");
     }
     for id in (224..=247).chain([45, 46, 2304, 2503]) {
         assert_eq!(b.resolve(id), Charset::Utf8, "{id}");
     }
-    assert_eq!(b.resolve(26), Charset::Other("cp1250".into()));
+    assert_eq!(b.resolve(26), Charset::from_name("cp1250"));
     assert_eq!(
         b.resolve(100_000),
         Charset::Other("collation 100000".into())

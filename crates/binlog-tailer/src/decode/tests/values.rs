@@ -511,10 +511,24 @@ fn text_in_its_charset() {
         err.contains("`note` (varchar)") && err.contains("utf8") && err.contains("1 valid bytes"),
         "{err}"
     );
-    let err = one(varchar("note", 40, CP1250), enc_str(b"x", 40))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("`note`") && err.contains("cp1250"), "{err}");
+    // cp1250 is MariaDB's table: 0x8A is Š; 0x81 is undefined in it.
+    assert_eq!(
+        one(varchar("note", 40, CP1250), enc_str(&[b'x', 0x8a], 40)).unwrap(),
+        text("xŠ")
+    );
+    let err = one(
+        varchar("note", 40, CP1250),
+        enc_str(&[b'x', 0x81, b'y'], 40),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("row 0")
+            && err.contains("`note`")
+            && err.contains("not valid cp1250: 81 79")
+            && err.contains("after 1 valid bytes"),
+        "{err}"
+    );
     let err = one(varchar("note", 40, 9999), enc_str(b"x", 40))
         .unwrap_err()
         .to_string();
@@ -931,4 +945,68 @@ fn a_layout_only_map_sizes_what_it_knows_and_marks_the_rest_unknown() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("type code 200 is unknown"), "{err}");
+}
+
+#[test]
+fn every_legacy_charset_decodes_samples_and_refuses_invalid_bytes() {
+    let decode = |name: &str, bytes: &[u8]| Charset::from_name(name).decode(bytes);
+    // One sample each (the live test compares every code with the server).
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("cp1251", &[0xcf, 0xf0, 0xe8, 0xe2, 0xe5, 0xf2], "Привет"),
+        ("latin2", &[0xb1, 0xe6], "ąć"),
+        ("greek", &[0xe1, 0xe2], "αβ"),
+        ("koi8r", &[0xd0, 0xd2], "пр"),
+        (
+            "sjis",
+            &[0x83, 0x65, 0x83, 0x4c, 0x83, 0x58, 0x83, 0x67, 0x81, 0x5f],
+            "テキスト\\",
+        ),
+        ("cp932", &[0x81, 0x5f, 0x87, 0x40], "＼①"),
+        ("ujis", &[0xa4, 0xa2, 0x8e, 0xb1], "あｱ"),
+        ("big5", &[0xa4, 0xa4, 0xa4, 0xe5], "中文"),
+        ("gbk", &[0xd6, 0xd0, 0x81, 0x40], "中丂"),
+        ("gb2312", &[0xd6, 0xd0], "中"),
+        ("euckr", &[0xc7, 0xd1], "한"),
+        ("ucs2", &[0x04, 0x1f], "П"),
+        ("utf16", &[0xd8, 0x3d, 0xde, 0x80], "🚀"),
+        ("utf16le", &[0x3d, 0xd8, 0x80, 0xde], "🚀"),
+        ("utf32", &[0, 1, 0xf6, 0x80], "🚀"),
+        ("armscii8", &[0xb2, 0xb3], "Աա"),
+    ];
+    for (name, bytes, want) in cases {
+        assert_eq!(decode(name, bytes).as_deref(), Ok(*want), "{name}");
+    }
+    // Invalid: cp1251's undefined 0x98, sjis's NEC row (cp932 has it), a
+    // cut 2-byte character, lone surrogates, a code point past U+10FFFF,
+    // utf8mb3's 4-byte sequences, an odd ucs2 length.
+    let bad: &[(&str, &[u8])] = &[
+        ("cp1251", &[0x41, 0x98]),
+        ("sjis", &[0x87, 0x40]),
+        ("gbk", &[0xd6]),
+        ("gb2312", &[0x81, 0x40]),
+        ("ucs2", &[0xd8, 0x00]),
+        ("ucs2", &[0x00]),
+        ("utf16", &[0xdc, 0x00, 0x00, 0x41]),
+        ("utf32", &[0, 0x11, 0, 0]),
+        ("utf8mb3", "🚀".as_bytes()),
+        ("tis620", &[0xdb]),
+    ];
+    for (name, bytes) in bad {
+        let err = decode(name, bytes).unwrap_err();
+        assert!(
+            matches!(&err, ValueError::InvalidText { charset, .. } if charset == name),
+            "{name}: {err}"
+        );
+    }
+    // Every charset of SHOW CHARACTER SET on 10.11 and 11.8 has a decoder.
+    for name in [
+        "big5", "dec8", "cp850", "hp8", "koi8r", "latin1", "latin2", "swe7", "ascii", "ujis",
+        "sjis", "hebrew", "tis620", "euckr", "koi8u", "gb2312", "greek", "cp1250", "gbk", "latin5",
+        "armscii8", "utf8mb3", "ucs2", "cp866", "keybcs2", "macce", "macroman", "cp852", "latin7",
+        "utf8mb4", "cp1251", "utf16", "utf16le", "cp1256", "cp1257", "utf32", "geostd8", "cp932",
+        "eucjpms",
+    ] {
+        assert!(Charset::from_name(name).is_supported(), "{name}");
+        assert_eq!(Charset::from_name(name).name(), name);
+    }
 }
