@@ -249,6 +249,10 @@ pub struct TableConfig {
     /// MariaDB `INET6` columns (16 bytes in the binlog): published as address text.
     #[serde(default)]
     pub inet6_columns: Vec<String>,
+    /// MariaDB `VECTOR(n)` columns (11.7+; logged as VARBINARY(4n), n
+    /// little-endian float32): published as a JSON array of numbers.
+    #[serde(default)]
+    pub vector_columns: Vec<String>,
 }
 
 impl TableConfig {
@@ -262,6 +266,8 @@ impl TableConfig {
             Logical::Uuid
         } else if listed(&self.inet6_columns) {
             Logical::Inet6
+        } else if listed(&self.vector_columns) {
+            Logical::Vector
         } else {
             Logical::Plain
         }
@@ -284,6 +290,7 @@ fn default_tables() -> Vec<TableConfig> {
         json_columns: vec!["items".to_owned()],
         uuid_columns: Vec::new(),
         inet6_columns: Vec::new(),
+        vector_columns: Vec::new(),
     }]
 }
 

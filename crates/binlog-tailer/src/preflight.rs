@@ -472,8 +472,9 @@ async fn check_table(conn: &mut Conn, config: &Config, table: &TableConfig) -> C
     }
 }
 
-/// Compares the columns the server declares JSON, UUID or INET6 with the
-/// table's `json_columns`, `uuid_columns` and `inet6_columns`; returns notes
+/// Compares the columns the server declares JSON, UUID, INET6 or VECTOR
+/// with the table's `json_columns`, `uuid_columns`, `inet6_columns` and
+/// `vector_columns`; returns notes
 /// for the differences (they are published as plain text or bytes).
 async fn special_columns(conn: &mut Conn, db: &str, tbl: &str, table: &TableConfig) -> String {
     use crate::map::Logical;
@@ -502,6 +503,7 @@ async fn special_columns(conn: &mut Conn, db: &str, tbl: &str, table: &TableConf
         let declared = match data_type.as_str() {
             "uuid" => Some((Logical::Uuid, "UUID", "uuid_columns")),
             "inet6" => Some((Logical::Inet6, "INET6", "inet6_columns")),
+            "vector" => Some((Logical::Vector, "VECTOR", "vector_columns")),
             _ if json => Some((Logical::Json, "JSON", "json_columns")),
             _ => None,
         };

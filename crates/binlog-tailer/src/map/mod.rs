@@ -61,6 +61,10 @@ pub enum Logical {
     Uuid,
     /// MariaDB's INET6 type (16 bytes): published as its text form.
     Inet6,
+    /// MariaDB's VECTOR(n) type (11.7+; 4n bytes, n little-endian float32):
+    /// published as an array of n numbers, each the shortest decimal that
+    /// reads back as the same float32.
+    Vector,
 }
 
 /// One column of a tailed table, as published.
@@ -496,7 +500,36 @@ pub fn to_json(value: &Value, logical: Logical) -> Result<Json, String> {
             }
             other => Err(format!("INET6 column holds {other:?}")),
         },
+        Logical::Vector => match value {
+            Value::Null => Ok(Json::Null),
+            Value::Bytes(b) => vector_json(b),
+            other => Err(format!("VECTOR column holds {other:?}")),
+        },
     }
+}
+
+/// A VECTOR value: float32 little-endian, each published exactly (the
+/// shortest decimal of the f32, as FLOAT columns are).
+fn vector_json(bytes: &[u8]) -> Result<Json, String> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(format!(
+            "VECTOR value has {} bytes, not a multiple of 4 (float32)",
+            bytes.len()
+        ));
+    }
+    bytes
+        .chunks_exact(4)
+        .map(|c| {
+            let f = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            float_json(f)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Json::Array)
+}
+
+/// A float32 as JSON: through its shortest decimal text, so 0.1f32 is 0.1.
+fn float_json(f: f32) -> Result<Json, String> {
+    finite(f.to_string().parse::<f64>().unwrap_or(f64::NAN))
 }
 
 fn plain_json(value: &Value) -> Result<Json, String> {
@@ -504,8 +537,7 @@ fn plain_json(value: &Value) -> Result<Json, String> {
         Value::Null => Json::Null,
         Value::Int(i) => Json::from(*i),
         Value::UInt(u) => Json::from(*u),
-        // Through the shortest decimal text of the f32, so 0.1f32 is 0.1.
-        Value::Float(f) => finite(f.to_string().parse::<f64>().unwrap_or(f64::NAN))?,
+        Value::Float(f) => float_json(*f)?,
         Value::Double(d) => finite(*d)?,
         Value::Decimal(text) => Json::String(text.clone()),
         Value::Bit { value, .. } => Json::from(*value),
@@ -993,6 +1025,34 @@ mod tests {
             to_json(&Value::Bytes(v4_mapped.to_vec()), Logical::Inet6).unwrap(),
             json!("::ffff:192.0.2.1")
         );
+    }
+
+    #[test]
+    fn vectors_are_arrays_of_exact_float32() {
+        let bytes: Vec<u8> = [1.5f32, -0.1, 3.0, f32::MIN_POSITIVE, 1e30, -0.0]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
+        let got = to_json(&Value::Bytes(bytes), Logical::Vector).unwrap();
+        assert_eq!(got.to_string(), "[1.5,-0.1,3.0,1.1754944e-38,1e+30,-0.0]");
+        // Each number reads back as the same float32.
+        for (n, want) in
+            got.as_array()
+                .unwrap()
+                .iter()
+                .zip([1.5f32, -0.1, 3.0, f32::MIN_POSITIVE, 1e30, -0.0])
+        {
+            assert_eq!((n.as_f64().unwrap() as f32).to_bits(), want.to_bits());
+        }
+        assert_eq!(
+            to_json(&Value::Bytes(Vec::new()), Logical::Vector).unwrap(),
+            json!([])
+        );
+        assert_eq!(to_json(&Value::Null, Logical::Vector).unwrap(), Json::Null);
+        let err = to_json(&Value::Bytes(vec![0; 6]), Logical::Vector).unwrap_err();
+        assert!(err.contains("6 bytes, not a multiple of 4"), "{err}");
+        let nan = f32::NAN.to_le_bytes().to_vec();
+        assert!(to_json(&Value::Bytes(nan), Logical::Vector).is_err());
     }
 
     #[test]
