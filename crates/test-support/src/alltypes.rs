@@ -1,6 +1,12 @@
 //! A table with every column type the tailer decodes, edge-value rows for
 //! it, and the JSON each value must arrive as. The expected values are
 //! written here by hand, independently of the decoder.
+//!
+//! A second table, `alltexts`, has one column in each character set of
+//! `SHOW CHARACTER SET` (binary aside), every compressed column kind and, on
+//! MariaDB 11.7+, a VECTOR: the text columns must arrive as the server's
+//! own `CONVERT(… USING utf8mb4)` of what they hold, the others as written
+//! here by hand. Its rows go in the same transaction as the all-types rows.
 
 use serde_json::{json, Value as Json};
 
@@ -136,6 +142,244 @@ pub fn rows() -> Vec<(String, Json)> {
     ]
 }
 
+/// The character sets of MariaDB 10.11 and 11.8 (`SHOW CHARACTER SET`),
+/// binary aside: one `alltexts` column each, `cs_<name>`.
+pub const CHARSETS: &[&str] = &[
+    "armscii8", "ascii", "big5", "cp1250", "cp1251", "cp1256", "cp1257", "cp850", "cp852", "cp866",
+    "cp932", "dec8", "eucjpms", "euckr", "gb2312", "gbk", "geostd8", "greek", "hebrew", "hp8",
+    "keybcs2", "koi8r", "koi8u", "latin1", "latin2", "latin5", "latin7", "macce", "macroman",
+    "sjis", "swe7", "tis620", "ucs2", "ujis", "utf16", "utf16le", "utf32", "utf8mb3", "utf8mb4",
+];
+
+/// Text with characters of many scripts: stored in each charset, it keeps
+/// the ones the charset has (the others become `?`, the insert running with
+/// `sql_mode=''`), so each column holds a sample of its repertoire.
+pub const SAMPLE_TEXT: &str = "Aa~\\ é ü ß ñ ç ą ł ő č ğ ş ı ā ž ÿ Ω α β П р и в ї є ґ ў \
+     א ש ع ر ก ฮ Ա ա ა ჰ 中 文 漢 字 日 本 か カ ｶ 한 국 € £ ¥ © ° ± ½ × ÷ ─ ╬ ■ 🚀";
+
+/// The compressed columns and what row 1 (long, compressible values), row
+/// 2 (NULL) and row 3 (short or empty values, stored uncompressed) hold:
+/// (column, its type, row 1 SQL, row 1 JSON, row 3 SQL, row 3 JSON).
+fn compressed_columns() -> Vec<(&'static str, &'static str, String, Json, String, Json)> {
+    let text = "compressible text é 🚀 ".repeat(40);
+    let cyrillic = "Сжатый текст ".repeat(50);
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(2000).collect();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    vec![
+        (
+            "vcz",
+            "VARCHAR(1000) COMPRESSED CHARACTER SET utf8mb4",
+            format!("'{text}'"),
+            json!(text),
+            "'short'".into(),
+            json!("short"),
+        ),
+        (
+            "vbz",
+            "VARBINARY(3000) COMPRESSED",
+            format!("x'{hex}'"),
+            json!(b64(&bytes)),
+            "x'00ff'".into(),
+            json!("AP8="),
+        ),
+        (
+            "ttz",
+            "TINYTEXT COMPRESSED CHARACTER SET utf8mb4",
+            format!("'{}'", "tiny ".repeat(40)),
+            json!("tiny ".repeat(40)),
+            "''".into(),
+            json!(""),
+        ),
+        (
+            "tz",
+            "TEXT COMPRESSED CHARACTER SET utf8mb4",
+            format!("'{text}'"),
+            json!(text),
+            "''".into(),
+            json!(""),
+        ),
+        (
+            "mtz",
+            "MEDIUMTEXT COMPRESSED CHARACTER SET cp1251",
+            format!("'{cyrillic}'"),
+            json!(cyrillic),
+            "'Да'".into(),
+            json!("Да"),
+        ),
+        (
+            "ltz",
+            "LONGTEXT COMPRESSED CHARACTER SET utf8mb4",
+            format!("'{text}'"),
+            json!(text),
+            "'x'".into(),
+            json!("x"),
+        ),
+        (
+            "tbz",
+            "TINYBLOB COMPRESSED",
+            format!("x'{}'", &hex[..400]),
+            json!(b64(&bytes[..200])),
+            "''".into(),
+            json!(""),
+        ),
+        (
+            "bz",
+            "BLOB COMPRESSED",
+            format!("x'{hex}'"),
+            json!(b64(&bytes)),
+            "x'01'".into(),
+            json!("AQ=="),
+        ),
+        (
+            "mbz",
+            "MEDIUMBLOB COMPRESSED",
+            format!("x'{hex}'"),
+            json!(b64(&bytes)),
+            "''".into(),
+            json!(""),
+        ),
+        (
+            "lbz",
+            "LONGBLOB COMPRESSED",
+            format!("x'{hex}'"),
+            json!(b64(&bytes)),
+            "x'00'".into(),
+            json!("AA=="),
+        ),
+    ]
+}
+
+/// `CREATE TABLE {db}.alltexts`; with a `vec VECTOR(4)` column when
+/// `vector` (MariaDB 11.7+).
+pub fn texts_create_table(db: &str, vector: bool) -> String {
+    let mut columns = vec!["id INT NOT NULL PRIMARY KEY".to_owned()];
+    columns.extend(
+        CHARSETS
+            .iter()
+            .map(|cs| format!("cs_{cs} VARCHAR(120) CHARACTER SET {cs}")),
+    );
+    columns.extend(
+        compressed_columns()
+            .into_iter()
+            .map(|(name, sql_type, ..)| format!("{name} {sql_type}")),
+    );
+    if vector {
+        columns.push("vec VECTOR(4)".to_owned());
+    }
+    format!(
+        "CREATE TABLE {db}.alltexts ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        columns.join(", ")
+    )
+}
+
+/// The VECTOR values of rows 1 and 3, as SQL and as their JSON (each
+/// float32 exactly: -0.1 is the float32 nearest to it).
+fn vectors() -> [(&'static str, Json); 2] {
+    [
+        (
+            "VEC_FromText('[1.5,-0.1,3,0.333333]')",
+            json!([1.5, -0.1, 3.0, 0.333333]),
+        ),
+        (
+            "x'000000000000008001000000ffff7f3f'",
+            json!([0.0, -0.0, 1e-45, 0.99999994]),
+        ),
+    ]
+}
+
+/// The INSERT of the `alltexts` rows (run with `sql_mode=''`, see
+/// [`SAMPLE_TEXT`]), and the JSON each must arrive as but for the
+/// charset columns (their values are the server's, read after the insert
+/// with [`texts_converted`]).
+pub fn texts_insert(db: &str, vector: bool) -> (String, Vec<Json>) {
+    let sample = SAMPLE_TEXT.replace('\\', "\\\\");
+    let compressed = compressed_columns();
+    let mut rows = Vec::new();
+    let mut expected = Vec::new();
+    for id in [1u32, 2, 3] {
+        let mut sql = vec![id.to_string()];
+        let mut want = serde_json::Map::new();
+        want.insert("id".into(), json!(id));
+        sql.extend(CHARSETS.iter().map(|_| match id {
+            1 => format!("'{sample}'"),
+            2 => "NULL".to_owned(),
+            _ => "''".to_owned(),
+        }));
+        for (name, _, sql1, json1, sql3, json3) in &compressed {
+            let (v, j) = match id {
+                1 => (sql1.clone(), json1.clone()),
+                2 => ("NULL".to_owned(), Json::Null),
+                _ => (sql3.clone(), json3.clone()),
+            };
+            sql.push(v);
+            want.insert((*name).into(), j);
+        }
+        if vector {
+            let (v, j) = match id {
+                1 => (vectors()[0].0.to_owned(), vectors()[0].1.clone()),
+                2 => ("NULL".to_owned(), Json::Null),
+                _ => (vectors()[1].0.to_owned(), vectors()[1].1.clone()),
+            };
+            sql.push(v);
+            want.insert("vec".into(), j);
+        }
+        rows.push(format!("({})", sql.join(", ")));
+        expected.push(Json::Object(want));
+    }
+    (
+        format!("INSERT INTO {db}.alltexts VALUES {}", rows.join(",\n")),
+        expected,
+    )
+}
+
+/// The server's `CONVERT(cs_<name> USING utf8mb4)` of every charset column
+/// of `alltexts`, by row id: what each must arrive as.
+pub async fn texts_converted(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+) -> std::collections::BTreeMap<u32, serde_json::Map<String, Json>> {
+    use mysql_async::prelude::Queryable;
+    let select: Vec<String> = CHARSETS
+        .iter()
+        .map(|cs| format!("CONVERT(cs_{cs} USING utf8mb4)"))
+        .collect();
+    let rows: Vec<mysql_async::Row> = conn
+        .query(format!(
+            "SELECT id, {} FROM {db}.alltexts ORDER BY id",
+            select.join(", ")
+        ))
+        .await
+        .expect("read the texts back through CONVERT");
+    let mut out = std::collections::BTreeMap::new();
+    for row in rows {
+        let mut values = row.unwrap().into_iter();
+        let id = match values.next() {
+            Some(mysql_async::Value::Int(i)) => u32::try_from(i).expect("id"),
+            Some(mysql_async::Value::Bytes(b)) => {
+                String::from_utf8(b).expect("id").parse().expect("id")
+            }
+            other => panic!("id {other:?}"),
+        };
+        let mut columns = serde_json::Map::new();
+        for (cs, value) in CHARSETS.iter().zip(values) {
+            let json = match value {
+                mysql_async::Value::NULL => Json::Null,
+                mysql_async::Value::Bytes(b) => {
+                    Json::String(String::from_utf8(b).expect("CONVERT gives utf8mb4"))
+                }
+                other => panic!("cs_{cs}: {other:?}"),
+            };
+            columns.insert(format!("cs_{cs}"), json);
+        }
+        out.insert(id, columns);
+    }
+    out
+}
+
 /// The INSERT statement for all rows (one statement, one transaction). Run
 /// it with `SET time_zone = '+00:00'` so TIMESTAMP literals are UTC.
 pub fn insert(db: &str) -> String {
@@ -168,6 +412,16 @@ pub async fn check_every_value_arrives(
         .query_drop(CREATE_TABLE.replace("{db}", &db.name))
         .await
         .expect("create alltypes");
+    let version: String = primary
+        .query_first("SELECT VERSION()")
+        .await
+        .expect("server version")
+        .expect("one row");
+    let vector = has_vector(&version);
+    primary
+        .query_drop(texts_create_table(&db.name, vector))
+        .await
+        .expect("create alltexts");
     wait_for_replica(&mut primary).await;
     let mut source = connect(server, User::Admin).await;
     let start: String = source
@@ -176,25 +430,43 @@ pub async fn check_every_value_arrives(
         .expect("gtid_binlog_pos")
         .unwrap_or_default();
     let topic = unique_name("alltypes");
+    let texts_topic = unique_name("alltexts");
     let setup = TailerSetup::new(
         here,
         prefix,
-        &[Tailed {
-            table: db.table("alltypes"),
-            topic: topic.clone(),
-            event_type: "test.alltypes.created.v1".into(),
-        }],
+        &[
+            Tailed {
+                table: db.table("alltypes"),
+                topic: topic.clone(),
+                event_type: "test.alltypes.created.v1".into(),
+            },
+            Tailed {
+                table: db.table("alltexts"),
+                topic: texts_topic.clone(),
+                event_type: "test.alltexts.created.v1".into(),
+            },
+        ],
         &start,
         "",
     )
     .with_source_port(server.port());
     let mut tailer = setup.spawn();
+    let (texts_sql, texts_expected) = texts_insert(&db.name, vector);
     primary
-        .query_drop(format!("SET time_zone = '+00:00'; {}", insert(&db.name)))
+        .query_drop(format!(
+            "SET time_zone = '+00:00'; START TRANSACTION; {}; \
+             SET SESSION sql_mode = ''; {texts_sql}; COMMIT",
+            insert(&db.name)
+        ))
         .await
         .expect("insert the rows");
     let last = last_gtid(&mut primary).await;
     setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+    check_texts(
+        &consume_all(&texts_topic),
+        texts_expected,
+        texts_converted(&mut primary, &db.name).await,
+    );
     let messages = consume_all(&topic);
     let expected = rows();
     assert_eq!(messages.len(), expected.len(), "one event per row");
@@ -222,4 +494,61 @@ pub async fn check_every_value_arrives(
     let status = tailer.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     log
+}
+
+/// Whether a server (by its `VERSION()`) has the VECTOR type: 11.7+.
+pub fn has_vector(version: &str) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (11, 7)
+}
+
+/// Every `alltexts` value arrived as expected: the compressed and VECTOR
+/// columns as in `expected`, the charset columns as the server converts
+/// them (`converted`).
+fn check_texts(
+    messages: &[crate::tailer::Consumed],
+    expected: Vec<Json>,
+    mut converted: std::collections::BTreeMap<u32, serde_json::Map<String, Json>>,
+) {
+    assert_eq!(messages.len(), expected.len(), "one alltexts event per row");
+    for mut want in expected {
+        let id = want["id"].as_u64().expect("id");
+        let server = converted
+            .remove(&u32::try_from(id).expect("id"))
+            .unwrap_or_else(|| panic!("the server has no alltexts row {id}"));
+        let want = want.as_object_mut().expect("object");
+        want.extend(server);
+        let got = messages
+            .iter()
+            .find(|m| m.payload["data"]["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no alltexts event for row {id}"));
+        let got = &got.payload["data"];
+        let wrong: Vec<String> = want
+            .iter()
+            .filter(|(column, value)| &got[column.as_str()] != *value)
+            .map(|(column, value)| {
+                format!("  {column}: got {}, want {value}", got[column.as_str()])
+            })
+            .collect();
+        assert_eq!(
+            got.as_object().map(|o| o.len()),
+            Some(want.len()),
+            "alltexts row {id}: column count"
+        );
+        assert!(wrong.is_empty(), "alltexts row {id}:\n{}", wrong.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vector_from_11_7() {
+        assert!(!super::has_vector("10.11.19-MariaDB-0+deb12u1-log"));
+        assert!(!super::has_vector("11.4.5-MariaDB"));
+        assert!(super::has_vector("11.8.9-MariaDB-0+deb13u1"));
+        assert!(super::has_vector("12.0.1-MariaDB"));
+    }
 }

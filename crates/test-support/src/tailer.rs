@@ -125,6 +125,7 @@ pub fn special_columns(event_type: &str) -> &'static str {
         "test.alltypes.created.v1" => {
             "json_columns = [\"j\"]\nuuid_columns = [\"u\"]\ninet6_columns = [\"ip\"]\n"
         }
+        "test.alltexts.created.v1" => "vector_columns = [\"vec\"]\n",
         _ => "",
     }
 }
