@@ -468,6 +468,8 @@ pub async fn check_every_value_arrives(
         texts_converted(&mut primary, &db.name).await,
     );
     let messages = consume_all(&topic);
+    check_against_value_schema(&messages);
+    check_against_value_schema(&consume_all(&texts_topic));
     let expected = rows();
     assert_eq!(messages.len(), expected.len(), "one event per row");
     for (_, want) in &expected {
@@ -539,6 +541,60 @@ fn check_texts(
             "alltexts row {id}: column count"
         );
         assert!(wrong.is_empty(), "alltexts row {id}:\n{}", wrong.join("\n"));
+    }
+}
+
+/// The definition in `schemas/column_values.v1.json` that a column of the
+/// all-types tables takes, by its name.
+fn value_kind(column: &str) -> &'static str {
+    match column {
+        "id" | "ti" | "tiu" | "si" | "siu" | "mi" | "miu" | "i" | "iu" | "bi" | "biu" => "integer",
+        "dec1" | "dec2" | "dec3" => "decimal",
+        "f" => "float",
+        "d" => "double",
+        "b1" | "b64" => "bit",
+        "y" => "year",
+        "dt" => "date",
+        "tm" | "tm6" => "time",
+        "dtm" | "dtm3" | "dtm6" => "datetime",
+        "ts" | "ts6" => "timestamp",
+        "bin" | "vbin" | "bl" | "vbz" | "tbz" | "bz" | "mbz" | "lbz" => "bytes",
+        "e" => "enum",
+        "s" => "set",
+        "j" => "json",
+        "u" => "uuid",
+        "ip" => "inet6",
+        "vec" => "vector",
+        _ => "text",
+    }
+}
+
+/// Every value of every event validates against the definition of
+/// `schemas/column_values.v1.json` its column type names.
+fn check_against_value_schema(messages: &[crate::tailer::Consumed]) {
+    let text = std::fs::read_to_string(crate::repo_root().join("schemas/column_values.v1.json"))
+        .expect("schemas/column_values.v1.json");
+    let schema: Json = serde_json::from_str(&text).expect("the value schema is JSON");
+    let mut validators = std::collections::HashMap::new();
+    for message in messages {
+        let data = message.payload["data"].as_object().expect("data object");
+        for (column, value) in data {
+            let kind = value_kind(column);
+            let validator = validators.entry(kind).or_insert_with(|| {
+                let mut one = schema.clone();
+                one["$ref"] = json!(format!("#/$defs/{kind}"));
+                jsonschema::validator_for(&one)
+                    .unwrap_or_else(|e| panic!("$defs/{kind} does not compile: {e}"))
+            });
+            let errors: Vec<String> = validator
+                .iter_errors(value)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "column {column} = {value} does not match $defs/{kind}: {errors:?}"
+            );
+        }
     }
 }
 
