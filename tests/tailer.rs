@@ -504,3 +504,71 @@ async fn untailed_compressed_and_legacy_charset_columns_in_the_orders_transactio
     ids.sort();
     assert_eq!(ids, vec![format!("{last}.3"), format!("{last}.4")]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A value of a tailed table holding bytes its charset does not define
+/// (0x98 is unassigned in cp1251; MariaDB stores it all the same) stops the
+/// tailer with exit 1, naming the table, row, column, charset and bytes,
+/// and nothing is published with a replacement character.
+async fn bytes_invalid_in_a_tailed_columns_charset_stop_the_tailer_naming_them() {
+    let db = TestDb::create("badbytes").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "CREATE TABLE {}.legacy (id INT PRIMARY KEY, note VARCHAR(20) CHARACTER SET cp1251) \
+             ENGINE=InnoDB",
+            db.name
+        ))
+        .await
+        .expect("legacy table");
+    test_support::tailer::wait_for_replica(&mut primary).await;
+    let topic = unique_name("badbytes");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "badbytes",
+        &[Tailed {
+            table: db.table("legacy"),
+            topic: topic.clone(),
+            event_type: "test.legacy.created.v1".into(),
+        }],
+        &start,
+        "",
+    );
+    let mut tailer = setup.spawn();
+    primary
+        .query_drop(format!(
+            "INSERT INTO {db}.legacy VALUES (1, CONVERT(x'cff0e8e2e5f2' USING cp1251)); \
+             INSERT INTO {db}.legacy VALUES (2, CONVERT(x'41984142' USING cp1251))",
+            db = db.name
+        ))
+        .await
+        .expect("a valid row, then one with 0x98");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = tailer.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the tailer still runs after a value invalid in its charset; log:\n{}",
+            tailer.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = tailer.log();
+    assert_eq!(status.code(), Some(1), "exit code 1; log:\n{log}");
+    for needed in [
+        &format!("`{}`.`legacy`", db.name) as &str,
+        "row 0",
+        "`note`",
+        "not valid cp1251: 98 41 42",
+        "after 1 valid bytes",
+    ] {
+        assert!(log.contains(needed), "the error names {needed:?}:\n{log}");
+    }
+    // The valid row before it is published, decoded from cp1251.
+    let messages = consume_all(&topic);
+    assert_eq!(messages.len(), 1, "only the valid row");
+    assert_eq!(messages[0].payload["data"]["note"], json!("Привет"));
+}

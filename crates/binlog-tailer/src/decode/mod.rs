@@ -385,7 +385,10 @@ pub enum ValueError {
     #[error("invalid value: {reason}")]
     Invalid { reason: String },
     #[error(
-        "bytes are not valid {charset}: {} (invalid sequence after {valid_up_to} valid bytes)",
+        "bytes are not valid {charset}: {} (invalid sequence after {valid_up_to} valid bytes); \
+         MariaDB stores bytes a charset does not define unchecked, and the tailer does not guess \
+         them: correct the value (or the column's charset) on the server, and move the checkpoint \
+         past this transaction (`checkpoint set`) to go on without publishing it",
         hex_bytes(bytes)
     )]
     InvalidText {

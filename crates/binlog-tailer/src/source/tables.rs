@@ -252,7 +252,10 @@ mod tests {
     fn config() -> Arc<Config> {
         let dir = std::env::temp_dir().join(format!("bt-tables-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.toml");
+        // One file per call: tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("c{call}.toml"));
         std::fs::write(
             &path,
             "[source]\nuser = \"tailer\"\nserver_id = 4001\n\
@@ -265,6 +268,29 @@ mod tests {
     fn announce(tables: &mut Tables, id: u64) {
         let body = table_map_body(id, "db", &format!("t{id}"), &[big("id")], &[0]);
         tables.table_map(&body).unwrap();
+    }
+
+    #[test]
+    fn an_untailed_tables_columns_never_fail_its_map() {
+        use crate::decode::tests::{col, enum_col};
+        let mut tables = Tables::new(config(), CharsetMap::builtin());
+        // A type code no MariaDB writes, and ENUM labels in a collation the
+        // map does not know: for a table that is not tailed, only sizes are
+        // read.
+        let cols = [big("id"), enum_col("e", &["a"], 9999), col("x", 200, &[])];
+        let body = table_map_body(1, "other", "legacy", &cols, &[0]);
+        tables
+            .table_map(&body)
+            .expect("an untailed table's map is read");
+        let known = tables.get(1).expect("known");
+        assert!(known.layout.is_none());
+        assert_eq!(
+            known.map.columns[2].column_type,
+            crate::decode::ColumnType::Unknown { type_code: 200 }
+        );
+        // The same columns in the tailed shop.orders are refused.
+        let body = table_map_body(2, "shop", "orders", &cols, &[0]);
+        assert!(tables.table_map(&body).is_err());
     }
 
     #[test]
