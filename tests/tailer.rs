@@ -391,27 +391,31 @@ async fn sigkill_mid_stream_loses_nothing_and_repeats_nothing() {
     stop_mid_stream(true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-/// A table that is not tailed is only counted, never decoded: a column in a
-/// character set the decoder does not know (utf16 here) neither stops the
-/// tailer nor hides the row indexes of orders written in the same
-/// transaction.
-async fn a_table_that_is_not_tailed_is_counted_not_decoded_even_in_the_orders_transaction() {
-    let db = TestDb::create("otherchar").await;
+/// Creates `legacy` (`legacy_columns` after `id INT PRIMARY KEY`) in a test
+/// database that is not tailed, writes `legacy_sql` (`{db}` for the
+/// database) then two orders in one transaction, and returns the orders'
+/// event ids, sorted, and the transaction's GTID. The tailer must read it
+/// without a warning or an error.
+async fn orders_after_untailed_rows(
+    prefix: &str,
+    legacy_columns: &str,
+    legacy_sql: &str,
+) -> (Vec<String>, binlog_tailer::position::Gtid) {
+    let db = TestDb::create(prefix).await;
     let mut primary = connect(Server::Primary, User::Admin).await;
     primary
         .query_drop(format!(
-            "CREATE TABLE {}.legacy (id INT PRIMARY KEY, t VARCHAR(20) CHARACTER SET utf16) ENGINE=InnoDB",
+            "CREATE TABLE {}.legacy (id INT PRIMARY KEY, {legacy_columns}) ENGINE=InnoDB",
             db.name
         ))
         .await
         .expect("legacy table");
     test_support::tailer::wait_for_replica(&mut primary).await;
-    let topic = unique_name("otherchar");
+    let topic = unique_name(prefix);
     let start = replica_gtid_state().await;
     let setup = TailerSetup::new(
         test_support::here!(),
-        "otherchar",
+        prefix,
         &[Tailed::orders(&db, &topic)],
         &start,
         "",
@@ -419,12 +423,12 @@ async fn a_table_that_is_not_tailed_is_counted_not_decoded_even_in_the_orders_tr
     let mut tailer = setup.spawn();
     primary
         .query_drop(format!(
-            "START TRANSACTION; INSERT INTO {}.legacy VALUES (1, 'utf-16 text'); {}; COMMIT",
-            db.name,
+            "START TRANSACTION; {}; {}; COMMIT",
+            legacy_sql.replace("{db}", &db.name),
             insert_sql(&db, &[Order::new(1), Order::new(2)])
         ))
         .await
-        .expect("one transaction: the legacy row, then two orders");
+        .expect("one transaction: the legacy rows, then two orders");
     let last = last_gtid(&mut primary).await;
     setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
     let log = tailer.log();
@@ -433,12 +437,26 @@ async fn a_table_that_is_not_tailed_is_counted_not_decoded_even_in_the_orders_tr
         !log.contains("cannot decode") && !log.contains("ERROR"),
         "the legacy table's rows are counted without a warning: {log}"
     );
-    // Row 0 of the transaction is the legacy row; the orders are rows 1, 2.
     let mut ids: Vec<String> = consume_all(&topic)
         .iter()
         .map(|m| m.payload["id"].as_str().expect("id").to_owned())
         .collect();
     ids.sort();
+    (ids, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A table that is not tailed is only counted, never decoded: a column in a
+/// character set such as utf16 neither stops the tailer nor hides the row
+/// indexes of orders written in the same transaction.
+async fn a_table_that_is_not_tailed_is_counted_not_decoded_even_in_the_orders_transaction() {
+    let (ids, last) = orders_after_untailed_rows(
+        "otherchar",
+        "t VARCHAR(20) CHARACTER SET utf16",
+        "INSERT INTO {db}.legacy VALUES (1, 'utf-16 text')",
+    )
+    .await;
+    // Row 0 of the transaction is the legacy row; the orders are rows 1, 2.
     assert_eq!(ids, vec![format!("{last}.1"), format!("{last}.2")]);
 }
 
@@ -449,59 +467,20 @@ async fn a_table_that_is_not_tailed_is_counted_not_decoded_even_in_the_orders_tr
 /// transaction, are stepped over and counted, so the orders keep their row
 /// indexes.
 async fn untailed_compressed_and_legacy_charset_columns_in_the_orders_transaction() {
-    let db = TestDb::create("untailedcols").await;
-    let mut primary = connect(Server::Primary, User::Admin).await;
-    primary
-        .query_drop(format!(
-            "CREATE TABLE {}.legacy (id INT PRIMARY KEY, \
-               v VARCHAR(200) COMPRESSED, t TEXT COMPRESSED, b MEDIUMBLOB COMPRESSED, \
-               c VARCHAR(20) CHARACTER SET cp1251, \
-               e ENUM('да','нет') CHARACTER SET cp1251, \
-               g VARCHAR(20) CHARACTER SET geostd8, \
-               k VARCHAR(20) CHARACTER SET sjis) ENGINE=InnoDB",
-            db.name
-        ))
-        .await
-        .expect("legacy table");
-    test_support::tailer::wait_for_replica(&mut primary).await;
-    let topic = unique_name("untailedcols");
-    let start = replica_gtid_state().await;
-    let setup = TailerSetup::new(
-        test_support::here!(),
+    let (ids, last) = orders_after_untailed_rows(
         "untailedcols",
-        &[Tailed::orders(&db, &topic)],
-        &start,
-        "",
-    );
-    let mut tailer = setup.spawn();
-    primary
-        .query_drop(format!(
-            "SET SESSION sql_mode = ''; START TRANSACTION; \
-             INSERT INTO {db}.legacy VALUES \
-               (1, REPEAT('compress me ', 15), REPEAT('text ', 200), REPEAT(x'00ff', 500), \
-                'Привет', 'нет', 'text', 'テキスト'), \
-               (2, 'x', '', NULL, CONVERT(x'98' USING cp1251), 'да', NULL, CONVERT(x'8140' USING sjis)); \
-             UPDATE {db}.legacy SET t = REPEAT('again ', 100) WHERE id = 1; \
-             {orders}; COMMIT",
-            db = db.name,
-            orders = insert_sql(&db, &[Order::new(1), Order::new(2)])
-        ))
-        .await
-        .expect("one transaction: two legacy rows, an update, then two orders");
-    let last = last_gtid(&mut primary).await;
-    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
-    let log = tailer.log();
-    assert_eq!(tailer.terminate(Duration::from_secs(30)).code(), Some(0));
-    assert!(
-        !log.contains("cannot decode") && !log.contains("ERROR"),
-        "the legacy table's rows are counted without a warning: {log}"
-    );
+        "v VARCHAR(200) COMPRESSED, t TEXT COMPRESSED, b MEDIUMBLOB COMPRESSED, \
+         c VARCHAR(20) CHARACTER SET cp1251, e ENUM('да','нет') CHARACTER SET cp1251, \
+         g VARCHAR(20) CHARACTER SET geostd8, k VARCHAR(20) CHARACTER SET sjis",
+        "SET SESSION sql_mode = ''; \
+         INSERT INTO {db}.legacy VALUES \
+           (1, REPEAT('compress me ', 15), REPEAT('text ', 200), REPEAT(x'00ff', 500), \
+            'Привет', 'нет', 'text', 'テキスト'), \
+           (2, 'x', '', NULL, CONVERT(x'98' USING cp1251), 'да', NULL, CONVERT(x'8140' USING sjis)); \
+         UPDATE {db}.legacy SET t = REPEAT('again ', 100) WHERE id = 1",
+    )
+    .await;
     // Rows 0, 1 are the legacy inserts, row 2 the update; the orders are 3, 4.
-    let mut ids: Vec<String> = consume_all(&topic)
-        .iter()
-        .map(|m| m.payload["id"].as_str().expect("id").to_owned())
-        .collect();
-    ids.sort();
     assert_eq!(ids, vec![format!("{last}.3"), format!("{last}.4")]);
 }
 

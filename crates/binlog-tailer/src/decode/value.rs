@@ -277,7 +277,11 @@ pub(crate) fn decode_value(column: &Column, data: &[u8]) -> Result<(Value, usize
 /// dropped. For rows that are only counted.
 pub(crate) fn value_len(column: &Column, data: &[u8]) -> Result<usize, ValueError> {
     match column.column_type {
-        ColumnType::Char { max_bytes } | ColumnType::VarChar { max_bytes } => {
+        // A compressed VARCHAR's stored field (header byte and compressed
+        // data) is at most `max_bytes` long, its prefix sized as VARCHAR's.
+        ColumnType::Char { max_bytes }
+        | ColumnType::VarChar { max_bytes }
+        | ColumnType::VarCharCompressed { max_bytes } => {
             let prefix = if max_bytes > 255 { 2 } else { 1 };
             let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
             if len > usize::from(max_bytes) {
@@ -293,19 +297,6 @@ pub(crate) fn value_len(column: &Column, data: &[u8]) -> Result<usize, ValueErro
         | ColumnType::BlobCompressed { length_bytes } => {
             let prefix = usize::from(length_bytes);
             let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
-            take(data.get(prefix..).unwrap_or_default(), len)?;
-            Ok(prefix + len)
-        }
-        ColumnType::VarCharCompressed { max_bytes } => {
-            // The stored field (header byte and compressed data) is at most
-            // `max_bytes` long; its prefix sized as VARCHAR's.
-            let prefix = if max_bytes > 255 { 2 } else { 1 };
-            let len = usize::try_from(le_uint(take(data, prefix)?)).unwrap_or(usize::MAX);
-            if len > usize::from(max_bytes) {
-                return Err(invalid(format!(
-                    "length {len} is above the declared {max_bytes} bytes"
-                )));
-            }
             take(data.get(prefix..).unwrap_or_default(), len)?;
             Ok(prefix + len)
         }
