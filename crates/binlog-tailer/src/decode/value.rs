@@ -80,6 +80,9 @@ pub enum Value {
 const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 /// Decimal digits per full 4-byte DECIMAL group.
 const DIGITS_PER_GROUP: usize = 9;
+/// The largest value MariaDB accepts (`max_allowed_packet` is at most
+/// 1 GiB): a compressed value declaring more is refused before inflating.
+const MAX_VALUE_BYTES: u64 = 1 << 30;
 /// Largest TIME hour.
 const TIME_MAX_HOUR: u32 = 838;
 /// Offset added to TIME2's 3-byte integer part on disk.
@@ -323,6 +326,9 @@ fn compressed_bounds(column_type: ColumnType) -> (usize, usize) {
         ColumnType::BlobCompressed { length_bytes } => {
             let prefix = usize::from(length_bytes);
             let max = u64::MAX >> (64 - 8 * u32::from(length_bytes.clamp(1, 4)));
+            // LONGBLOB's 4 GiB is further bounded by what a server accepts
+            // at all: no value is larger than max_allowed_packet's ceiling.
+            let max = max.min(MAX_VALUE_BYTES);
             (prefix, usize::try_from(max).unwrap_or(usize::MAX))
         }
         _ => (0, 0),

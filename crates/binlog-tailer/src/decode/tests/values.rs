@@ -866,6 +866,17 @@ fn compressed_column_bombs_and_corruption_are_refused() {
         err.contains("`v`") && err.contains("declares 1000 bytes, more than the column's 40"),
         "{err}"
     );
+    // LONGBLOB: at most what a server accepts (1 GiB), whatever its 4 GiB.
+    let err = one(
+        blob_compressed("b", 4, BINARY),
+        enc_blob(&[0x8c, 0x80, 0, 0, 0, 0x03, 0x00], 4),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("declares 2147483648 bytes, more than the column's 1073741824"),
+        "{err}"
+    );
     // A header that understates the length: inflation stops past it.
     let mut lying = enc_compressed_field(&vec![0u8; 100_000], true);
     lying[0] = 0x89;
