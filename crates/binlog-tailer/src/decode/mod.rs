@@ -55,6 +55,8 @@
 //! - Compressed columns (`VARCHAR/TEXT/BLOB … COMPRESSED`, types 141/140)
 //!   are inflated and decoded as their base type; a value may not declare
 //!   more bytes than the column holds.
+//! - VECTOR(n) (MariaDB 11.7+) is logged as VARBINARY(4n) and decodes as
+//!   bytes; the map turns the columns configured as vectors into numbers.
 //! - Without `binlog_row_metadata=FULL` there are no names, signedness,
 //!   charsets or ENUM/SET labels: integers are then read as signed, text as
 //!   UTF-8 (or an error), and ENUM/SET values other than 0 cannot be named.
