@@ -33,6 +33,11 @@ fn every_type() -> (Vec<Col>, Vec<Option<Vec<u8>>>) {
         enum_col("e", &["a", "b"], UTF8MB4),
         set_col("st", &["x", "y"], UTF8MB4),
         col("g", MYSQL_TYPE_GEOMETRY, &[4]).collation(BINARY),
+        varchar_compressed("vz", 600, UTF8MB4),
+        blob_compressed("bz", 3, BINARY),
+        varchar("cy", 20, 51),  // cp1251_general_ci
+        varchar("u16", 40, 54), // utf16_general_ci
+        char_col("sj", 20, 13), // sjis_japanese_ci
     ];
     let values = vec![
         Some(le(1, 4)),
@@ -59,6 +64,14 @@ fn every_type() -> (Vec<Col>, Vec<Option<Vec<u8>>>) {
         Some(vec![2]),
         Some(vec![3]),
         Some(enc_blob(&[0, 0, 0, 0, 1, 1, 0, 0, 0], 4)),
+        Some(enc_str(
+            &enc_compressed_field("squeeze ".repeat(30).as_bytes(), true),
+            601,
+        )),
+        Some(enc_blob(&enc_compressed_field(&[7; 500], false), 3)),
+        Some(enc_str(&[0xcf, 0xf0, 0xe8], 20)),
+        Some(enc_str(&[0xd8, 0x3d, 0xde, 0x80], 40)),
+        Some(enc_str(&[0x83, 0x65, 0x5c], 20)),
     ];
     (cols, values)
 }
@@ -78,6 +91,11 @@ fn every_type_in_one_row() {
     assert_eq!(row[11], time(true, 838, 59, 59, 999_999, 6));
     assert_eq!(row[18], text("€é"));
     assert_eq!(row[20], Value::Bytes([&[1u8, 2, 3][..], &[0; 13]].concat()));
+    assert_eq!(row[24], text(&"squeeze ".repeat(30)));
+    assert_eq!(row[25], Value::Bytes(vec![7; 500]));
+    assert_eq!(row[26], text("При"));
+    assert_eq!(row[27], text("🚀"));
+    assert_eq!(row[28], text("テ\\"));
 }
 
 /// Every body these tests build: (what, body, decode).
@@ -101,6 +119,16 @@ fn sample_bodies() -> Vec<(&'static str, Vec<u8>, Decoder, bool)> {
         // Optional metadata is a sequence of fields: a cut at a field
         // boundary is a valid, shorter TABLE_MAP.
         false,
+    ));
+    // The layout-only parse reads nothing past the NULL bitmap: a body
+    // without optional metadata, so that every cut falls inside what it
+    // reads.
+    let all_optional: Vec<u8> = (1..=11).collect();
+    out.push((
+        "TABLE_MAP every type, layout only",
+        table_map_body_without(&cols, &all_optional),
+        Box::new(move |b| debug(parse_table_map_layout(b))),
+        true,
     ));
     for event_type in [
         WRITE_ROWS_EVENT_V1,
