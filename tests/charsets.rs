@@ -6,7 +6,8 @@
 //! through `CONVERT(… USING utf8mb4)` on the server and through
 //! `binlog_tailer::decode::Charset::decode`. They must agree exactly: the
 //! same text, or an error wherever the server finds the bytes invalid (it
-//! answers `?` there, with warning 1300 or 1977).
+//! answers `?` there, with warning 1300 or 1977). The valid ones, shuffled
+//! and joined 64 at a time, must also convert alike as whole strings.
 //!
 //! The rows-event path (values published from the binlog, per charset) is
 //! covered by the all-types table (`tests/column_types.rs`).
@@ -21,6 +22,8 @@ use test_support::{connect, Server, User};
 
 /// Expressions per query.
 const BATCH: usize = 400;
+/// Codes joined into one string for the whole-string comparison.
+const STRING_CODES: usize = 64;
 /// Upper bound for the whole comparison.
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -94,6 +97,31 @@ async fn run() {
         }
         if let Some(out) = &generate {
             overrides(out, name, &samples, &server);
+        }
+        // Strings, not only single codes: the valid samples, shuffled and
+        // joined STRING_CODES at a time, must convert as a whole too.
+        let mut valid: Vec<&Vec<u8>> = samples
+            .iter()
+            .zip(&server)
+            .filter(|(bytes, converted)| server_char_text(name, bytes, converted).is_some())
+            .map(|(bytes, _)| bytes)
+            .collect();
+        shuffle(&mut valid);
+        let strings: Vec<Vec<u8>> = valid
+            .chunks(STRING_CODES)
+            .map(|c| c.iter().flat_map(|b| b.iter().copied()).collect())
+            .collect();
+        compared += strings.len();
+        let converted = server_convert(&mut conn, name, &strings).await;
+        for (bytes, converted) in strings.iter().zip(&converted) {
+            let ours = charset.decode(bytes);
+            if ours.as_deref().ok() != server_char_text(name, bytes, converted) {
+                mismatches.push(format!(
+                    "string {}: server {:?} ours {ours:?}",
+                    hex(bytes),
+                    String::from_utf8_lossy(converted)
+                ));
+            }
         }
         if let (Some(dir), false) = (
             std::env::var_os("BT_CHARSET_DIFF_DIR"),
@@ -371,6 +399,18 @@ fn unicode_samples(charset: &str) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// A fixed shuffle (xorshift), the same on every run.
+fn shuffle<T>(items: &mut [T]) {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap_or(0);
+        items.swap(i, j);
+    }
 }
 
 fn is_unicode(charset: &str) -> bool {
