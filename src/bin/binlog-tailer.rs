@@ -116,6 +116,31 @@ enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+    /// Publish every row the tailed tables hold now, and exit.
+    ///
+    /// Reads each table in primary-key order, in chunks of
+    /// snapshot.chunk_rows, inside one consistent read view (START
+    /// TRANSACTION WITH CONSISTENT SNAPSHOT; no table is locked) whose
+    /// binlog position is logged. Every row becomes one event of its table's
+    /// type, as its insert would, marked as a snapshot record: the header
+    /// binlog.snapshot and the CloudEvents extension binlogsnapshot, with the
+    /// id snapshot:<position>:<database.table>:<key>. Tables need a
+    /// one-column integer primary key.
+    ///
+    /// The live checkpoint is not touched, so this can run beside `run` (a
+    /// backfill for a new consumer). Its progress is kept under
+    /// <checkpoint.dir>/snapshots/<topic>: stopped or killed, the same
+    /// command resumes after the last acknowledged chunk, publishing each row
+    /// once. To snapshot and then stream from exactly the snapshot's
+    /// position, set start.from = "snapshot" for the first `run` instead.
+    Snapshot {
+        /// Publish to this topic instead of the tables' topics.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only the rows matching this SQL condition (e.g. "created_at >= '2026-01-01'").
+        #[arg(long = "where", value_name = "CONDITION")]
+        filter: Option<String>,
+    },
     /// Inspect or move the checkpoint store.
     Checkpoint {
         #[command(subcommand)]
@@ -214,6 +239,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Replay { from, to, topic } => replay(config, from, to, topic).await,
+            Command::Snapshot { topic, filter } => snapshot(config, topic, filter).await,
         }
     }))
 }
@@ -235,6 +261,17 @@ async fn replay(config: Config, from: Target, to: Option<Target>, topic: Option<
         to.as_ref(),
         topic.as_deref(),
         process::shutdown_signal("finishing the current transaction, draining deliveries"),
+    )
+    .await;
+    exit_code(result)
+}
+
+async fn snapshot(config: Config, topic: Option<String>, filter: Option<String>) -> u8 {
+    let result = pipeline::snapshot(
+        Arc::new(config),
+        topic.as_deref(),
+        filter.as_deref(),
+        process::shutdown_signal("finishing the current chunk, draining deliveries"),
     )
     .await;
     exit_code(result)

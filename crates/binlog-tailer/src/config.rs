@@ -47,6 +47,30 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+}
+
+/// `snapshot` and `start.from = "snapshot"`: reading the rows that exist.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Rows read per query (in primary-key order); a chunk is the unit of
+    /// progress a killed snapshot resumes after.
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub chunk_rows: u32,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            chunk_rows: default_snapshot_chunk_rows(),
+        }
+    }
+}
+
+fn default_snapshot_chunk_rows() -> u32 {
+    10_000
 }
 
 /// The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
@@ -186,6 +210,9 @@ pub enum StartFrom {
     Latest,
     Gtid(GtidState),
     Coord(BinlogCoord),
+    /// Publish every existing row of the tailed tables from one consistent
+    /// read view, then stream from the view's binlog position.
+    Snapshot,
 }
 
 impl std::str::FromStr for StartFrom {
@@ -195,6 +222,7 @@ impl std::str::FromStr for StartFrom {
         match s.trim() {
             "earliest" => Ok(StartFrom::Earliest),
             "latest" => Ok(StartFrom::Latest),
+            "snapshot" => Ok(StartFrom::Snapshot),
             other if other.contains(':') => other
                 .parse()
                 .map(StartFrom::Coord)
@@ -203,7 +231,7 @@ impl std::str::FromStr for StartFrom {
                 Ok(state) if !state.is_empty() => Ok(StartFrom::Gtid(state)),
                 Ok(_) => Err("an empty GTID state".to_owned()),
                 Err(e) => Err(format!(
-                    "{e}; expected earliest, latest, a GTID state (0-1-42) or file:offset"
+                    "{e}; expected earliest, latest, snapshot, a GTID state (0-1-42) or file:offset"
                 )),
             },
         }
@@ -508,6 +536,9 @@ impl Config {
                 "source.server_id",
                 "must not be 0 (MariaDB refuses replicas with server id 0)".into(),
             ));
+        }
+        if self.snapshot.chunk_rows == 0 {
+            return Err(field("snapshot.chunk_rows", "must be at least 1".into()));
         }
         if self.tables.is_empty() {
             return Err(field("tables", "list at least one table".into()));

@@ -79,7 +79,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::map::{HEADER_EPOCH, HEADER_GTID, HEADER_REPLAY, HEADER_ROW, HEADER_STORE};
+use crate::map::{
+    HEADER_EPOCH, HEADER_GTID, HEADER_REPLAY, HEADER_ROW, HEADER_SNAPSHOT, HEADER_SNAPSHOT_TABLE,
+    HEADER_STORE,
+};
 use crate::position::{Gtid, GtidState};
 
 /// Records read per step backwards at first; each further step doubles, up
@@ -318,7 +321,9 @@ pub fn read(
             let mut step = FIRST_STEP;
             while end > low && !found.done {
                 let from = low.max(end - step);
-                let seen = read_range(&consumer, topic, partition, from, end, identity, timeout)?;
+                let seen = read_range(&consumer, topic, partition, (from, end), timeout, &|m| {
+                    classify(m, identity)
+                })?;
                 frontier.records_read += seen.len() as u64;
                 for s in seen.into_iter().rev() {
                     if found.take(s, checkpoint) {
@@ -380,15 +385,14 @@ fn partition_ids(
 }
 
 /// The records at offsets `from..end` of one partition, oldest first.
-fn read_range(
+fn read_range<T>(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,
-    from: i64,
-    end: i64,
-    identity: Identity,
+    (from, end): (i64, i64),
     timeout: Duration,
-) -> Result<Vec<Seen>, FrontierError> {
+    classify: &dyn Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Result<Vec<T>, FrontierError> {
     let kafka = |source| FrontierError::Kafka {
         topic: topic.to_owned(),
         source,
@@ -413,7 +417,7 @@ fn read_range(
                 if message.offset() >= end {
                     break;
                 }
-                seen.push(classify(&message, identity));
+                seen.push(classify(&message));
                 if message.offset() + 1 >= end {
                     break;
                 }
@@ -447,6 +451,7 @@ fn classify<M: Message>(message: &M, identity: Identity) -> Seen {
     let mut row = None;
     let mut epoch = None;
     let mut store = None;
+    let mut snapshot = false;
     for header in headers.iter() {
         let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
         match header.key {
@@ -455,10 +460,114 @@ fn classify<M: Message>(message: &M, identity: Identity) -> Seen {
             HEADER_EPOCH => epoch = value.and_then(|v| v.parse::<u64>().ok()),
             HEADER_STORE => store = value.and_then(|v| u64::from_str_radix(v, 16).ok()),
             HEADER_REPLAY => return Seen::Other,
+            HEADER_SNAPSHOT => snapshot = true,
             _ => {}
         }
     }
+    if snapshot {
+        // The snapshot `run` takes (this store's, this epoch's) is published
+        // before any live record of the store: nothing of ours lies before
+        // it. Any other snapshot (a backfill) is read past.
+        return if store == Some(identity.store) && epoch == Some(identity.epoch) {
+            Seen::Earlier
+        } else {
+            Seen::Other
+        };
+    }
     classify_headers(gtid, row, epoch, store, identity)
+}
+
+/// What a snapshot's resumption needs of the topics: for each partition,
+/// the largest key of `table` that snapshot `snapshot` already put there
+/// after `after` (the last key of an acknowledged chunk; rows up to it are
+/// in their partitions).
+///
+/// Each partition is read backwards from its end and the read stops at the
+/// first record of this snapshot whose table is not `table` (an earlier
+/// table, whose rows all come before) or whose key is at or below `after`,
+/// at a record of another snapshot of the same store (earlier), or at the
+/// partition's start. A snapshot sends its rows in key order, and a
+/// partition receives them in that order, so the first record met is the
+/// largest key there.
+///
+/// # Errors
+/// [`FrontierError`] when a topic cannot be read in time.
+pub fn read_snapshot(
+    client: &ClientConfig,
+    topics: &[String],
+    snapshot: &str,
+    table: &str,
+    after: Option<i128>,
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), i128>, FrontierError> {
+    #[derive(Clone, Copy)]
+    enum Mark {
+        Key(i128),
+        Stop,
+        Other,
+    }
+    let classify = |message: &rdkafka::message::BorrowedMessage<'_>| -> Mark {
+        let Some(headers) = message.headers() else {
+            return Mark::Other;
+        };
+        let mut id = None;
+        let mut of_table = None;
+        for header in headers.iter() {
+            match header.key {
+                HEADER_SNAPSHOT => id = header.value,
+                HEADER_SNAPSHOT_TABLE => of_table = header.value,
+                _ => {}
+            }
+        }
+        match id {
+            None => Mark::Other,
+            Some(id) if id != snapshot.as_bytes() => Mark::Other,
+            Some(_) if of_table != Some(table.as_bytes()) => Mark::Stop,
+            Some(_) => {
+                let key = message
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.parse::<i128>().ok());
+                match key {
+                    Some(k) if after.is_none_or(|a| k > a) => Mark::Key(k),
+                    _ => Mark::Stop,
+                }
+            }
+        }
+    };
+    let mut found = HashMap::new();
+    for topic in topics {
+        let kafka = |source| FrontierError::Kafka {
+            topic: topic.clone(),
+            source,
+        };
+        let consumer: BaseConsumer = frontier_consumer(client).create().map_err(kafka)?;
+        for partition in partition_ids(&consumer, topic, timeout)? {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map_err(kafka)?;
+            let mut end = high;
+            let mut step = FIRST_STEP;
+            'back: while end > low {
+                let from = low.max(end - step);
+                let marks =
+                    read_range(&consumer, topic, partition, (from, end), timeout, &classify)?;
+                for mark in marks.into_iter().rev() {
+                    match mark {
+                        Mark::Other => {}
+                        Mark::Stop => break 'back,
+                        Mark::Key(k) => {
+                            found.insert((topic.clone(), partition), k);
+                            break 'back;
+                        }
+                    }
+                }
+                end = from;
+                step = (step * 2).min(MAX_STEP);
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn classify_headers(

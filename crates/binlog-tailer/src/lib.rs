@@ -27,6 +27,8 @@
 //! - `handoff.rs`: what source hands sink, and sink hands the checkpoint writer.
 //! - `sink.rs`: the producer, in-order acknowledgements.
 //! - `checkpoint/`: the store, the writer task, the `checkpoint` reports.
+//! - `snapshot/`: the rows that exist, read in one consistent view, and the
+//!   hand-over to streaming at the view's binlog position.
 //! - `start.rs`: where a run, a replay or `checkpoint set` starts and stops.
 //! - `metrics.rs`: every metric, named once; `http.rs`: `/metrics`, `/healthz`,
 //!   `/readyz`; `monitor.rs`: derived gauges, lag, the progress line.
@@ -45,5 +47,6 @@ pub mod pipeline;
 pub mod position;
 pub mod preflight;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod start;

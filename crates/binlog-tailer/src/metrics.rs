@@ -71,6 +71,14 @@ pub struct Metrics {
     pub checkpoint_file_index: IntGauge,
     /// `binlog_tailer_checkpoint_binlog_offset` (gauge, bytes): the checkpoint's offset in it.
     pub checkpoint_offset: IntGauge,
+    /// `binlog_tailer_snapshot_rows_total{table}` (counter): rows a snapshot
+    /// published and the broker acknowledged, by tailed table.
+    pub snapshot_rows: IntCounterVec,
+    /// `binlog_tailer_snapshot_running` (gauge, 0/1): a snapshot is being taken.
+    pub snapshot_running: IntGauge,
+    /// `binlog_tailer_snapshot_read_view_age_seconds` (gauge, seconds): how long
+    /// the snapshot's read view has been open; 0 when none is.
+    pub snapshot_view_age: IntGauge,
     /// Whether a heartbeat came after the last event: nothing more to read.
     caught_up: std::sync::atomic::AtomicBool,
     /// The coordinate and GTID state of the last transaction read.
@@ -203,6 +211,19 @@ impl Metrics {
                 "binlog_tailer_checkpoint_gtid_sequence",
                 "GTID sequence number of the last checkpointed transaction.",
             ),
+            snapshot_rows: r.counter_vec(
+                "binlog_tailer_snapshot_rows_total",
+                "Rows a snapshot published and the broker acknowledged, by table.",
+                &["table"],
+            ),
+            snapshot_running: r.gauge(
+                "binlog_tailer_snapshot_running",
+                "1 while a snapshot is being taken, else 0.",
+            ),
+            snapshot_view_age: r.gauge(
+                "binlog_tailer_snapshot_read_view_age_seconds",
+                "How long the snapshot's consistent read view has been open; 0 when none is.",
+            ),
             registry,
             events_by_kind: Box::new(std::array::from_fn(|_| OnceLock::new())),
             rows_by_table: (0..=tailed.len())
@@ -213,6 +234,9 @@ impl Metrics {
         // Series that exist from the start, so that rates and alerts on them
         // have data before the first error.
         metrics.publish_errors.with_label_values(&["other"]);
+        for table in &metrics.tailed {
+            metrics.snapshot_rows.with_label_values(&[table]);
+        }
         metrics
     }
 

@@ -22,16 +22,18 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{self, Checkpoint, Store, StoreError, WriterError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StartFrom};
 use crate::decode::CharsetMap;
 use crate::frontier::{self, Frontier, FrontierError, Identity};
 use crate::handoff::Acked;
 use crate::http;
+use crate::map::{HEADER_EPOCH, HEADER_STORE};
 use crate::metrics::Metrics;
 use crate::monitor;
 use crate::position::{GtidState, Start, StopAt, Target};
 use crate::preflight::{self, Check, Problem};
 use crate::sink::{self, SinkError};
+use crate::snapshot::{self, Cover, Ended, SnapshotError};
 use crate::source::{self, Progress, Reader, SourceError, Stopped};
 use crate::start::{self, StartError};
 
@@ -70,8 +72,16 @@ pub enum RunError {
     },
     #[error(transparent)]
     Frontier(FrontierError),
+    #[error(transparent)]
+    Snapshot(Box<SnapshotError>),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl RunError {
+    fn snapshot(e: SnapshotError) -> Self {
+        RunError::Snapshot(Box::new(e))
+    }
 }
 
 impl From<SourceError> for RunError {
@@ -140,35 +150,13 @@ pub async fn run(
 ) -> Result<Outcome, RunError> {
     let password = config.source_password()?;
     let opts = source::connection_opts(&config, &password);
-    let store = Store::open(&config.checkpoint.dir, config.checkpoint.retention())?;
-    let stored = store.current()?;
+    let mut store = Store::open(&config.checkpoint.dir, config.checkpoint.retention())?;
+    let mut stored = store.current()?;
 
     require_preflight(&config, true).await?;
 
-    let mut conn = source::connect(&config, &opts).await?;
-    let info = source::server_info(&mut conn).await?;
-    let charsets = source::charset_map(&mut conn).await?;
-    let start = start::resolve_start(&config, stored.as_ref(), &info, &mut conn).await?;
-    let _ = conn.disconnect().await;
-    match &stored {
-        Some(cp) => {
-            tracing::info!(checkpoint = %cp.position, start = %start, "resuming from the checkpoint")
-        }
-        None => tracing::info!(start = %start, "no checkpoint yet; starting as start.from says"),
-    }
-
     let identity = store.identity()?;
-    let frontier = read_frontier(
-        &config,
-        identity,
-        stored.as_ref().map(|c| c.position.gtid.clone()),
-    )
-    .await?;
-    let base_events = stored.as_ref().map_or(0, |c| c.events_published);
     let metrics = new_metrics(&config);
-    if let Some(cp) = &stored {
-        metrics.checkpoint_position(cp.written_at_ms, &cp.position);
-    }
     let listener = http::bind(config.http.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -185,6 +173,73 @@ pub async fn run(
         config.http.ready_max_lag,
         http_stop_rx,
     ));
+    let stop_http = || {
+        let _ = http_stop.send(true);
+    };
+
+    // start.from = "snapshot": the rows that exist first, then the stream
+    // from exactly the snapshot's position.
+    let mut cover = None;
+    if config.start.from == StartFrom::Snapshot {
+        match handover(
+            &config,
+            &opts,
+            &mut store,
+            stored.is_none(),
+            identity,
+            &metrics,
+            &shutdown,
+        )
+        .await
+        {
+            Ok(Some(found)) => cover = found.map(Arc::new),
+            Ok(None) => {
+                stop_http();
+                let _ = server.await;
+                return Ok(Outcome::Clean);
+            }
+            Err(e) => {
+                stop_http();
+                let _ = server.await;
+                return Err(e);
+            }
+        }
+        stored = store.current()?;
+    }
+
+    let prepared = async {
+        let mut conn = source::connect(&config, &opts).await?;
+        let info = source::server_info(&mut conn).await?;
+        let charsets = source::charset_map(&mut conn).await?;
+        let start = start::resolve_start(&config, stored.as_ref(), &info, &mut conn).await?;
+        let _ = conn.disconnect().await;
+        match &stored {
+            Some(cp) => {
+                tracing::info!(checkpoint = %cp.position, start = %start, "resuming from the checkpoint")
+            }
+            None => tracing::info!(start = %start, "no checkpoint yet; starting as start.from says"),
+        }
+        let frontier = read_frontier(
+            &config,
+            identity,
+            stored.as_ref().map(|c| c.position.gtid.clone()),
+        )
+        .await?;
+        Ok::<_, RunError>((charsets, start, frontier))
+    }
+    .await;
+    let (charsets, start, frontier) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            stop_http();
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+    let base_events = stored.as_ref().map_or(0, |c| c.events_published);
+    if let Some(cp) = &stored {
+        metrics.checkpoint_position(cp.written_at_ms, &cp.position);
+    }
     let monitor = tokio::spawn(monitor::monitor(
         Arc::clone(&config),
         opts.clone(),
@@ -196,16 +251,148 @@ pub async fn run(
         charsets,
         start,
         stop_at: None,
-        mode: sink::Mode::Live { identity, frontier },
+        mode: sink::Mode::Live {
+            identity,
+            frontier,
+            cover,
+        },
         checkpoint: Some((store, base_events)),
         metrics,
         shutdown,
     })
     .await;
     monitor.abort();
-    let _ = http_stop.send(true);
+    stop_http();
     let _ = server.await;
     outcome
+}
+
+/// The name under which the store keeps the snapshot `run` takes.
+const LIVE_SNAPSHOT: &str = "live";
+
+/// `start.from = "snapshot"`: takes (or resumes) the snapshot when the store
+/// has no checkpoint yet, then makes its position the live checkpoint.
+/// `None` when the snapshot stopped on request before its end; else the
+/// cover of a snapshot read in several views.
+async fn handover(
+    config: &Arc<Config>,
+    opts: &mysql_async::Opts,
+    store: &mut Store,
+    first_start: bool,
+    identity: Identity,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<Option<Cover>>, RunError> {
+    let saved = snapshot::saved(store, LIVE_SNAPSHOT).map_err(RunError::snapshot)?;
+    if !first_start {
+        // Streaming began (or the store has a checkpoint from before):
+        // only the cover of the finished snapshot matters now.
+        return Ok(Some(
+            saved.filter(|s| s.done).and_then(|s| Cover::of(&s, config)),
+        ));
+    }
+    let state = match saved {
+        Some(state) if state.done => state,
+        _ => {
+            let job = snapshot::Job {
+                config: Arc::clone(config),
+                opts: opts.clone(),
+                name: LIVE_SNAPSHOT.to_owned(),
+                topic: None,
+                filter: None,
+                headers: vec![
+                    (HEADER_EPOCH, identity.epoch.to_string().into_bytes()),
+                    (HEADER_STORE, identity.store_header().into_bytes()),
+                ],
+                metrics: Arc::clone(metrics),
+                shutdown: shutdown.clone(),
+            };
+            match snapshot::take(job, store)
+                .await
+                .map_err(RunError::snapshot)?
+            {
+                Ended::Done(state) => state,
+                Ended::Stopped(state) => {
+                    tracing::info!(
+                        rows = state.rows,
+                        "snapshot stopped on request; the next run resumes it"
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    let position = snapshot::handover_position(&state).map_err(RunError::snapshot)?;
+    let mut conn = source::connect(config, opts).await?;
+    let in_binlog = snapshot::require_in_binlog(&mut conn, &position).await;
+    let _ = conn.disconnect().await;
+    in_binlog.map_err(RunError::snapshot)?;
+    let first = state.views.first();
+    let checkpoint = Checkpoint {
+        position: position.clone(),
+        source_server_id: first.map_or(0, |v| v.server_id),
+        commit_time: first.map(|v| i64::from(v.time)),
+        written_at_ms: checkpoint::now_ms(),
+        events_published: state.rows,
+    };
+    store.save(&checkpoint)?;
+    tracing::info!(position = %position, rows = state.rows, views = state.views.len(), "snapshot done; streaming starts at its position");
+    Ok(Some(Cover::of(&state, config)))
+}
+
+/// `snapshot`: publishes every row of the tailed tables (to `topic` if
+/// given), resuming an unfinished one of the same topic, without touching
+/// the live checkpoint. Its progress is kept in a store of its own under
+/// `<checkpoint.dir>/snapshots/`, so it can run beside `run`.
+///
+/// # Errors
+/// As [`run`], and [`snapshot::SnapshotError`].
+pub async fn snapshot(
+    config: Arc<Config>,
+    topic: Option<&str>,
+    filter: Option<&str>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Outcome, RunError> {
+    let config = {
+        let mut changed = (*config).clone();
+        if let Some(topic) = topic {
+            for table in &mut changed.tables {
+                table.topic = topic.to_owned();
+            }
+        }
+        Arc::new(changed)
+    };
+    let password = config.source_password()?;
+    let opts = source::connection_opts(&config, &password);
+    let name = topic.unwrap_or("tables-topics");
+    let dir = config.checkpoint.dir.join("snapshots").join(name);
+    let mut store = Store::open(&dir, config.checkpoint.retention())?;
+    require_preflight(&config, false).await?;
+    let identity = store.identity()?;
+    let metrics = new_metrics(&config);
+    let job = snapshot::Job {
+        config: Arc::clone(&config),
+        opts,
+        name: name.to_owned(),
+        topic: topic.map(str::to_owned),
+        filter: filter.map(str::to_owned),
+        headers: vec![(HEADER_STORE, identity.store_header().into_bytes())],
+        metrics,
+        shutdown,
+    };
+    match snapshot::take(job, &mut store)
+        .await
+        .map_err(RunError::snapshot)?
+    {
+        Ended::Done(state) => {
+            tracing::info!(snapshot = %state.id, rows = state.rows, position = ?state.views.first().map(|v| &v.position), "snapshot published");
+            Ok(Outcome::Clean)
+        }
+        Ended::Stopped(state) => {
+            tracing::info!(snapshot = %state.id, rows = state.rows, "snapshot stopped on request; run the same command again to resume it");
+            Ok(Outcome::Clean)
+        }
+    }
 }
 
 fn new_metrics(config: &Config) -> Arc<Metrics> {

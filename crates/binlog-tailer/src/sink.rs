@@ -45,8 +45,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::config::KafkaConfig;
 use crate::frontier::{Frontier, Identity};
 use crate::handoff::{Acked, Commit, Item};
-use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY, HEADER_STORE};
+use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY, HEADER_SNAPSHOT_TABLE, HEADER_STORE};
 use crate::metrics::Metrics;
+use crate::snapshot::Cover;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -279,16 +280,29 @@ pub enum Mode {
     Live {
         identity: Identity,
         frontier: Frontier,
+        /// After a snapshot that was resumed in another read view: the
+        /// records its rows already stand for (see `snapshot::Cover`).
+        cover: Option<Arc<Cover>>,
     },
     /// `replay`: every record is published, marked as a replay; the frontier
     /// only supplies partition counts.
     Replay { frontier: Frontier },
+    /// A snapshot: every record is published with `headers` (the snapshot's
+    /// id, and the store and epoch for the one `run` takes), and its table
+    /// as `binlog.snapshot.table`; the snapshot itself passes over what the
+    /// topic already holds.
+    Snapshot {
+        frontier: Frontier,
+        headers: Vec<(&'static str, Vec<u8>)>,
+    },
 }
 
 impl Mode {
     fn frontier(&self) -> &Frontier {
         match self {
-            Mode::Live { frontier, .. } | Mode::Replay { frontier } => frontier,
+            Mode::Live { frontier, .. }
+            | Mode::Replay { frontier }
+            | Mode::Snapshot { frontier, .. } => frontier,
         }
     }
 }
@@ -326,6 +340,7 @@ pub async fn run(
             (HEADER_STORE, identity.store_header().into_bytes()),
         ],
         Mode::Replay { .. } => vec![(HEADER_REPLAY, b"1".to_vec())],
+        Mode::Snapshot { headers, .. } => headers.clone(),
     };
 
     let mut published = PublishedCounters::new(&metrics);
@@ -395,8 +410,10 @@ pub async fn run(
                 }
                 Some(Item::Record(record)) => {
                     let partition = mode.frontier().partition_of(&record.topic, &record.key);
-                    if let (Mode::Live { frontier, .. }, Some(p)) = (&mode, partition) {
-                        if frontier.already_published(&record.topic, p, record.gtid, record.row_index) {
+                    if let (Mode::Live { frontier, cover, .. }, Some(p)) = (&mode, partition) {
+                        if frontier.already_published(&record.topic, p, record.gtid, record.row_index)
+                            || cover.as_ref().is_some_and(|c| c.covers(&record, p))
+                        {
                             skipped += 1;
                             metrics.skipped.inc();
                             if skipped == 1 {
@@ -520,7 +537,8 @@ async fn enqueue(
     extra_headers: &[(&'static str, Vec<u8>)],
     partition: Option<i32>,
 ) -> Result<(), SinkError> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len());
+    let mut headers =
+        OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len() + 1);
     for (key, value) in record.headers.iter() {
         headers = headers.insert(Header {
             key,
@@ -531,6 +549,12 @@ async fn enqueue(
         headers = headers.insert(Header {
             key,
             value: Some(value.as_slice()),
+        });
+    }
+    if let Some(table) = &record.snapshot_table {
+        headers = headers.insert(Header {
+            key: HEADER_SNAPSHOT_TABLE,
+            value: Some(table.as_bytes()),
         });
     }
     let deliveries = &producer.context().deliveries;

@@ -82,6 +82,11 @@ pub enum StartError {
     NothingBefore(i64),
     #[error("there is no checkpoint store yet")]
     NoStore,
+    #[error(
+        "start.from = \"snapshot\" is taken by `run` before it streams, and the store holds no \
+         finished snapshot; this is a bug"
+    )]
+    SnapshotNotTaken,
     #[error("there is no live checkpoint to replay up to; give --to")]
     NoLiveCheckpoint,
     #[error("--to names no position")]
@@ -218,6 +223,7 @@ pub async fn resolve_start(
             let gtid = source::gtid_at(conn, &coord).await?;
             Ok(Start::Coord { coord, gtid })
         }
+        StartFrom::Snapshot => Err(StartError::SnapshotNotTaken),
         StartFrom::Coord(coord) => {
             let gtid = source::gtid_at(conn, coord).await?;
             if gtid.is_none() {

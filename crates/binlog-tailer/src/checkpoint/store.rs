@@ -250,7 +250,8 @@ impl Store {
         self.conn
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS snapshot (name TEXT PRIMARY KEY, state TEXT NOT NULL);",
             )
             .map_err(self.sqlite())
     }
@@ -307,6 +308,45 @@ impl Store {
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .map_err(self.sqlite())
+    }
+
+    /// The progress of the snapshot `name` (see `snapshot`), as saved.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn snapshot_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let has_table: bool = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sqlite())?;
+        if !has_table {
+            return Ok(None);
+        }
+        self.conn
+            .query_row("SELECT state FROM snapshot WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sqlite())
+    }
+
+    /// Saves the progress of the snapshot `name`, durably.
+    ///
+    /// # Errors
+    /// When the write fails; the previous progress then stays in force.
+    pub fn save_snapshot_state(&mut self, name: &str, state: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO snapshot (name, state) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET state = ?2",
+                params![name, state],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
     }
 
     /// Which store, in which epoch, publishes the live records (their

@@ -81,6 +81,7 @@ pub(crate) mod tests;
 use std::fmt;
 
 pub use crate::position::Gtid;
+pub(crate) use charset::decode_text;
 pub use charset::{cjk_whatwg_reference, Charset, CharsetMap, Legacy, LEGACY};
 pub use mariadb::{
     parse_annotate_rows, parse_binlog_checkpoint, parse_format_description, parse_gtid,

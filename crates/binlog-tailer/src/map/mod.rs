@@ -116,6 +116,9 @@ pub struct Record {
     /// Source transaction and the row's index in it.
     pub gtid: Gtid,
     pub row_index: u32,
+    /// `database.table` of a snapshot record (its `binlog.snapshot.table`
+    /// header); `None` for rows read from the binlog.
+    pub snapshot_table: Option<Arc<str>>,
 }
 
 /// A row that cannot be published as configured. Definite: the same row
@@ -152,6 +155,10 @@ pub const HEADER_EPOCH: &str = "binlog.epoch";
 pub const HEADER_STORE: &str = "binlog.store";
 /// Added by the sink: `1` on records published by `replay`.
 pub const HEADER_REPLAY: &str = "binlog.replay";
+/// Added by the sink on snapshot records: the snapshot's id.
+pub const HEADER_SNAPSHOT: &str = "binlog.snapshot";
+/// Added by the sink on snapshot records: `database.table` of the row.
+pub const HEADER_SNAPSHOT_TABLE: &str = "binlog.snapshot.table";
 
 /// The CloudEvents id of a row.
 pub fn event_id(gtid: Gtid, row_index: u32) -> String {
@@ -261,6 +268,55 @@ pub fn map_insert(
     row: &[Option<Value>],
     origin: &RowOrigin<'_>,
 ) -> Result<Record, MapError> {
+    map_row(layout, row, origin, None)
+}
+
+/// What marks a snapshot record (see `snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotMark {
+    /// The CloudEvents extension `binlogsnapshot`: the snapshot's id.
+    pub snapshot: String,
+    /// The event id is this followed by the Kafka key:
+    /// `snapshot:<read view position>:<database>.<table>:`.
+    pub id_prefix: String,
+    /// `database.table`.
+    pub table: Arc<str>,
+}
+
+impl SnapshotMark {
+    /// The mark of rows of `layout` read in the view at `position` of
+    /// snapshot `snapshot`.
+    pub fn new(snapshot: &str, position: &str, layout: &TableLayout) -> Self {
+        SnapshotMark {
+            snapshot: snapshot.to_owned(),
+            id_prefix: format!("snapshot:{position}:{}.{}:", layout.database, layout.table),
+            table: Arc::from(format!("{}.{}", layout.database, layout.table)),
+        }
+    }
+}
+
+/// Maps one row read by a snapshot to a record: the event of an insert of
+/// the same row, but for its id (`<mark's prefix><key>`), the extension
+/// `binlogsnapshot`, and `origin` being the read view's position (`row_index`
+/// 0) and time.
+///
+/// # Errors
+/// As [`map_insert`].
+pub fn map_snapshot_row(
+    layout: &TableLayout,
+    row: &[Option<Value>],
+    origin: &RowOrigin<'_>,
+    mark: &SnapshotMark,
+) -> Result<Record, MapError> {
+    map_row(layout, row, origin, Some(mark))
+}
+
+fn map_row(
+    layout: &TableLayout,
+    row: &[Option<Value>],
+    origin: &RowOrigin<'_>,
+    mark: Option<&SnapshotMark>,
+) -> Result<Record, MapError> {
     let full_name = || format!("{}.{}", layout.database, layout.table);
     if row.len() != layout.columns.len() {
         return Err(MapError::ColumnCount {
@@ -286,14 +342,30 @@ pub fn map_insert(
     let key = record_key(layout, &values)?;
     let mut gtid = String::with_capacity(32);
     push_gtid(&mut gtid, origin.gtid);
-    let id = id_of(&gtid, origin.row_index);
-    let mut payload = Vec::with_capacity(payload_capacity(layout, &values, &id, origin));
-    write_event(&mut payload, layout, &values, &key, &id, &gtid, origin).map_err(|e| {
-        MapError::BadValue {
-            table: full_name(),
-            column: "*".into(),
-            problem: format!("cannot serialise the event: {e}"),
-        }
+    let id = match mark {
+        None => id_of(&gtid, origin.row_index),
+        Some(mark) => format!("{}{key}", mark.id_prefix),
+    };
+    let snapshot = mark.map(|m| m.snapshot.as_str());
+    let mut payload = Vec::with_capacity(
+        payload_capacity(layout, &values, &id, origin) + snapshot.map_or(0, |s| s.len() + 20),
+    );
+    write_event(
+        &mut payload,
+        layout,
+        &values,
+        Ids {
+            key: &key,
+            id: &id,
+            gtid: &gtid,
+            snapshot,
+        },
+        origin,
+    )
+    .map_err(|e| MapError::BadValue {
+        table: full_name(),
+        column: "*".into(),
+        problem: format!("cannot serialise the event: {e}"),
     })?;
     Ok(Record {
         topic: Arc::clone(&layout.topic),
@@ -303,6 +375,7 @@ pub fn map_insert(
         id,
         gtid: origin.gtid,
         row_index: origin.row_index,
+        snapshot_table: mark.map(|m| Arc::clone(&m.table)),
     })
 }
 
@@ -345,15 +418,28 @@ fn payload_capacity(
 /// as a value (`tests::the_payload_writer_matches_serde_json` compares them),
 /// without building it. Strings and values go through serde_json, so the
 /// escaping and number forms are its own.
+/// The texts [`write_event`] writes beside the row.
+struct Ids<'a> {
+    key: &'a str,
+    id: &'a str,
+    gtid: &'a str,
+    /// The `binlogsnapshot` extension of snapshot records.
+    snapshot: Option<&'a str>,
+}
+
 fn write_event(
     out: &mut Vec<u8>,
     layout: &TableLayout,
     values: &[Out],
-    key: &str,
-    id: &str,
-    gtid: &str,
+    ids: Ids<'_>,
     origin: &RowOrigin<'_>,
 ) -> serde_json::Result<()> {
+    let Ids {
+        key,
+        id,
+        gtid,
+        snapshot,
+    } = ids;
     fn member<T: serde::Serialize + ?Sized>(
         out: &mut Vec<u8>,
         name: &str,
@@ -380,6 +466,9 @@ fn write_event(
     member(out, "binlogserverid", &origin.server_id)?;
     member(out, "binlogfile", origin.file)?;
     member(out, "binlogpos", &origin.pos)?;
+    if let Some(snapshot) = snapshot {
+        member(out, "binlogsnapshot", snapshot)?;
+    }
     out.extend_from_slice(b",\"data\":{");
     for (i, (column, value)) in layout.columns.iter().zip(values).enumerate() {
         if i > 0 {

@@ -1622,6 +1622,7 @@ mod tests {
             id: format!("0-1-{seq}.{row_index}"),
             gtid: gtid(seq),
             row_index,
+            snapshot_table: None,
         }
     }
 
