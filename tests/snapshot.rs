@@ -167,11 +167,12 @@ fn each_once(messages: &[Consumed], expected: &[u64]) -> (usize, usize) {
     (snapshot, messages.len() - snapshot)
 }
 
-/// Existing orders snapshotted while writers insert: every order exactly
-/// once in the topic, from the snapshot or from the stream, never both.
+/// Existing orders snapshotted (from `server`) while writers insert: every
+/// order exactly once in the topic, from the snapshot or from the stream,
+/// never both.
 /// With `kill`, the tailer is SIGKILLed in the middle of the snapshot and
 /// started again.
-async fn snapshot_while_writing(prefix: &str, kill: bool) {
+async fn snapshot_while_writing(prefix: &str, server: Server, kill: bool) {
     let existing = size("SNAPSHOT_ORDERS", 20_000);
     let writers = size("SNAPSHOT_WRITERS", 8);
     let db = TestDb::create(prefix).await;
@@ -184,7 +185,8 @@ async fn snapshot_while_writing(prefix: &str, kill: bool) {
         &[Tailed::orders(&db, &topic)],
         "snapshot",
         &format!("\n[snapshot]\nchunk_rows = {chunk}\n"),
-    );
+    )
+    .with_source_port(server.port());
     let stop = Arc::new(AtomicBool::new(false));
     let handles = start_writers(&db, writers, &stop);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -279,12 +281,15 @@ async fn snapshot_while_writing(prefix: &str, kill: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_stream_has_every_order_exactly_once() {
-    snapshot_while_writing("snap", false).await;
+    // From the primary: the read view's position is in its own binlog.
+    snapshot_while_writing("snap", Server::Primary, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_killed_midway_resumes_exactly_once() {
-    snapshot_while_writing("snapkill", true).await;
+    // From the replica: the position is in the replica's binlog, its GTIDs
+    // the primary's.
+    snapshot_while_writing("snapkill", Server::Replica, true).await;
 }
 
 /// Every column type: a snapshot row carries exactly the values its insert
@@ -389,4 +394,93 @@ async fn topic_backfill_leaves_the_live_checkpoint_untouched() {
     assert_eq!(code, 0, "stderr:\n{err}");
     let messages = consume_all(&backfill);
     assert_eq!(messages.len(), 511, "--where limits the rows");
+}
+
+/// A snapshot whose position the server purged before streaming could start
+/// is a definite error naming the position; nothing streams, and no live
+/// checkpoint is written. On a server of the test's own (it purges binlogs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_snapshot_position_is_a_definite_error() {
+    use test_support::scratch::{ScratchServer, ROW_LOGGING};
+    let server = ScratchServer::start(test_support::here!(), ROW_LOGGING).await;
+    let db = TestDb {
+        name: "shop".into(),
+    };
+    let mut root = server.root().await;
+    root.query_drop(format!(
+        "SET SESSION max_recursive_iterations = 20001; {}",
+        db.insert_many(1, 20_000)
+    ))
+    .await
+    .expect("existing orders");
+    let topic = unique_name("snappurged");
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "snappurged",
+        &[Tailed::orders(&db, &topic)],
+        "snapshot",
+        "\n[snapshot]\nchunk_rows = 100\n",
+    )
+    .with_source_port(server.port);
+    let mut tailer = setup.spawn();
+    // Held still in the middle of the snapshot while the server moves to a
+    // new binlog and purges the one holding the read view's position.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live_snapshot(&setup).is_none_or(|s| s.rows == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "no chunk acknowledged; log:\n{}",
+            tailer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tailer.signal("STOP");
+    let state = live_snapshot(&setup).expect("progress");
+    assert!(!state.done, "the snapshot ended before it could be held");
+    // The file stays until InnoDB has made its transactions durable (the
+    // server's binlog checkpoint): flush and purge until it is gone.
+    let purge_deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        root.query_drop("FLUSH BINARY LOGS").await.expect("flush");
+        let current: String = root
+            .query_first::<mysql_async::Row, _>("SHOW MASTER STATUS")
+            .await
+            .expect("status")
+            .and_then(|r| r.get(0))
+            .expect("file");
+        root.query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
+            .await
+            .expect("purge");
+        let files: Vec<String> = root
+            .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
+            .await
+            .expect("SHOW BINARY LOGS")
+            .into_iter()
+            .filter_map(|r| r.get(0))
+            .collect();
+        if files == [current.clone()] {
+            break;
+        }
+        let warnings: Vec<mysql_async::Row> = root.query("SHOW WARNINGS").await.expect("warnings");
+        assert!(
+            Instant::now() < purge_deadline,
+            "the old binlogs stay: {files:?}; {warnings:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tailer.signal("CONT");
+    let status = tailer.wait(Duration::from_secs(60));
+    let log = tailer.log();
+    assert_eq!(status.code(), Some(1), "exit 1; log:\n{log}");
+    let position = &state.views[0].position;
+    assert!(
+        log.contains(&format!(
+            "the snapshot's position {position} is no longer in the server's binlog"
+        )),
+        "the error names the position; log:\n{log}"
+    );
+    assert!(
+        setup.checkpoint().is_none(),
+        "no live checkpoint was written"
+    );
 }
