@@ -107,8 +107,24 @@ fn live_snapshot(setup: &TailerSetup) -> Option<State> {
     serde_json::from_str(&text).ok()
 }
 
-/// Every id once, and which came from the snapshot.
+/// Every id once, every event valid against schemas/order_created.v1.json,
+/// and how many came from the snapshot.
 fn each_once(messages: &[Consumed], expected: &[u64]) -> (usize, usize) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/order_created.v1.json"),
+        )
+        .expect("schema file"),
+    )
+    .expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for m in messages {
+        let errors: Vec<String> = validator
+            .iter_errors(&m.payload)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", m.payload);
+    }
     let mut by_id: BTreeMap<u64, Vec<&Consumed>> = BTreeMap::new();
     for m in messages {
         by_id
