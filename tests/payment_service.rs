@@ -482,7 +482,7 @@ fn service_processed(port: u16) -> u64 {
     let Ok((200, body)) = http_get(port, "/metrics") else {
         return 0;
     };
-    ["charged", "duplicate", "dead_lettered"]
+    ["charged", "duplicate", "dead_lettered", "snapshot_skipped"]
         .iter()
         .map(|o| {
             sample(
@@ -1300,4 +1300,107 @@ async fn a_backlog_is_charged_exactly_once_in_batches() {
         "every offset committed"
     );
     assert_eq!(db.count().await, ORDERS);
+}
+
+/// A snapshot record of `order`, as `binlog-tailer snapshot` publishes it
+/// (id `snapshot:…`, the `binlogsnapshot` extension, `binlog.snapshot`).
+fn snapshot_message(order: &OrderEvent) -> Msg {
+    let mut payload = order.payload();
+    payload["id"] = json!(format!(
+        "snapshot:0-1-4999@mariadb-bin.000002:4096:shop.orders:{}",
+        order.order_id
+    ));
+    payload["binloggtid"] = json!("0-1-4999");
+    payload["binlogrow"] = json!(0);
+    payload["binlogsnapshot"] = json!("00c0ffee00c0ffee");
+    let mut headers = order.headers(false);
+    headers.push(("binlog.snapshot", "00c0ffee00c0ffee".to_owned()));
+    Msg {
+        key: Some(order.order_id.to_string().into_bytes()),
+        payload: Some(payload.to_string().into_bytes()),
+        headers,
+    }
+}
+
+/// Snapshot records next to live events. With the default
+/// `kafka.snapshot_records = "charge"`, a snapshot record charges an order
+/// nothing charged yet, and nothing for an order already charged, whichever
+/// comes first: no order is charged twice. With `"skip"`, snapshot records
+/// charge nothing at all and live events are charged as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_records_never_charge_an_order_twice() {
+    let validator = schema_validator();
+    let orders: BTreeMap<u64, OrderEvent> = (1..=35).map(|id| (id, OrderEvent::new(id))).collect();
+    // Live events for 1..=20; then a snapshot holding 11..=35; then live
+    // events for 31..=35 (they were inserted while the snapshot was read).
+    let mut messages: Vec<Msg> = (1..=20).map(|id| orders[&id].message(false)).collect();
+    for id in 11..=35 {
+        let m = snapshot_message(&orders[&id]);
+        let payload: Json =
+            serde_json::from_slice(m.payload.as_deref().unwrap_or_default()).expect("JSON");
+        if let Err(e) = validator.validate(&payload) {
+            panic!("the test's snapshot event does not match the schema: {e}");
+        }
+        messages.push(m);
+    }
+    messages.extend((31..=35).map(|id| orders[&id].message(false)));
+
+    for skip in [false, true] {
+        let db = PayDb::create().await;
+        let topic = unique_name("orders");
+        let dlq = unique_name("dlq");
+        create_topic(&topic, 3).await;
+        create_topic(&dlq, 1).await;
+        let setup = Setup::new("pay_snapshot", &db, &topic, &dlq, Server::Primary.port());
+        if skip {
+            let text = std::fs::read_to_string(&setup.config).expect("config");
+            let text = text.replacen(
+                "request_timeout = \"20s\"\n",
+                "request_timeout = \"20s\"\nsnapshot_records = \"skip\"\n",
+                1,
+            );
+            std::fs::write(&setup.config, text).expect("config");
+        }
+        let mut service = setup.spawn();
+        produce(&producer(), &topic, &messages).await;
+        let total = messages.len() as u64;
+        service
+            .wait_until("every message processed", Duration::from_secs(90), || {
+                let done = service_processed(setup.port) >= total;
+                async move { done }
+            })
+            .await;
+        let payments = db.payments().await;
+        if skip {
+            // Only the live events: 1..=20 and 31..=35.
+            let live: Vec<u64> = (1..=20).chain(31..=35).collect();
+            assert_eq!(payments.keys().copied().collect::<Vec<_>>(), live);
+            for (id, (event_id, _, _)) in &payments {
+                assert_eq!(event_id, &orders[id].event_id(), "order {id}");
+            }
+            assert_eq!(service.outcome("snapshot_skipped"), 25);
+            assert_eq!(service.outcome("charged"), 25);
+            assert_eq!(service.outcome("duplicate"), 0);
+        } else {
+            // Every order once: 1..=20 by their live events, 21..=35 by
+            // their snapshot records; the rest are duplicates.
+            assert_eq!(payments.len(), 35);
+            for (id, (event_id, amount, currency)) in &payments {
+                let order = &orders[id];
+                let want = if *id <= 20 {
+                    order.event_id()
+                } else {
+                    format!("snapshot:0-1-4999@mariadb-bin.000002:4096:shop.orders:{id}")
+                };
+                assert_eq!(event_id, &want, "order {id}: charged by");
+                assert_eq!(amount, &order.amount, "order {id}");
+                assert_eq!(currency, order.currency, "order {id}");
+            }
+            assert_eq!(service.outcome("charged"), 35);
+            assert_eq!(service.outcome("duplicate"), 15);
+            assert_eq!(service.outcome("snapshot_skipped"), 0);
+        }
+        assert_eq!(service.outcome("dead_lettered"), 0);
+        assert_eq!(service.terminate(Duration::from_secs(30)).code(), Some(0));
+    }
 }

@@ -109,6 +109,15 @@ pub struct KafkaConfig {
     /// transaction; `database.timeout` must be long enough for it.
     #[serde(default = "default_batch_max_messages")]
     pub batch_max_messages: usize,
+    /// What a snapshot record (an event carrying `binlogsnapshot`: a row
+    /// binlog-tailer read as it stood, not an insert it saw happen) does:
+    /// `charge` (default) charges its order like any `OrderCreated` event,
+    /// at most once per order (an order already charged, by its live event
+    /// or an earlier snapshot, is a duplicate); `skip` charges nothing and
+    /// only acknowledges it, for a service whose historical orders were
+    /// charged elsewhere.
+    #[serde(default)]
+    pub snapshot_records: SnapshotRecords,
     /// Further librdkafka properties for both the consumer and the
     /// dead-letter producer (security.protocol, sasl.*, ssl.*, …). Those the
     /// guarantees rest on ([`PROTECTED_KAFKA_PROPERTIES`]) cannot be set here.
@@ -198,6 +207,15 @@ fn default_commit_interval() -> Duration {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
+/// `kafka.snapshot_records`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotRecords {
+    #[default]
+    Charge,
+    Skip,
+}
+
 fn default_batch_max_messages() -> usize {
     500
 }

@@ -73,7 +73,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::config::{DatabaseConfig, KafkaConfig};
+use super::config::{DatabaseConfig, KafkaConfig, SnapshotRecords};
 use super::dead_letter::DeadLetters;
 use super::event::{self, Charge, Invalid};
 use super::metrics::{outcome, Client, Metrics};
@@ -402,6 +402,8 @@ pub struct Processor {
     retry_max: Duration,
     commit_interval: Duration,
     batch_max: usize,
+    /// `kafka.snapshot_records = "skip"`.
+    skip_snapshots: bool,
 }
 
 impl Processor {
@@ -422,6 +424,7 @@ impl Processor {
             retry_max: db.retry_backoff_max,
             commit_interval: kafka.commit_interval,
             batch_max: kafka.batch_max_messages.max(1),
+            skip_snapshots: kafka.snapshot_records == SnapshotRecords::Skip,
         }
     }
 
@@ -592,12 +595,16 @@ impl Processor {
         let started = Instant::now();
         let parsed: Vec<Result<Charge, Invalid>> =
             batch.iter().map(|m| event::parse(m.payload())).collect();
+        let skipped: Vec<bool> = parsed.iter().map(|p| self.skips(p)).collect();
         let valid: Vec<usize> = parsed
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.is_ok().then_some(i))
+            .filter_map(|(i, p)| (p.is_ok() && !skipped[i]).then_some(i))
             .collect();
-        let charges: Vec<&Charge> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let charges: Vec<&Charge> = valid
+            .iter()
+            .filter_map(|&i| parsed[i].as_ref().ok())
+            .collect();
         let (Some(&first), true) = (valid.first(), charges.len() >= 2) else {
             return self
                 .one_at_a_time(batch, &parsed, started, false, shutdown)
@@ -622,6 +629,10 @@ impl Processor {
         // Committed: the charges and duplicates are done; then the dead
         // letters, in order.
         let mut done = vec![false; batch.len()];
+        for (i, _) in skipped.iter().enumerate().filter(|(_, s)| **s) {
+            self.metrics.processed(outcome::SNAPSHOT_SKIPPED, started);
+            done[i] = true;
+        }
         let mut letters: Vec<Option<(String, &'static str)>> = parsed
             .iter()
             .map(|p| p.as_ref().err().map(|e| (e.to_string(), e.kind())))
@@ -672,6 +683,12 @@ impl Processor {
         }
     }
 
+    /// Whether this event is a snapshot record the configuration says to
+    /// pass over (`kafka.snapshot_records = "skip"`).
+    fn skips(&self, parsed: &Result<Charge, Invalid>) -> bool {
+        self.skip_snapshots && parsed.as_ref().is_ok_and(|c| c.snapshot)
+    }
+
     /// Processes the batch one message per transaction, in order.
     async fn one_at_a_time(
         &self,
@@ -719,6 +736,10 @@ impl Processor {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool, ServiceError> {
         let at = position(message);
+        if self.skips(parsed) {
+            self.metrics.processed(outcome::SNAPSHOT_SKIPPED, started);
+            return Ok(true);
+        }
         let (reason, kind) = match parsed {
             Ok(charge) => {
                 let earlier_commit = maybe_committed.applies(charge);

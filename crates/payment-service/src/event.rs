@@ -39,6 +39,9 @@ pub struct Charge {
     pub amount: String,
     /// ISO 4217 code (`"USD"`).
     pub currency: String,
+    /// A snapshot record (the event has `binlogsnapshot`): the order as it
+    /// stood when binlog-tailer read it, not its insert.
+    pub snapshot: bool,
 }
 
 /// Why an event cannot be processed; its `Display` is the `dlq.reason`.
@@ -196,6 +199,7 @@ pub fn parse(payload: Option<&[u8]>) -> Result<Charge, Invalid> {
         event_id: id.to_owned(),
         amount: amount.to_owned(),
         currency: currency.to_owned(),
+        snapshot: event.get("binlogsnapshot").is_some_and(Value::is_string),
     })
 }
 
@@ -281,8 +285,14 @@ mod tests {
                 event_id: "0-1-8572.1".into(),
                 amount: "250.00".into(),
                 currency: "USD".into(),
+                snapshot: false,
             })
         );
+        // A snapshot record: the same charge, marked.
+        let mut snapshot = event();
+        snapshot["id"] = serde_json::json!("snapshot:0-1-8572@mariadb-bin.000002:4:shop.orders:11");
+        snapshot["binlogsnapshot"] = serde_json::json!("00c0ffee00c0ffee");
+        assert!(parse_json(&snapshot).is_ok_and(|c| c.snapshot && c.order_id == 11));
     }
 
     #[test]

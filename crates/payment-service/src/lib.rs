@@ -51,6 +51,14 @@
 //!    charged yet (database down) holds back the messages after it rather
 //!    than being skipped.
 //! 4. **Exact amounts.** The amount charged is the event's decimal text.
+//! 5. **Snapshot records never charge twice.** A snapshot record (the event
+//!    has `binlogsnapshot`: binlog-tailer read the order as it stood rather
+//!    than seeing its insert) has an id of its own, but the order is the
+//!    unique key: with `kafka.snapshot_records = "charge"` (default) it
+//!    charges an order no payment holds yet and is a `duplicate` otherwise,
+//!    whether its live event came before or comes after; with `"skip"` it
+//!    charges nothing (`snapshot_skipped`), for a service whose historical
+//!    orders were charged elsewhere.
 //!
 //! Dead letters are at-least-once: a crash between a dead letter's
 //! acknowledgement and the offset commit writes it again on restart.

@@ -17,7 +17,10 @@ pub mod outcome {
     pub const DUPLICATE: &str = "duplicate";
     /// Sent to the dead-letter topic (acknowledged) instead of charged.
     pub const DEAD_LETTERED: &str = "dead_lettered";
-    pub const ALL: [&str; 3] = [CHARGED, DUPLICATE, DEAD_LETTERED];
+    /// A snapshot record under `kafka.snapshot_records = "skip"`: nothing
+    /// charged.
+    pub const SNAPSHOT_SKIPPED: &str = "snapshot_skipped";
+    pub const ALL: [&str; 4] = [CHARGED, DUPLICATE, DEAD_LETTERED, SNAPSHOT_SKIPPED];
 }
 
 /// `payment_service_dead_letters_total{reason}` label values: the kinds of

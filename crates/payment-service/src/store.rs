@@ -515,6 +515,7 @@ mod tests {
             event_id: event_id.to_owned(),
             amount: format!("{order_id}.00"),
             currency: "EUR".to_owned(),
+            snapshot: false,
         }
     }
 

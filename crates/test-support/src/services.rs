@@ -174,7 +174,7 @@ impl PaymentService {
 
     /// Messages processed to the end, whatever the outcome.
     pub fn processed(&self) -> u64 {
-        ["charged", "duplicate", "dead_lettered"]
+        ["charged", "duplicate", "dead_lettered", "snapshot_skipped"]
             .iter()
             .map(|o| self.outcome(o))
             .sum()
