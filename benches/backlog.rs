@@ -26,6 +26,11 @@
 //! 6. Drains one transaction of `BENCH_BIG_ROWS` orders (default 200000;
 //!    0 skips it) and prints its rows/s beside the single-row rate, and
 //!    the tailer's peak RSS.
+//! 7. Snapshots a table of `BENCH_SNAPSHOT_ROWS` existing orders (default
+//!    200000; 0 skips it) with `start.from = "snapshot"`, and prints rows/s
+//!    (process start to the hand-over's checkpoint) beside the single-row
+//!    rate, CPU per row and peak RSS; checks the topic holds one snapshot
+//!    record per row.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -232,6 +237,76 @@ async fn bench() {
     if big > 0 {
         big_transaction(big, rate).await;
     }
+    let snapshot_rows = env_or("BENCH_SNAPSHOT_ROWS", 200_000);
+    if snapshot_rows > 0 {
+        snapshot(snapshot_rows, rate).await;
+    }
+}
+
+/// A table of `rows` existing orders, snapshotted from the replica by a
+/// first `run` with `start.from = "snapshot"`: rows/s (process start to the
+/// checkpoint at the snapshot's position, every row acknowledged) beside
+/// `single_rate`, CPU per row, peak RSS.
+async fn snapshot(rows: u64, single_rate: f64) {
+    let db = TestDb::create("benchsnap").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop("SET SESSION max_recursive_iterations = 50001")
+        .await
+        .expect("max_recursive_iterations");
+    let mut first = 1;
+    while first <= rows {
+        let n = 50_000.min(rows - first + 1);
+        primary
+            .query_drop(db.insert_many(first, n))
+            .await
+            .expect("insert existing orders");
+        first += n;
+    }
+    let last = last_gtid(&mut primary).await;
+    test_support::tailer::wait_for_replica(&mut primary).await;
+
+    let topic = unique_name("bench-snapshot");
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "bench-snapshot",
+        &[Tailed::orders(&db, &topic)],
+        "snapshot",
+        "",
+    );
+    let began = Instant::now();
+    let mut tailer = setup.spawn();
+    // The hand-over writes the checkpoint at the snapshot's position, which
+    // includes every existing order.
+    let Drain {
+        took,
+        peak_kib: peak,
+        cpu,
+        ..
+    } = watch_drain(&setup, &mut tailer, began, last);
+    let status = tailer.terminate(Duration::from_secs(30));
+    let rate = rows as f64 / took.as_secs_f64();
+    let per_row = cpu.map_or_else(
+        || "unknown".to_owned(),
+        |c| format!("{:.1} µs", c * 1e6 / rows as f64),
+    );
+    println!(
+        "snapshot of {rows} existing orders: {:.2} s, {rate:.0} rows/s ({:.2} x the single-row \
+         rate); CPU per row {per_row}; peak RSS {:.1} MiB; exit status {status}",
+        took.as_secs_f64(),
+        rate / single_rate,
+        peak as f64 / 1024.0
+    );
+    let records = consume_all(&topic);
+    let marked = records
+        .iter()
+        .filter(|r| r.headers.contains_key("binlog.snapshot"))
+        .count() as u64;
+    assert_eq!(
+        (records.len() as u64, marked),
+        (rows, rows),
+        "one snapshot record per existing order"
+    );
 }
 
 /// One transaction of `rows` orders, drained from the replica: rows/s
