@@ -90,6 +90,12 @@ enum Command {
     /// SIGINT/SIGTERM it finishes the transaction being read, waits for the
     /// acknowledgements (shutdown.drain_timeout), writes the checkpoint and
     /// exits 0.
+    ///
+    /// With start.from = "snapshot", a first start (no checkpoint yet) first
+    /// publishes every row the tailed tables hold (as `snapshot` does, into
+    /// the tables' topics), then streams from exactly the snapshot's binlog
+    /// position: each order once, from the snapshot or from the stream.
+    /// Stopped or killed midway, the next run resumes the snapshot.
     Run,
     /// Check the server settings, privileges, tables, broker and topics; exit
     /// 0 when all pass, 3 otherwise.

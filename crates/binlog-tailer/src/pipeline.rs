@@ -267,6 +267,15 @@ pub async fn run(
     outcome
 }
 
+/// `--topic` of `replay` and `snapshot`: every table's records go there.
+fn publish_to(config: &mut Config, topic: Option<&str>) {
+    if let Some(topic) = topic {
+        for table in &mut config.tables {
+            table.topic = topic.to_owned();
+        }
+    }
+}
+
 /// The name under which the store keeps the snapshot `run` takes.
 const LIVE_SNAPSHOT: &str = "live";
 
@@ -353,15 +362,9 @@ pub async fn snapshot(
     filter: Option<&str>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Outcome, RunError> {
-    let config = {
-        let mut changed = (*config).clone();
-        if let Some(topic) = topic {
-            for table in &mut changed.tables {
-                table.topic = topic.to_owned();
-            }
-        }
-        Arc::new(changed)
-    };
+    let mut changed = (*config).clone();
+    publish_to(&mut changed, topic);
+    let config = Arc::new(changed);
     let password = config.source_password()?;
     let opts = source::connection_opts(&config, &password);
     let name = topic.unwrap_or("tables-topics");
@@ -613,11 +616,7 @@ pub async fn replay(
             .source
             .replay_server_id
             .unwrap_or_else(|| config.source.server_id.wrapping_add(1).max(1));
-        if let Some(topic) = topic {
-            for table in &mut changed.tables {
-                table.topic = topic.to_owned();
-            }
-        }
+        publish_to(&mut changed, topic);
         Arc::new(changed)
     };
     let password = config.source_password()?;
