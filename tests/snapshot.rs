@@ -188,7 +188,16 @@ fn each_once(messages: &[Consumed], expected: &[u64]) -> (usize, usize) {
 /// never both.
 /// With `kill`, the tailer is SIGKILLed in the middle of the snapshot and
 /// started again.
-async fn snapshot_while_writing(prefix: &str, server: Server, kill: bool) {
+/// How the first tailer is stopped in the middle of the snapshot, if it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    No,
+    Kill,
+    Term,
+}
+
+async fn snapshot_while_writing(prefix: &str, server: Server, stop_midway: Stop) {
+    let kill = stop_midway != Stop::No;
     let existing = size("SNAPSHOT_ORDERS", 20_000);
     let writers = size("SNAPSHOT_WRITERS", 8);
     let db = TestDb::create(prefix).await;
@@ -233,8 +242,19 @@ async fn snapshot_while_writing(prefix: &str, server: Server, kill: bool) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let at_kill = live_snapshot(&setup).map_or(0, |s| s.rows);
-        tailer.kill();
-        println!("killed with {at_kill} rows acknowledged");
+        if stop_midway == Stop::Term {
+            let status = tailer.terminate(Duration::from_secs(30));
+            assert_eq!(status.code(), Some(0), "SIGTERM mid-snapshot exits 0");
+            let state = live_snapshot(&setup).expect("progress");
+            assert!(!state.done, "stopped before the end");
+            println!(
+                "stopped (SIGTERM) with {at_kill} rows acknowledged, {} when it exited",
+                state.rows
+            );
+        } else {
+            tailer.kill();
+            println!("killed with {at_kill} rows acknowledged");
+        }
         assert!(
             setup.checkpoint().is_none(),
             "no live checkpoint before the snapshot ends"
@@ -298,14 +318,19 @@ async fn snapshot_while_writing(prefix: &str, server: Server, kill: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_stream_has_every_order_exactly_once() {
     // From the primary: the read view's position is in its own binlog.
-    snapshot_while_writing("snap", Server::Primary, false).await;
+    snapshot_while_writing("snap", Server::Primary, Stop::No).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_killed_midway_resumes_exactly_once() {
     // From the replica: the position is in the replica's binlog, its GTIDs
     // the primary's.
-    snapshot_while_writing("snapkill", Server::Replica, true).await;
+    snapshot_while_writing("snapkill", Server::Replica, Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_stopped_by_sigterm_resumes_exactly_once() {
+    snapshot_while_writing("snapterm", Server::Replica, Stop::Term).await;
 }
 
 /// Every column type: a snapshot row carries exactly the values its insert

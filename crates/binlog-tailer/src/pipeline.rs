@@ -192,11 +192,11 @@ pub async fn run(
         )
         .await
         {
-            Ok(Some(found)) => cover = found.map(Arc::new),
-            Ok(None) => {
+            Ok(Ok(found)) => cover = found.map(Arc::new),
+            Ok(Err(outcome)) => {
                 stop_http();
                 let _ = server.await;
-                return Ok(Outcome::Clean);
+                return Ok(outcome);
             }
             Err(e) => {
                 stop_http();
@@ -281,8 +281,8 @@ const LIVE_SNAPSHOT: &str = "live";
 
 /// `start.from = "snapshot"`: takes (or resumes) the snapshot when the store
 /// has no checkpoint yet, then makes its position the live checkpoint.
-/// `None` when the snapshot stopped on request before its end; else the
-/// cover of a snapshot read in several views.
+/// The outcome when the snapshot stopped on request before its end; else
+/// the cover of a snapshot read in several views.
 async fn handover(
     config: &Arc<Config>,
     opts: &mysql_async::Opts,
@@ -291,14 +291,14 @@ async fn handover(
     identity: Identity,
     metrics: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
-) -> Result<Option<Option<Cover>>, RunError> {
+) -> Result<Result<Option<Cover>, Outcome>, RunError> {
     let saved = snapshot::saved(store, LIVE_SNAPSHOT).map_err(RunError::snapshot)?;
     if !first_start {
         // Streaming began (or the store has a checkpoint from before):
         // only the cover of the finished snapshot matters now.
-        return Ok(Some(
-            saved.filter(|s| s.done).and_then(|s| Cover::of(&s, config)),
-        ));
+        return Ok(Ok(saved
+            .filter(|s| s.done)
+            .and_then(|s| Cover::of(&s, config))));
     }
     let state = match saved {
         Some(state) if state.done => state,
@@ -321,12 +321,19 @@ async fn handover(
                 .map_err(RunError::snapshot)?
             {
                 Ended::Done(state) => state,
-                Ended::Stopped(state) => {
+                Ended::Stopped {
+                    state,
+                    acknowledged,
+                } => {
                     tracing::info!(
                         rows = state.rows,
                         "snapshot stopped on request; the next run resumes it"
                     );
-                    return Ok(None);
+                    return Ok(Err(if acknowledged {
+                        Outcome::Clean
+                    } else {
+                        Outcome::Unacknowledged
+                    }));
                 }
             }
         }
@@ -346,7 +353,7 @@ async fn handover(
     };
     store.save(&checkpoint)?;
     tracing::info!(position = %position, rows = state.rows, views = state.views.len(), "snapshot done; streaming starts at its position");
-    Ok(Some(Cover::of(&state, config)))
+    Ok(Ok(Cover::of(&state, config)))
 }
 
 /// `snapshot`: publishes every row of the tailed tables (to `topic` if
@@ -391,9 +398,16 @@ pub async fn snapshot(
             tracing::info!(snapshot = %state.id, rows = state.rows, position = ?state.views.first().map(|v| &v.position), "snapshot published");
             Ok(Outcome::Clean)
         }
-        Ended::Stopped(state) => {
+        Ended::Stopped {
+            state,
+            acknowledged,
+        } => {
             tracing::info!(snapshot = %state.id, rows = state.rows, "snapshot stopped on request; run the same command again to resume it");
-            Ok(Outcome::Clean)
+            Ok(if acknowledged {
+                Outcome::Clean
+            } else {
+                Outcome::Unacknowledged
+            })
         }
     }
 }

@@ -154,8 +154,17 @@ pub enum Ended {
     /// Every table read and acknowledged.
     Done(State),
     /// Stopped on request; the next start resumes after the last
-    /// acknowledged chunk.
-    Stopped(State),
+    /// acknowledged chunk. `acknowledged`: every record sent was
+    /// acknowledged before the drain deadline.
+    Stopped { state: State, acknowledged: bool },
+}
+
+/// How the reading ended.
+enum Finish {
+    Done,
+    Stopped,
+    /// Stopped before the broker acknowledged every record sent.
+    Unacknowledged,
 }
 
 /// The progress saved under `name`, if any.
@@ -271,9 +280,20 @@ pub async fn take(job: Job, store: &mut Store) -> Result<Ended, SnapshotError> {
     let result = read_all(&job, store, &mut state).await;
     job.metrics.snapshot_running.set(0);
     job.metrics.snapshot_view_age.set(0);
-    let stopped = result?;
-    if stopped {
-        return Ok(Ended::Stopped(state));
+    match result? {
+        Finish::Done => {}
+        Finish::Stopped => {
+            return Ok(Ended::Stopped {
+                state,
+                acknowledged: true,
+            })
+        }
+        Finish::Unacknowledged => {
+            return Ok(Ended::Stopped {
+                state,
+                acknowledged: false,
+            })
+        }
     }
     state.done = true;
     save(store, &job.name, &state)?;
@@ -293,8 +313,12 @@ fn topics_of(config: &Config, topic: Option<&str>, only: Option<&str>) -> Vec<St
     topics
 }
 
-/// The reading itself; true when stopped on request before the end.
-async fn read_all(job: &Job, store: &mut Store, state: &mut State) -> Result<bool, SnapshotError> {
+/// The reading itself.
+async fn read_all(
+    job: &Job,
+    store: &mut Store,
+    state: &mut State,
+) -> Result<Finish, SnapshotError> {
     let config = &job.config;
     let client = sink::consumer_config(&config.kafka);
     let timeout = config.kafka.request_timeout;
@@ -504,7 +528,7 @@ async fn read_all(job: &Job, store: &mut Store, state: &mut State) -> Result<boo
         Some(result) => result?,
         None => {
             tracing::warn!("the broker did not acknowledge every snapshot record in time; the next start resumes after the last acknowledged chunk");
-            return Ok(true);
+            return Ok(Finish::Unacknowledged);
         }
     }
     if !reading.pending.is_empty() {
@@ -513,7 +537,11 @@ async fn read_all(job: &Job, store: &mut Store, state: &mut State) -> Result<boo
         ));
     }
     tracing::info!(snapshot = %state.id, rows = state.rows, took = ?reading.started.elapsed(), "snapshot read and acknowledged");
-    Ok(stopped)
+    Ok(if stopped {
+        Finish::Stopped
+    } else {
+        Finish::Done
+    })
 }
 
 /// Chunks sent, and the progress line.
