@@ -176,3 +176,82 @@ impl Cover {
             .map(|(index, _, _)| *index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::map::Headers;
+    use crate::position::Gtid;
+
+    fn view(position: &str, after: Option<&str>, bounds: &[(i32, &str)]) -> View {
+        View {
+            position: position.to_owned(),
+            time: 0,
+            server_id: 1,
+            from_table: 0,
+            after: after.map(str::to_owned),
+            bounds: bounds
+                .iter()
+                .map(|(partition, key)| Bound {
+                    topic: "t".into(),
+                    partition: *partition,
+                    key: (*key).to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    fn record(key: u64, seq: u64) -> Record {
+        let gtid = Gtid {
+            domain: 0,
+            server_id: 1,
+            seq,
+        };
+        Record {
+            topic: Arc::from("t"),
+            key: key.to_string().into_bytes(),
+            payload: Vec::new(),
+            headers: Headers::default(),
+            id: format!("{gtid}.0"),
+            gtid,
+            row_index: 0,
+            snapshot_table: None,
+        }
+    }
+
+    #[test]
+    fn each_insert_is_covered_by_the_view_that_read_its_key_if_it_saw_it() {
+        // The first view (at 0-1-10) read keys up to 100 everywhere, and up
+        // to 150 in partition 0; the second (at 0-1-20) read the rest.
+        let views = [
+            view("0-1-10@bin.000001:100", None, &[]),
+            view("0-1-20@bin.000001:900", Some("100"), &[(0, "150")]),
+        ];
+        let cover = Cover {
+            views: views
+                .iter()
+                .map(|v| CoverView {
+                    gtid: v.position.parse::<Position>().unwrap().gtid,
+                    from_table: v.from_table,
+                    view: v.clone(),
+                })
+                .collect(),
+            tables: vec![(0, "t".into(), Vec::new())],
+        };
+        // Key 50, committed after the first view: the stream publishes it.
+        assert!(!cover.covers(&record(50, 15), 1));
+        // Key 120 in partition 0 belongs to the first view: published.
+        assert!(!cover.covers(&record(120, 15), 0));
+        // Key 120 in partition 1 belongs to the second view, which saw it.
+        assert!(cover.covers(&record(120, 15), 1));
+        // Key 200, committed after the second view: published.
+        assert!(!cover.covers(&record(200, 25), 2));
+        assert!(cover.covers(&record(200, 20), 2));
+        // Another topic: not the snapshot's.
+        let mut other = record(200, 20);
+        other.topic = Arc::from("u");
+        assert!(!cover.covers(&other, 2));
+    }
+}
