@@ -525,3 +525,39 @@ async fn a_purged_snapshot_position_is_a_definite_error() {
         "no live checkpoint was written"
     );
 }
+
+/// A table without a one-column integer primary key cannot be read in key
+/// ranges: `check` fails for start.from = "snapshot", and `snapshot`
+/// stops, each naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_an_integer_key_is_refused_naming_it() {
+    let db = TestDb::create("snapkey").await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "CREATE TABLE {}.pairs (a INT NOT NULL, b INT NOT NULL, PRIMARY KEY (a, b)); \
+             INSERT INTO {0}.pairs VALUES (1, 1)",
+            db.name
+        ))
+        .await
+        .expect("create");
+    wait_for_replica(&mut primary).await;
+    let tables = [Tailed {
+        table: db.table("pairs"),
+        topic: unique_name("snapkey"),
+        event_type: "test.pair.created.v1".into(),
+    }];
+    let setup = TailerSetup::new(test_support::here!(), "snapkey", &tables, "snapshot", "");
+    let (code, out, _) = setup.command(&["check"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("primary key (a, b)"), "{out}");
+    assert!(out.contains("one-column integer primary key"), "{out}");
+
+    let setup = TailerSetup::new(test_support::here!(), "snapkey", &tables, "latest", "");
+    let (code, _, err) = setup.command(&["snapshot"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("one-column integer primary key; this table's primary key is (a, b)"),
+        "{err}"
+    );
+}

@@ -447,6 +447,18 @@ async fn check_table(conn: &mut Conn, config: &Config, table: &TableConfig) -> C
         .await;
     match key {
         Ok(columns) if !columns.is_empty() => {
+            if config.start.from == crate::config::StartFrom::Snapshot {
+                if let Some(problem) = snapshot_key(conn, db, tbl, &columns).await {
+                    return Check::problem(
+                        name,
+                        problem,
+                        "a one-column integer primary key (start.from = \"snapshot\" reads the \
+                         table in ranges of it)",
+                        "start from another point (start.from = \"earliest\", \"latest\", a GTID \
+                         state), or give the table such a key",
+                    );
+                }
+            }
             let notes = special_columns(conn, db, tbl, table).await;
             Check::ok(
                 name,
@@ -469,6 +481,30 @@ async fn check_table(conn: &mut Conn, config: &Config, table: &TableConfig) -> C
             "a readable primary key",
             "grant SELECT on the table",
         ),
+    }
+}
+
+/// Why a snapshot cannot read the table by ranges of its primary key
+/// `columns`, if it cannot.
+async fn snapshot_key(conn: &mut Conn, db: &str, tbl: &str, columns: &[String]) -> Option<String> {
+    let [column] = columns else {
+        return Some(format!("primary key ({})", columns.join(", ")));
+    };
+    let data_type: Option<String> = conn
+        .exec_first(
+            "SELECT DATA_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            (db, tbl, column),
+        )
+        .await
+        .ok()
+        .flatten();
+    match data_type.as_deref() {
+        Some("tinyint" | "smallint" | "mediumint" | "int" | "bigint") => None,
+        other => Some(format!(
+            "primary key ({column}) of type {}",
+            other.unwrap_or("unknown")
+        )),
     }
 }
 
