@@ -16,6 +16,7 @@ use binlog_tailer::checkpoint::Store;
 use binlog_tailer::position::Gtid;
 use binlog_tailer::snapshot::State;
 use mysql_async::prelude::Queryable;
+use test_support::process::status_kib;
 use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, wait_for_replica, Consumed, Tailed, TailerSetup,
     TestDb,
@@ -262,7 +263,11 @@ async fn snapshot_while_writing(prefix: &str, server: Server, stop_midway: Stop)
         tokio::time::sleep(Duration::from_millis(500)).await;
         tailer = setup.spawn();
     }
+    let mut peak_kib = 0;
     while setup.checkpoint().is_none() {
+        if let Some(kib) = status_kib(tailer.child.id(), "VmHWM") {
+            peak_kib = peak_kib.max(kib);
+        }
         assert!(
             Instant::now() < deadline,
             "the snapshot did not end; log:\n{}",
@@ -301,9 +306,13 @@ async fn snapshot_while_writing(prefix: &str, server: Server, stop_midway: Stop)
     println!(
         "{existing} existing orders, {writers} writers ({} orders written meanwhile); snapshot \
          (and hand-over) took {snapshot_took:?}; {from_snapshot} records from the snapshot, \
-         {from_stream} from the stream",
-        expected.len() as u64 - existing
+         {from_stream} from the stream; peak RSS of the tailer that finished the snapshot \
+         {:.1} MiB",
+        expected.len() as u64 - existing,
+        peak_kib as f64 / 1024.0
     );
+    // Bounded by the chunk and the records in flight, not by the table.
+    assert!(peak_kib < 96 * 1024, "peak RSS {peak_kib} KiB");
     assert!(
         from_snapshot as u64 >= existing,
         "every existing order is in the snapshot"
