@@ -140,8 +140,11 @@ impl Cover {
         else {
             return false;
         };
-        let mut reader = &self.views[0];
-        for view in &self.views[1..] {
+        let Some((first, later)) = self.views.split_first() else {
+            return false;
+        };
+        let mut reader = first;
+        for view in later {
             let later = table > view.from_table
                 || (table == view.from_table
                     && view
