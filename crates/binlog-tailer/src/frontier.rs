@@ -132,7 +132,7 @@ pub enum FrontierError {
     Kafka { topic: String, source: KafkaError },
     #[error("reading what topic {topic} already holds: no answer within {timeout:?}")]
     Timeout { topic: String, timeout: Duration },
-    #[error("topic {topic} does not exist or has no partitions")]
+    #[error("topic {topic} does not exist, has no partitions, or has partitions without a leader")]
     NoTopic { topic: String },
 }
 
@@ -313,9 +313,10 @@ pub fn read(
             i32::try_from(partitions.len()).unwrap_or(i32::MAX),
         );
         for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, timeout)
-                .map_err(kafka)?;
+            let (low, high) = settled(timeout, || {
+                consumer.fetch_watermarks(topic, partition, timeout)
+            })
+            .map_err(kafka)?;
             let mut found = Found::default();
             let mut end = high;
             let mut step = FIRST_STEP;
@@ -364,24 +365,72 @@ fn partition_ids(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<i32>, FrontierError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|source| FrontierError::Kafka {
-            topic: topic.to_owned(),
-            source,
-        })?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err(FrontierError::NoTopic {
-            topic: topic.to_owned(),
-        });
+    // A topic just created (by this tailer, or by a broker on first use)
+    // answers for a moment without partitions or without leaders: asked
+    // again until every partition has a leader, within `timeout`.
+    let deadline = Instant::now() + timeout;
+    loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|source| FrontierError::Kafka {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        let ready: Option<Vec<i32>> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .filter(|t| {
+                t.partitions()
+                    .iter()
+                    .all(|p| p.error().is_none() && p.leader() >= 0)
+            })
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .filter(|ids: &Vec<i32>| !ids.is_empty());
+        if let Some(partitions) = ready {
+            return Ok(partitions);
+        }
+        if Instant::now() >= deadline {
+            return Err(FrontierError::NoTopic {
+                topic: topic.to_owned(),
+            });
+        }
+        std::thread::sleep(SETTLE_PAUSE);
     }
-    Ok(partitions)
+}
+
+/// Between two questions to a topic that is still settling.
+const SETTLE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Asks again, within `timeout`, while Kafka answers that the partition is
+/// still settling (a topic just created, a leader being elected); any other
+/// answer is returned as it is.
+fn settled<T>(
+    timeout: Duration,
+    mut ask: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match ask() {
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            Code::NotLeaderForPartition
+                                | Code::LeaderNotAvailable
+                                | Code::UnknownTopicOrPartition
+                                | Code::UnknownPartition
+                                | Code::UnknownTopic
+                        )
+                    ) =>
+            {
+                std::thread::sleep(SETTLE_PAUSE);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The records at offsets `from..end` of one partition, oldest first.
@@ -543,9 +592,10 @@ pub fn read_snapshot(
         };
         let consumer: BaseConsumer = frontier_consumer(client).create().map_err(kafka)?;
         for partition in partition_ids(&consumer, topic, timeout)? {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, timeout)
-                .map_err(kafka)?;
+            let (low, high) = settled(timeout, || {
+                consumer.fetch_watermarks(topic, partition, timeout)
+            })
+            .map_err(kafka)?;
             let mut end = high;
             let mut step = FIRST_STEP;
             'back: while end > low {
