@@ -37,12 +37,20 @@ die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
 # The PID recorded for a service, if that process is alive and is still ours
 # (its command line names our state directory: a recycled PID is not ours).
+# A process in the middle of an exec (MariaDB 11.8 starts through bash,
+# unshare, sh and chroot, one exec after another) shows an empty command line
+# for a moment: that is read again, not taken for another process.
 live_pid() {
-  local pidfile=$1 pid
+  local pidfile=$1 pid cmdline
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$state" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+  if [ -z "$cmdline" ]; then
+    sleep 0.5
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+  fi
+  grep -qF -- "$state" <<<"$cmdline" || return 1
   echo "$pid"
 }
 
@@ -77,10 +85,7 @@ wait_until() {
   shift 4
   local deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
-    # Asked twice, 0.5 s apart: while a process execs (MariaDB 11.8 starts
-    # through bash, unshare, sh and chroot, one exec after another) its
-    # /proc/<pid>/cmdline reads empty for a moment, which is not an exit.
-    if ! live_pid "$pidfile" >/dev/null && ! { sleep 0.5; live_pid "$pidfile" >/dev/null; }; then
+    if ! live_pid "$pidfile" >/dev/null; then
       tail -n 30 "$logfile" >&2 || true
       die "$what exited during start-up; its log is $logfile"
     fi

@@ -22,6 +22,13 @@ pub mod server_error {
     /// `ER_ERROR_WHEN_EXECUTING_COMMAND`: `SHOW BINLOG EVENTS` at an offset
     /// where no event begins, or past the file's end.
     pub const ERROR_WHEN_EXECUTING_COMMAND: u16 = 1220;
+
+    /// Whether a server error says the server or the connection is going
+    /// away (a new connection may succeed): shutdown, a killed connection,
+    /// or a client-side code (2xxx).
+    pub fn is_transient(code: u16) -> bool {
+        matches!(code, SERVER_SHUTDOWN | CONNECTION_KILLED) || (2000..3000).contains(&code)
+    }
 }
 
 /// Where a source error happened.
@@ -143,12 +150,7 @@ impl SourceError {
                 source.is_transient()
             }
             SourceError::Connect { source, .. } | SourceError::Query(source) => match source {
-                mysql_async::Error::Server(e) => {
-                    matches!(
-                        e.code,
-                        server_error::SERVER_SHUTDOWN | server_error::CONNECTION_KILLED
-                    ) || (2000..3000).contains(&e.code)
-                }
+                mysql_async::Error::Server(e) => server_error::is_transient(e.code),
                 mysql_async::Error::Url(_) => false,
                 _ => true,
             },

@@ -15,7 +15,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, BufReader, ReadBuf};
 
-use super::{Transport, WireError, MAX_PACKET_PAYLOAD};
+use super::{next_seq, payload_len, Transport, WireError, MAX_PACKET_PAYLOAD};
 use crate::decode::{COMMON_HEADER_LEN, FORMAT_DESCRIPTION_EVENT};
 
 const HEADER_LEN: usize = COMMON_HEADER_LEN as usize;
@@ -101,16 +101,8 @@ impl ReadState {
                 Phase::Header => {
                     ready!(fill(io, cx, &mut self.header, &mut self.header_filled))?;
                     self.header_filled = 0;
-                    let len = usize::from(self.header[0])
-                        | usize::from(self.header[1]) << 8
-                        | usize::from(self.header[2]) << 16;
-                    if self.header[3] != *seq {
-                        return Poll::Ready(Err(WireError::Protocol(format!(
-                            "packet sequence number {} where {seq} was due",
-                            self.header[3]
-                        ))));
-                    }
-                    *seq = seq.wrapping_add(1);
+                    let len = payload_len(&self.header);
+                    next_seq(seq, self.header[3])?;
                     let continuation = self.more;
                     self.more = len == MAX_PACKET_PAYLOAD;
                     if continuation {

@@ -8,7 +8,7 @@ use sha1::{Digest as _, Sha1};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::{tls, BinlogConn, Transport, WireError};
+use super::{frame, next_seq, payload_len, tls, BinlogConn, Transport, WireError};
 use crate::config::{Config, TlsMode};
 
 // Capability flags (https://mariadb.com/kb/en/connection/#capabilities).
@@ -73,7 +73,7 @@ pub async fn login(config: &Config, password: &str) -> Result<BinlogConn, WireEr
         caps |= CLIENT_SSL;
         let mut request = Vec::with_capacity(32);
         put_fixed_fields(&mut request, caps);
-        write_plain_packet(&mut tcp, 1, &request).await?;
+        tcp.write_all(&frame(1, &request)?).await?;
         Transport::Tls(Box::new(
             tls::connect(&source.host, &source.tls, tcp).await?,
         ))
@@ -163,26 +163,10 @@ fn put_lenenc_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 async fn read_plain_packet(tcp: &mut TcpStream) -> Result<Vec<u8>, WireError> {
     let mut header = [0u8; 4];
     tcp.read_exact(&mut header).await?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-    if header[3] != 0 {
-        return Err(WireError::Protocol(format!(
-            "the handshake came with sequence number {}",
-            header[3]
-        )));
-    }
-    let mut payload = vec![0; len];
+    next_seq(&mut 0, header[3])?;
+    let mut payload = vec![0; payload_len(&header)];
     tcp.read_exact(&mut payload).await?;
     Ok(payload)
-}
-
-async fn write_plain_packet(tcp: &mut TcpStream, seq: u8, payload: &[u8]) -> Result<(), WireError> {
-    let len = u32::try_from(payload.len()).unwrap_or(0);
-    let mut packet = Vec::with_capacity(4 + payload.len());
-    packet.extend_from_slice(&len.to_le_bytes()[..3]);
-    packet.push(seq);
-    packet.extend_from_slice(payload);
-    tcp.write_all(&packet).await?;
-    Ok(())
 }
 
 /// Reads the server's initial handshake (protocol version 10).

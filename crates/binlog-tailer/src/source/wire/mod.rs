@@ -99,12 +99,7 @@ impl WireError {
     pub fn is_transient(&self) -> bool {
         match self {
             WireError::Io(_) => true,
-            WireError::Server { code, .. } => {
-                matches!(
-                    *code,
-                    super::server_error::SERVER_SHUTDOWN | super::server_error::CONNECTION_KILLED
-                ) || (2000..3000).contains(code)
-            }
+            WireError::Server { code, .. } => super::server_error::is_transient(*code),
             WireError::Tls(_)
             | WireError::Unsupported(_)
             | WireError::Protocol(_)
@@ -216,16 +211,7 @@ impl BinlogConn {
 
     /// Writes one packet with the next sequence number.
     async fn write_packet(&mut self, payload: &[u8]) -> Result<(), WireError> {
-        let len = payload.len();
-        if len >= MAX_PACKET_PAYLOAD {
-            return Err(WireError::Protocol(format!(
-                "a command of {len} bytes is too long for one packet"
-            )));
-        }
-        let mut packet = Vec::with_capacity(4 + len);
-        packet.extend_from_slice(&u32::try_from(len).unwrap_or(0).to_le_bytes()[..3]);
-        packet.push(self.seq);
-        packet.extend_from_slice(payload);
+        let packet = frame(self.seq, payload)?;
         self.seq = self.seq.wrapping_add(1);
         let socket = self.io.get_mut();
         socket.write_all(&packet).await?;
@@ -240,9 +226,8 @@ impl BinlogConn {
         loop {
             let mut header = [0u8; 4];
             self.io.read_exact(&mut header).await?;
-            let len =
-                usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-            self.check_seq(header[3])?;
+            let len = payload_len(&header);
+            next_seq(&mut self.seq, header[3])?;
             if payload.len() + len > MAX_COMMAND_PAYLOAD {
                 return Err(WireError::Protocol(format!(
                     "an answer longer than {MAX_COMMAND_PAYLOAD} bytes outside the binlog stream"
@@ -255,17 +240,6 @@ impl BinlogConn {
                 return Ok(payload);
             }
         }
-    }
-
-    fn check_seq(&mut self, seq: u8) -> Result<(), WireError> {
-        if seq != self.seq {
-            return Err(WireError::Protocol(format!(
-                "packet sequence number {seq} where {} was due",
-                self.seq
-            )));
-        }
-        self.seq = seq.wrapping_add(1);
-        Ok(())
     }
 
     /// Runs a statement that returns no rows (`SET …`).
@@ -439,6 +413,38 @@ impl BinlogConn {
     pub fn event(&self, crc: bool) -> Result<Event<'_>, WireError> {
         Event::new(&self.buf, crc)
     }
+}
+
+/// One packet: the payload's length (3 bytes), the sequence number, the
+/// payload, which must fit in one packet (commands do).
+fn frame(seq: u8, payload: &[u8]) -> Result<Vec<u8>, WireError> {
+    let len = payload.len();
+    if len >= MAX_PACKET_PAYLOAD {
+        return Err(WireError::Protocol(format!(
+            "a command of {len} bytes is too long for one packet"
+        )));
+    }
+    let mut packet = Vec::with_capacity(4 + len);
+    packet.extend_from_slice(&u32::try_from(len).unwrap_or(0).to_le_bytes()[..3]);
+    packet.push(seq);
+    packet.extend_from_slice(payload);
+    Ok(packet)
+}
+
+/// The payload length a packet header gives.
+fn payload_len(header: &[u8; 4]) -> usize {
+    usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16
+}
+
+/// Checks a packet's sequence number against the one due, and moves on.
+fn next_seq(due: &mut u8, got: u8) -> Result<(), WireError> {
+    if got != *due {
+        return Err(WireError::Protocol(format!(
+            "packet sequence number {got} where {due} was due"
+        )));
+    }
+    *due = got.wrapping_add(1);
+    Ok(())
 }
 
 /// Whether a payload is an EOF packet (`0xFE`, shorter than 9 bytes).
