@@ -25,10 +25,10 @@ async fn one_transaction_of_200k_orders_arrives_once_in_bounded_memory() {
     const PER_STATEMENT: u64 = 5_000;
     const DEADLINE: Duration = Duration::from_secs(300);
     // The bound. Streaming, the tailer holds at most kafka.max_in_flight
-    // (20,000) unacknowledged records plus a 1,024-item channel: at ~1.1 KiB
-    // per record (a ~570-byte payload, the key, eight headers, librdkafka's copy
-    // and its per-message overhead) that is ~22 MiB on top of the debug
-    // build's ~25 MiB baseline. The tailer holds a transaction's records
+    // (5,000 by default; 20,000 when this was measured) unacknowledged
+    // records plus a 1,024-item channel: at ~1.1 KiB per record (a ~570-byte
+    // payload, the key, eight headers, librdkafka's copy and its per-message
+    // overhead) that was ~22 MiB on top of the debug build's ~25 MiB baseline. The tailer holds a transaction's records
     // only up to source::txn's HOLD_LIMIT_BYTES (8 MiB as it counts them);
     // past that it reads the transaction to its end and then again,
     // streaming (measured: 26 MiB before the transaction, 43 MiB peak).

@@ -148,7 +148,7 @@ async fn replica_restart_mid_stream_loses_nothing_repeats_nothing() {
 
     // Second restart, while the tailer is inside one large transaction: the
     // topic holds part of it, so the reader has not handed all of it over
-    // (at most max_in_flight 20,000 + the 1,024-item channel more than the
+    // (at most kafka.max_in_flight + the 1,024-item channel more than the
     // topic holds).
     const BIG: u64 = 100_000;
     let published = Watermarks::new(&topic);

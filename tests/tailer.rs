@@ -551,3 +551,37 @@ async fn bytes_invalid_in_a_tailed_columns_charset_stop_the_tailer_naming_them()
     assert_eq!(messages.len(), 1, "only the valid row");
     assert_eq!(messages[0].payload["data"]["note"], json!("Привет"));
 }
+
+/// `kafka.max_in_flight_bytes` smaller than any event: each event is sent
+/// alone once the one before is acknowledged (the bound never blocks an event
+/// outright), in order, and every order arrives exactly once; the setting is
+/// refused when zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_larger_than_max_in_flight_bytes_go_one_at_a_time() {
+    const TOTAL: u64 = 200;
+    let db = TestDb::create("inflightbytes").await;
+    let topic = unique_name("inflightbytes");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "inflightbytes",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    );
+    let (code, _, err) = setup.command(&["--set", "kafka.max_in_flight_bytes=0", "run"]);
+    assert_eq!(code, 2, "a zero bound is a config error: {err}");
+    assert!(err.contains("kafka.max_in_flight_bytes"), "{err}");
+
+    let mut tailer = setup.spawn_with(&["--set", "kafka.max_in_flight_bytes=1"]);
+    let last = insert_orders(&db, 1, TOTAL).await;
+    setup.wait_checkpoint(last, Duration::from_secs(120), Some(&mut tailer));
+    assert_eq!(tailer.terminate(Duration::from_secs(30)).code(), Some(0));
+    let ids: Vec<u64> = consume_all(&topic)
+        .iter()
+        .map(|m| m.payload["data"]["id"].as_u64().expect("id"))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=TOTAL).collect::<Vec<_>>(), "each order once");
+}

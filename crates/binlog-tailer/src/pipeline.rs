@@ -505,7 +505,7 @@ async fn stream(plan: StreamPlan) -> Result<Outcome, RunError> {
         producer.clone(),
         items_rx,
         acked_tx,
-        config.kafka.max_in_flight,
+        sink::InFlightLimits::of(&config.kafka),
         mode,
         Arc::clone(&metrics),
     );

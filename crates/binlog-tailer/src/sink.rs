@@ -9,9 +9,11 @@
 //! checkpoint, so a crash at any moment resumes at or before the first
 //! unacknowledged record: nothing is lost.
 //!
-//! Memory: at most `kafka.max_in_flight` records wait for their
-//! acknowledgement, with at most one commit mark after each (consecutive
-//! marks collapse into the newest), whatever the broker does.
+//! Memory: at most `kafka.max_in_flight` records, and at most
+//! `kafka.max_in_flight_bytes` of their keys, values and headers, wait for
+//! their acknowledgement (one record larger than that is sent alone), with at
+//! most one commit mark after each (consecutive marks collapse into the
+//! newest), whatever the broker does.
 //!
 //! # Producer settings
 //! `acks=all`, `enable.idempotence=true` (no duplicates or reordering from
@@ -268,8 +270,30 @@ enum Pending {
         topic: Arc<str>,
         id: String,
         sent: Instant,
+        /// What it counts against `kafka.max_in_flight_bytes`.
+        bytes: usize,
     },
     Commit(Commit),
+}
+
+/// How much may wait for the broker's acknowledgement: reading pauses when
+/// either is reached (a single record larger than `bytes` is still sent, on
+/// its own).
+#[derive(Debug, Clone, Copy)]
+pub struct InFlightLimits {
+    /// Records (`kafka.max_in_flight`).
+    pub records: usize,
+    /// Keys, values and headers, in bytes (`kafka.max_in_flight_bytes`).
+    pub bytes: usize,
+}
+
+impl InFlightLimits {
+    pub fn of(config: &crate::config::KafkaConfig) -> InFlightLimits {
+        InFlightLimits {
+            records: config.max_in_flight,
+            bytes: config.max_in_flight_bytes,
+        }
+    }
 }
 
 /// Live records or a replay.
@@ -320,12 +344,14 @@ pub async fn run(
     producer: TailerProducer,
     mut items: mpsc::Receiver<Item>,
     acked: watch::Sender<Option<Acked>>,
-    max_in_flight: usize,
+    limits: InFlightLimits,
     mode: Mode,
     metrics: Arc<Metrics>,
 ) -> Result<(), SinkError> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut in_flight = 0usize;
+    let mut bytes_in_flight = 0usize;
+    let max_in_flight = limits.records;
     let mut records: u64 = 0;
     let mut skipped: u64 = 0;
     let mut input_open = true;
@@ -343,6 +369,7 @@ pub async fn run(
         Mode::Snapshot { headers, .. } => headers.clone(),
     };
 
+    let extra_header_bytes: usize = extra_headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut published = PublishedCounters::new(&metrics);
     let mut fatal_check = tokio::time::interval(FATAL_CHECK);
     fatal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -361,10 +388,17 @@ pub async fn run(
                     let Some(outcome) = deliveries.take_oldest() else {
                         break;
                     };
-                    let Some(Pending::Record { topic, id, sent }) = pending.pop_front() else {
+                    let Some(Pending::Record {
+                        topic,
+                        id,
+                        sent,
+                        bytes,
+                    }) = pending.pop_front()
+                    else {
                         break;
                     };
                     in_flight -= 1;
+                    bytes_in_flight -= bytes;
                     metrics.in_flight.dec();
                     if let Err(error) = outcome {
                         metrics
@@ -392,7 +426,8 @@ pub async fn run(
             // Acknowledgements first: they free room and move the checkpoint
             // (retired at the top of the loop).
             () = deliveries.settled.notified(), if waiting => {}
-            item = items.recv(), if input_open && in_flight < max_in_flight => match item {
+            item = items.recv(), if input_open && in_flight < max_in_flight
+                && (in_flight == 0 || bytes_in_flight < limits.bytes) => match item {
                 None => input_open = false,
                 Some(Item::Commit(commit)) => {
                     if pending.is_empty() {
@@ -431,9 +466,11 @@ pub async fn run(
                             metrics.publish_errors.with_label_values(&[error_kind(&r.error)]).inc();
                         }
                     })?;
+                    let bytes = record_bytes(&record, extra_header_bytes);
                     in_flight += 1;
+                    bytes_in_flight += bytes;
                     metrics.in_flight.inc();
-                    pending.push_back(Pending::Record { topic: record.topic, id: record.id, sent });
+                    pending.push_back(Pending::Record { topic: record.topic, id: record.id, sent, bytes });
                 }
             },
             // A fatal producer error leaves the records in flight undelivered
@@ -456,8 +493,9 @@ pub async fn run(
                     unacknowledged = in_flight,
                     max_in_flight,
                     waited = ?last_progress.elapsed(),
-                    "waiting for the broker: no acknowledgement lately; {in_flight} events are sent and unacknowledged, \
-                     and reading pauses if kafka.max_in_flight ({max_in_flight}) is reached. Nothing is dropped"
+                    "waiting for the broker: no acknowledgement lately; {in_flight} events ({bytes_in_flight} bytes) are sent and \
+                     unacknowledged, and reading pauses if kafka.max_in_flight ({max_in_flight}) or kafka.max_in_flight_bytes \
+                     ({}) is reached. Nothing is dropped", limits.bytes
                 );
                 last_progress = Instant::now();
             }
@@ -531,6 +569,17 @@ fn error_kind(error: &KafkaError) -> &'static str {
 
 /// Hands a record to librdkafka, waiting while its local queue is full; its
 /// outcome comes to the next slot of [`Deliveries`].
+/// What a record counts against `kafka.max_in_flight_bytes`: its key, value
+/// and headers (names and values), as the producer holds them;
+/// `extra_headers` is the size of the headers the sink adds to every record.
+fn record_bytes(record: &Record, extra_headers: usize) -> usize {
+    let table = record
+        .snapshot_table
+        .as_ref()
+        .map_or(0, |t| HEADER_SNAPSHOT_TABLE.len() + t.len());
+    record.key.len() + record.payload.len() + record.headers.bytes() + extra_headers + table
+}
+
 async fn enqueue(
     producer: &TailerProducer,
     record: &Record,

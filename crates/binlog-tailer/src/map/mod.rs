@@ -252,6 +252,20 @@ impl Headers {
         })
     }
 
+    /// The names' and values' bytes, as a producer sends them.
+    pub fn bytes(&self) -> usize {
+        const NAMES_BYTES: usize = {
+            let mut sum = 0;
+            let mut i = 0;
+            while i < Headers::NAMES.len() {
+                sum += Headers::NAMES[i].len();
+                i += 1;
+            }
+            sum
+        };
+        NAMES_BYTES + self.values.len()
+    }
+
     /// Bytes held.
     pub fn size(&self) -> usize {
         self.values.capacity()

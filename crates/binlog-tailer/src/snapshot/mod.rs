@@ -36,8 +36,8 @@
 //!
 //! # Memory
 //! Rows are read from the server as they are sent on: at most the records
-//! of the sink's channel and `kafka.max_in_flight` wait, whatever the size
-//! of the table.
+//! of the sink's channel and `kafka.max_in_flight` (and
+//! `kafka.max_in_flight_bytes`) wait, whatever the size of the table.
 
 mod state;
 mod values;
@@ -391,7 +391,7 @@ async fn read_all(
         producer,
         items_rx,
         acked_tx,
-        config.kafka.max_in_flight,
+        sink::InFlightLimits::of(&config.kafka),
         sink::Mode::Snapshot {
             frontier: partitions.clone(),
             headers,
