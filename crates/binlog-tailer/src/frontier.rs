@@ -312,28 +312,16 @@ pub fn read(
             topic.clone(),
             i32::try_from(partitions.len()).unwrap_or(i32::MAX),
         );
-        for partition in partitions {
-            let (low, high) = settled(timeout, || {
-                consumer.fetch_watermarks(topic, partition, timeout)
-            })
-            .map_err(kafka)?;
-            let mut found = Found::default();
-            let mut end = high;
-            let mut step = FIRST_STEP;
-            while end > low && !found.done {
-                let from = low.max(end - step);
-                let seen = read_range(&consumer, topic, partition, (from, end), timeout, &|m| {
-                    classify(m, identity)
-                })?;
-                frontier.records_read += seen.len() as u64;
-                for s in seen.into_iter().rev() {
-                    if found.take(s, checkpoint) {
-                        break;
-                    }
-                }
-                end = from;
-                step = (step * 2).min(MAX_STEP);
-            }
+        let mut found: HashMap<i32, Found> = HashMap::new();
+        frontier.records_read += read_back(
+            &consumer,
+            topic,
+            &partitions,
+            timeout,
+            &|m| classify(m, identity),
+            |partition, seen| found.entry(partition).or_default().take(seen, checkpoint),
+        )?;
+        for (partition, found) in found {
             if !found.newest.is_empty() {
                 frontier
                     .last
@@ -433,27 +421,101 @@ fn settled<T>(
     }
 }
 
-/// The records at offsets `from..end` of one partition, oldest first.
-fn read_range<T>(
+/// Reads `partitions` of `topic` backwards from their ends, all partitions
+/// in each step at once (one assignment, one fetch per broker rather than a
+/// round trip per partition): the first step reads the last [`FIRST_STEP`]
+/// records of each, each later step twice as many before those, up to
+/// [`MAX_STEP`]. Every record goes to `take`, newest first within its
+/// partition, classified by `classify`; a partition is done when `take`
+/// says so or its start is reached. Returns the records read.
+fn read_back<T>(
     consumer: &BaseConsumer,
     topic: &str,
-    partition: i32,
-    (from, end): (i64, i64),
+    partitions: &[i32],
     timeout: Duration,
     classify: &dyn Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
-) -> Result<Vec<T>, FrontierError> {
+    mut take: impl FnMut(i32, T) -> bool,
+) -> Result<u64, FrontierError> {
+    let kafka = |source| FrontierError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
+    // (partition, low watermark, end of what is left to read)
+    let mut left = Vec::with_capacity(partitions.len());
+    for &partition in partitions {
+        let (low, high) = settled(timeout, || {
+            consumer.fetch_watermarks(topic, partition, timeout)
+        })
+        .map_err(kafka)?;
+        if high > low {
+            left.push((partition, low, high));
+        }
+    }
+    let mut records = 0u64;
+    let mut step = FIRST_STEP;
+    while !left.is_empty() {
+        let ranges: Vec<(i32, i64, i64)> = left
+            .iter()
+            .map(|&(partition, low, end)| (partition, low.max(end - step), end))
+            .collect();
+        let mut read = read_ranges(consumer, topic, &ranges, timeout, classify)?;
+        let mut next = Vec::with_capacity(left.len());
+        for (&(partition, low, _), &(_, from, _)) in left.iter().zip(&ranges) {
+            let seen = read.remove(&partition).unwrap_or_default();
+            records += seen.len() as u64;
+            let mut done = false;
+            for s in seen.into_iter().rev() {
+                if take(partition, s) {
+                    done = true;
+                    break;
+                }
+            }
+            if !done && from > low {
+                next.push((partition, low, from));
+            }
+        }
+        left = next;
+        step = (step * 2).min(MAX_STEP);
+    }
+    Ok(records)
+}
+
+/// The records at offsets `from..end` of each `(partition, from, end)` of
+/// `topic`, oldest first per partition, read in one assignment.
+fn read_ranges<T>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &[(i32, i64, i64)],
+    timeout: Duration,
+    classify: &dyn Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Result<HashMap<i32, Vec<T>>, FrontierError> {
     let kafka = |source| FrontierError::Kafka {
         topic: topic.to_owned(),
         source,
     };
     let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Offset(from))
-        .map_err(kafka)?;
+    // partition -> end of its range, for the ranges not yet read to the end
+    let mut open: HashMap<i32, i64> = HashMap::with_capacity(ranges.len());
+    let mut seen: HashMap<i32, Vec<T>> = HashMap::with_capacity(ranges.len());
+    for &(partition, from, end) in ranges {
+        if from >= end {
+            continue;
+        }
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(kafka)?;
+        open.insert(partition, end);
+        seen.insert(
+            partition,
+            Vec::with_capacity(usize::try_from(end - from).unwrap_or(0)),
+        );
+    }
+    if open.is_empty() {
+        return Ok(seen);
+    }
     consumer.assign(&assignment).map_err(kafka)?;
-    let mut seen = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
     let deadline = Instant::now() + timeout;
-    loop {
+    while !open.is_empty() {
         if Instant::now() > deadline {
             return Err(FrontierError::Timeout {
                 topic: topic.to_owned(),
@@ -463,28 +525,33 @@ fn read_range<T>(
         match consumer.poll(Duration::from_millis(200)) {
             Some(message) => {
                 let message = message.map_err(kafka)?;
-                if message.offset() >= end {
-                    break;
+                let partition = message.partition();
+                let Some(&end) = open.get(&partition) else {
+                    continue;
+                };
+                if message.offset() < end {
+                    if let Some(records) = seen.get_mut(&partition) {
+                        records.push(classify(&message));
+                    }
                 }
-                seen.push(classify(&message));
                 if message.offset() + 1 >= end {
-                    break;
+                    open.remove(&partition);
                 }
             }
             // Offsets may be missing (compaction, transaction markers): the
-            // consumer's position says when the range is read.
+            // consumer's positions say when a range is read.
             None => {
                 let position = consumer.position().map_err(kafka)?;
-                let next =
-                    position
-                        .find_partition(topic, partition)
-                        .and_then(|p| match p.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        });
-                if next.is_some_and(|o| o >= end) {
-                    break;
-                }
+                open.retain(|&partition, &mut end| {
+                    let next =
+                        position
+                            .find_partition(topic, partition)
+                            .and_then(|p| match p.offset() {
+                                Offset::Offset(o) => Some(o),
+                                _ => None,
+                            });
+                    next.is_none_or(|o| o < end)
+                });
             }
         }
     }
@@ -591,31 +658,22 @@ pub fn read_snapshot(
             source,
         };
         let consumer: BaseConsumer = frontier_consumer(client).create().map_err(kafka)?;
-        for partition in partition_ids(&consumer, topic, timeout)? {
-            let (low, high) = settled(timeout, || {
-                consumer.fetch_watermarks(topic, partition, timeout)
-            })
-            .map_err(kafka)?;
-            let mut end = high;
-            let mut step = FIRST_STEP;
-            'back: while end > low {
-                let from = low.max(end - step);
-                let marks =
-                    read_range(&consumer, topic, partition, (from, end), timeout, &classify)?;
-                for mark in marks.into_iter().rev() {
-                    match mark {
-                        Mark::Other => {}
-                        Mark::Stop => break 'back,
-                        Mark::Key(k) => {
-                            found.insert((topic.clone(), partition), k);
-                            break 'back;
-                        }
-                    }
+        let partitions = partition_ids(&consumer, topic, timeout)?;
+        read_back(
+            &consumer,
+            topic,
+            &partitions,
+            timeout,
+            &classify,
+            |partition, mark| match mark {
+                Mark::Other => false,
+                Mark::Stop => true,
+                Mark::Key(k) => {
+                    found.insert((topic.clone(), partition), k);
+                    true
                 }
-                end = from;
-                step = (step * 2).min(MAX_STEP);
-            }
-        }
+            },
+        )?;
     }
     Ok(found)
 }

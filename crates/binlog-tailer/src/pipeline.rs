@@ -110,10 +110,13 @@ pub async fn check(config: &Config) -> Result<Vec<Check>, RunError> {
     let password = config.source_password()?;
     let opts = source::connection_opts(config, &password);
     let mut conn = source::connect(config, &opts).await?;
-    let mut checks = preflight::check_source(&mut conn, config)
-        .await
-        .map_err(SourceError::Query)?;
-    checks.extend(preflight::check_kafka(&config.kafka, &config.tables).await);
+    // The server's checks and the broker's, at the same time.
+    let (source_checks, kafka_checks) = tokio::join!(
+        preflight::check_source(&mut conn, config),
+        preflight::check_kafka(&config.kafka, &config.tables)
+    );
+    let mut checks = source_checks.map_err(SourceError::Query)?;
+    checks.extend(kafka_checks);
     let _ = conn.disconnect().await;
     Ok(checks)
 }
@@ -207,7 +210,10 @@ pub async fn run(
         stored = store.current()?;
     }
 
-    let prepared = async {
+    // The server's side (where to start, its character sets) and Kafka's
+    // (what the topics already hold) do not depend on each other: asked at
+    // the same time, start-up waits for the slower only.
+    let server_side = async {
         let mut conn = source::connect(&config, &opts).await?;
         let info = source::server_info(&mut conn).await?;
         let charsets = source::charset_map(&mut conn).await?;
@@ -217,17 +223,19 @@ pub async fn run(
             Some(cp) => {
                 tracing::info!(checkpoint = %cp.position, start = %start, "resuming from the checkpoint")
             }
-            None => tracing::info!(start = %start, "no checkpoint yet; starting as start.from says"),
+            None => {
+                tracing::info!(start = %start, "no checkpoint yet; starting as start.from says")
+            }
         }
-        let frontier = read_frontier(
-            &config,
-            identity,
-            stored.as_ref().map(|c| c.position.gtid.clone()),
-        )
-        .await?;
-        Ok::<_, RunError>((charsets, start, frontier))
-    }
-    .await;
+        Ok::<_, RunError>((charsets, start))
+    };
+    let kafka_side = read_frontier(
+        &config,
+        identity,
+        stored.as_ref().map(|c| c.position.gtid.clone()),
+    );
+    let prepared = tokio::try_join!(server_side, kafka_side)
+        .map(|((charsets, start), frontier)| (charsets, start, frontier));
     let (charsets, start, frontier) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
