@@ -373,12 +373,19 @@ start_kafka() {
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka: formatting the storage failed"; }
   fi
   log "kafka: starting on 127.0.0.1:$BT_KAFKA_PORT"
+  launch_kafka "$dir"
+  wait_until kafka "$dir/pid" 120 "$dir/kafka.log" kafka_started
+}
+
+# Starts a broker on $1/server.properties in the background, its output in
+# $1/kafka.log and its PID in $1/pid (also used by tests/env/kafka-secure.sh).
+launch_kafka() {
+  local dir=$1
   : >"$dir/kafka.log"
   setsid java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" -Dkafka.logs.dir="$dir" \
     -cp "$kafka_libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
-  wait_until kafka "$dir/pid" 120 "$dir/kafka.log" kafka_started
 }
 
 kafka_started() {
@@ -468,6 +475,9 @@ cmd_clean() {
     rm -rf "$repo/target/services"
   fi
 }
+
+# Sourced (by tests/env/kafka-secure.sh) for its functions only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 case "${1:-}" in
   install) cmd_install ;;
