@@ -35,7 +35,12 @@ Configuration: a TOML file (--config, or BINLOG_TAILER_CONFIG), overridden by
 environment variables BINLOG_TAILER__<SECTION>__<KEY> and by --set
 section.key=value. The source password comes from the environment variable
 named by source.password_env (default BINLOG_TAILER_SOURCE_PASSWORD) or from
-source.password_file, never from the command line. See config/example.toml.
+source.password_file, never from the command line. Kafka over TLS and SASL:
+kafka.tls (ca_file, cert_file, key_file) and kafka.sasl (mechanism PLAIN,
+SCRAM-SHA-256 or SCRAM-SHA-512, username); the SASL password from the
+environment variable named by kafka.sasl.password_env (default
+BINLOG_TAILER_KAFKA_PASSWORD) or from kafka.sasl.password_file, likewise never
+from the file or the command line. See config/example.toml.
 
 Exit codes:
   0  stopped on request with everything acknowledged and checkpointed, or success

@@ -29,12 +29,18 @@ Configuration: a TOML file (--config, or PAYMENT_SERVICE_CONFIG), overridden by
 environment variables PAYMENT_SERVICE__<SECTION>__<KEY> and by --set
 section.key=value. The database password comes from the environment variable
 named by database.password_env (default PAYMENT_SERVICE_DB_PASSWORD) or from
-database.password_file, never from the command line. See
+database.password_file, never from the command line. Kafka over TLS and SASL:
+kafka.tls (ca_file, cert_file, key_file) and kafka.sasl (mechanism PLAIN,
+SCRAM-SHA-256 or SCRAM-SHA-512, username); the SASL password from the
+environment variable named by kafka.sasl.password_env (default
+PAYMENT_SERVICE_KAFKA_PASSWORD) or from kafka.sasl.password_file, likewise
+never from the file or the command line. See
 config/payment-service.example.toml.
 
 Exit codes:
   0  stopped on request, every processed message's offset committed
-  1  a definite error stopped the service (missing topic, fatal Kafka error, …)
+  1  a definite error stopped the service (missing topic, fatal Kafka error,
+     refused Kafka login or TLS handshake, …)
   2  bad command line or configuration
   4  stopped on request while a message waited for a retry (database down);
      it is processed on the next start";

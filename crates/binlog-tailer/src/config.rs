@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 pub use service_kit::config::ConfigError;
 use service_kit::config::{load_layered, read_secret};
+use service_kit::kafka_security::{KafkaSasl, KafkaSecurity, KafkaTls};
 
 use crate::position::{BinlogCoord, GtidState};
 
@@ -360,12 +361,46 @@ pub struct KafkaConfig {
     /// How long metadata requests at start-up (preflight) may take.
     #[serde(default = "default_kafka_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Further librdkafka producer properties (security.protocol, sasl.*,
-    /// ssl.*, …). The delivery guarantees (acks, enable.idempotence,
-    /// message.timeout.ms, max.in.flight…) cannot be overridden here.
+    /// TLS to the brokers (see `service_kit::kafka_security`): `ca_file`,
+    /// and `cert_file` + `key_file` for a client certificate.
+    #[serde(default)]
+    pub tls: Option<KafkaTls>,
+    /// SASL login: `mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
+    /// `username`, and the password from the environment variable
+    /// `password_env` (default `BINLOG_TAILER_KAFKA_PASSWORD`) or
+    /// `password_file`.
+    #[serde(default)]
+    pub sasl: Option<KafkaSasl>,
+    /// Further librdkafka properties for every client of the tailer (its
+    /// producer, and the admin and consumer clients of `check`, the start-up
+    /// read-back and snapshots). The delivery guarantees (acks,
+    /// enable.idempotence, message.timeout.ms, max.in.flight…), secrets
+    /// (sasl.password, ssl.key.password, …) and, with `kafka.tls` /
+    /// `kafka.sasl` set, what those decide, cannot be set here.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// `tls` and `sasl` as librdkafka properties, secrets read (by
+    /// [`Config::load`]); `Debug` redacts them.
+    #[serde(skip)]
+    pub security: KafkaSecurity,
 }
+
+impl KafkaConfig {
+    /// Sets `kafka.properties`, then the TLS and SASL properties, on a
+    /// librdkafka configuration.
+    pub fn apply_connection(&self, client: &mut rdkafka::ClientConfig) {
+        for (key, value) in &self.properties {
+            client.set(key, value);
+        }
+        for (key, value) in self.security.properties() {
+            client.set(key, value);
+        }
+    }
+}
+
+/// The environment variable read for the Kafka SASL password when
+/// `kafka.sasl.password_env` is not set.
+pub const DEFAULT_KAFKA_PASSWORD_ENV: &str = "BINLOG_TAILER_KAFKA_PASSWORD";
 
 /// Producer properties the tailer's guarantees rest on; `kafka.properties`
 /// may not set them.
@@ -526,8 +561,15 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Config, ConfigError> {
-        let config: Config = load_layered(path, ENV_PREFIX, env, overrides)?;
+        let mut config: Config = load_layered(path, ENV_PREFIX, env, overrides)?;
         config.validate()?;
+        config.kafka.security = KafkaSecurity::resolve(
+            "kafka",
+            config.kafka.tls.as_ref(),
+            config.kafka.sasl.as_ref(),
+            &[("properties", &config.kafka.properties)],
+            DEFAULT_KAFKA_PASSWORD_ENV,
+        )?;
         Ok(config)
     }
 

@@ -14,10 +14,17 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::config::{Config, KafkaConfig, TableConfig};
+use crate::sink::SecurityWatch;
+use service_kit::kafka_security::SecurityFailure;
+
+/// Why the broker's metadata could not be read.
+enum Probe {
+    Kafka(rdkafka::error::KafkaError),
+    Security((SecurityFailure, String)),
+}
 
 /// Something that must change before the tailer can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -577,48 +584,84 @@ fn server_message(e: &mysql_async::Error) -> String {
 }
 
 /// Checks the broker and the topics; creates missing topics when
-/// `kafka.create_topics` is on.
+/// `kafka.create_topics` is on. A refused SASL login or a failed TLS
+/// handshake ends the wait for the broker at once, named as such (librdkafka
+/// itself would retry them until `kafka.request_timeout`).
 pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Check> {
-    let mut client = ClientConfig::new();
-    for (k, v) in &config.properties {
-        client.set(k, v);
-    }
-    client.set("bootstrap.servers", &config.bootstrap_servers);
+    let client = crate::sink::consumer_config(config);
     let admin: AdminClient<DefaultClientContext> = match client.create() {
         Ok(admin) => admin,
         Err(e) => {
             return vec![Check::problem(
                 "kafka",
-                e.to_string(),
+                config.security.redact(&e.to_string()),
                 "a valid client configuration",
-                "fix kafka.bootstrap_servers and kafka.properties",
+                "fix kafka.bootstrap_servers, kafka.tls, kafka.sasl and kafka.properties",
             )]
         }
     };
     let timeout = config.request_timeout;
     // librdkafka's metadata call blocks: run it off the async threads, on a
-    // client of its own, and keep only what the checks need.
+    // client of its own, and keep only what the checks need. It is asked in
+    // short slices so that a security failure reported meanwhile ends it.
     let probe = client.clone();
     let metadata = tokio::task::spawn_blocking(move || {
-        let producer: BaseProducer = probe.create()?;
-        let metadata = producer.client().fetch_metadata(None, timeout)?;
+        let producer: BaseProducer<SecurityWatch> = probe
+            .create_with_context(SecurityWatch::default())
+            .map_err(Probe::Kafka)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let metadata = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match producer
+                .client()
+                .fetch_metadata(None, left.min(Duration::from_millis(400)))
+            {
+                Ok(metadata) => break metadata,
+                Err(e) => {
+                    // librdkafka's error and log events wait in the client's
+                    // queue until it is polled; a poll with a deadline serves
+                    // every event that is there (one without serves one).
+                    producer.poll(Duration::from_millis(100));
+                    if let Some(failure) = producer.context().failure.get() {
+                        return Err(Probe::Security(failure));
+                    }
+                    if left.is_zero() {
+                        return Err(Probe::Kafka(e));
+                    }
+                }
+            }
+        };
         let topics: Vec<(String, usize)> = metadata
             .topics()
             .iter()
             .filter(|t| t.error().is_none())
             .map(|t| (t.name().to_owned(), t.partitions().len()))
             .collect();
-        Ok::<_, rdkafka::error::KafkaError>((metadata.brokers().len(), topics))
+        Ok((metadata.brokers().len(), topics))
     })
     .await;
     let (brokers, existing) = match metadata {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => {
+        Ok(Err(Probe::Security((failure, detail)))) => {
+            let needed = match failure {
+                SecurityFailure::Authentication => "a SASL login the broker accepts",
+                SecurityFailure::Tls => "a TLS connection the broker accepts",
+            };
+            return vec![Check::problem(
+                "kafka",
+                config.security.redact(&failure.problem(&detail)),
+                needed,
+                failure.fix("kafka"),
+            )];
+        }
+        Ok(Err(Probe::Kafka(e))) => {
             return vec![Check::problem(
                 "kafka",
                 format!(
-                    "no answer from {} within {:?} ({e})",
-                    config.bootstrap_servers, timeout
+                    "no answer from {} within {:?} ({})",
+                    config.bootstrap_servers,
+                    timeout,
+                    config.security.redact(&e.to_string())
                 ),
                 "a reachable broker",
                 "check kafka.bootstrap_servers, the network, and that the broker runs",
@@ -635,7 +678,11 @@ pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Ch
     };
     let mut checks = vec![Check::ok(
         "kafka",
-        format!("{brokers} broker(s) at {}", config.bootstrap_servers),
+        format!(
+            "{brokers} broker(s) at {} ({})",
+            config.bootstrap_servers,
+            config.security.describe()
+        ),
     )];
     let mut topics: Vec<&str> = tables.iter().map(|t| t.topic.as_str()).collect();
     topics.sort_unstable();

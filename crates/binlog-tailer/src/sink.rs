@@ -50,6 +50,7 @@ use crate::handoff::{Acked, Commit, Item};
 use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY, HEADER_SNAPSHOT_TABLE, HEADER_STORE};
 use crate::metrics::Metrics;
 use crate::snapshot::Cover;
+use service_kit::kafka_security::{FailureLatch, SecurityFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -117,9 +118,7 @@ impl SinkError {
 /// The librdkafka configuration of the producer.
 pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    config.apply_connection(&mut client);
     client
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("acks", "all")
@@ -137,13 +136,12 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
-/// A consumer configuration for the same cluster (bootstrap servers and the
-/// connection properties of `kafka.properties`).
+/// A client configuration for the same cluster (bootstrap servers,
+/// `kafka.properties`, `kafka.tls` and `kafka.sasl`): the consumers of the
+/// start-up read-back and snapshots, and `check`'s admin client.
 pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    config.apply_connection(&mut client);
     client.set("bootstrap.servers", &config.bootstrap_servers);
     client
 }
@@ -240,6 +238,50 @@ impl rdkafka::ClientContext for SinkContext {
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.metrics.broker_connected.set(i64::from(up));
     }
+}
+
+/// Whether a librdkafka error (with its `reason`) is a refused login or a
+/// failed TLS handshake, which librdkafka retries for ever. A broker that
+/// refuses the client's certificate (or has none it wants) answers with a TLS
+/// alert that librdkafka reports as a transport failure; the alert names it.
+pub fn security_failure(error: &KafkaError, reason: &str) -> Option<SecurityFailure> {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            Some(SecurityFailure::Authentication)
+        }
+        Some(RDKafkaErrorCode::SSL) => Some(SecurityFailure::Tls),
+        Some(RDKafkaErrorCode::BrokerTransportFailure)
+            if reason.contains("SSL routines")
+                && reason.contains("alert")
+                && (reason.contains("certificate") || reason.contains("unknown ca")) =>
+        {
+            Some(SecurityFailure::Tls)
+        }
+        _ => None,
+    }
+}
+
+/// The context of clients that wait for the broker at start-up (`check`):
+/// keeps the first refused login or failed TLS handshake so the wait can end
+/// with it instead of a timeout.
+#[derive(Default)]
+pub struct SecurityWatch {
+    pub failure: FailureLatch,
+}
+
+impl rdkafka::ClientContext for SecurityWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match security_failure(&error, reason) {
+            Some(kind) => self.failure.set(kind, reason),
+            None => tracing::debug!("kafka: {error}: {reason}"),
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for SecurityWatch {
+    type DeliveryOpaque = ();
+    // The probe sends nothing.
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
 }
 
 /// The producer type the sink uses.

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use service_kit::kafka_security::{KafkaSasl, KafkaSecurity, KafkaTls};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "PAYMENT_SERVICE__";
@@ -118,9 +119,21 @@ pub struct KafkaConfig {
     /// charged elsewhere.
     #[serde(default)]
     pub snapshot_records: SnapshotRecords,
+    /// TLS to the brokers (see `service_kit::kafka_security`): `ca_file`,
+    /// and `cert_file` + `key_file` for a client certificate.
+    #[serde(default)]
+    pub tls: Option<KafkaTls>,
+    /// SASL login: `mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
+    /// `username`, and the password from the environment variable
+    /// `password_env` (default `PAYMENT_SERVICE_KAFKA_PASSWORD`) or
+    /// `password_file`.
+    #[serde(default)]
+    pub sasl: Option<KafkaSasl>,
     /// Further librdkafka properties for both the consumer and the
-    /// dead-letter producer (security.protocol, sasl.*, ssl.*, …). Those the
-    /// guarantees rest on ([`PROTECTED_KAFKA_PROPERTIES`]) cannot be set here.
+    /// dead-letter producer. Those the guarantees rest on
+    /// ([`PROTECTED_KAFKA_PROPERTIES`]), secrets (sasl.password,
+    /// ssl.key.password, …) and, with `kafka.tls` / `kafka.sasl` set, what
+    /// those decide, cannot be set here.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// Further librdkafka properties for the consumer only
@@ -128,7 +141,28 @@ pub struct KafkaConfig {
     /// group.instance.id, …); the same protected ones are refused.
     #[serde(default)]
     pub consumer_properties: BTreeMap<String, String>,
+    /// `tls` and `sasl` as librdkafka properties, secrets read (by
+    /// [`PaymentConfig::load`]); `Debug` redacts them.
+    #[serde(skip)]
+    pub security: KafkaSecurity,
 }
+
+impl KafkaConfig {
+    /// Sets `kafka.properties`, then the TLS and SASL properties, on a
+    /// librdkafka configuration.
+    pub fn apply_connection(&self, client: &mut rdkafka::ClientConfig) {
+        for (key, value) in &self.properties {
+            client.set(key, value);
+        }
+        for (key, value) in self.security.properties() {
+            client.set(key, value);
+        }
+    }
+}
+
+/// The environment variable read for the Kafka SASL password when
+/// `kafka.sasl.password_env` is not set.
+pub const DEFAULT_KAFKA_PASSWORD_ENV: &str = "PAYMENT_SERVICE_KAFKA_PASSWORD";
 
 /// librdkafka properties the service sets itself; `kafka.properties` may not.
 pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
@@ -237,9 +271,20 @@ impl PaymentConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<PaymentConfig, ConfigError> {
-        let config: PaymentConfig =
+        let mut config: PaymentConfig =
             service_kit::config::load_layered(path, ENV_PREFIX, env, overrides)?;
         config.validate()?;
+        let kafka = &config.kafka;
+        config.kafka.security = KafkaSecurity::resolve(
+            "kafka",
+            kafka.tls.as_ref(),
+            kafka.sasl.as_ref(),
+            &[
+                ("properties", &kafka.properties),
+                ("consumer_properties", &kafka.consumer_properties),
+            ],
+            DEFAULT_KAFKA_PASSWORD_ENV,
+        )?;
         Ok(config)
     }
 

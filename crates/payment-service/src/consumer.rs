@@ -70,6 +70,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::Producer;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -79,12 +80,57 @@ use super::event::{self, Charge, Invalid};
 use super::metrics::{outcome, Client, Metrics};
 use super::store::{BatchRecorded, DbError, Payment, Recorded, Store};
 use crate::error::{Outcome, ServiceError};
+use service_kit::kafka_security::{FailureLatch, SecurityFailure};
 
 /// The consumer's librdkafka context: statistics → gauges; commits of
 /// stored offsets when partitions are taken away; failed commits counted.
 pub struct ConsumerCtx {
     metrics: Arc<Metrics>,
     topic: String,
+}
+
+/// The context of the start-up probe ([`check_topics`]): keeps the first
+/// refused login or failed TLS handshake (librdkafka retries them for ever;
+/// the check ends with it).
+#[derive(Default)]
+struct ProbeCtx {
+    security_failure: FailureLatch,
+}
+
+impl ClientContext for ProbeCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match security_failure(&error, reason) {
+            Some(kind) => self.security_failure.set(kind, reason),
+            None => tracing::debug!("kafka: {error}: {reason}"),
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ProbeCtx {
+    type DeliveryOpaque = ();
+    // The probe sends nothing.
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
+}
+
+/// Whether a librdkafka error (with its `reason`) is a refused login or a
+/// failed TLS handshake, which librdkafka retries for ever. A broker that
+/// refuses the client's certificate (or has none it wants) answers with a TLS
+/// alert that librdkafka reports as a transport failure; the alert names it.
+pub fn security_failure(error: &KafkaError, reason: &str) -> Option<SecurityFailure> {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            Some(SecurityFailure::Authentication)
+        }
+        Some(RDKafkaErrorCode::SSL) => Some(SecurityFailure::Tls),
+        Some(RDKafkaErrorCode::BrokerTransportFailure)
+            if reason.contains("SSL routines")
+                && reason.contains("alert")
+                && (reason.contains("certificate") || reason.contains("unknown ca")) =>
+        {
+            Some(SecurityFailure::Tls)
+        }
+        _ => None,
+    }
 }
 
 impl ClientContext for ConsumerCtx {
@@ -186,7 +232,8 @@ pub type PaymentConsumer = rdkafka::consumer::StreamConsumer<ConsumerCtx>;
 /// The consumer's librdkafka settings.
 pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (key, value) in config.properties.iter().chain(&config.consumer_properties) {
+    config.apply_connection(&mut client);
+    for (key, value) in &config.consumer_properties {
         client.set(key, value);
     }
     client
@@ -206,29 +253,71 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
 ///
 /// # Errors
 /// When librdkafka refuses the configuration.
-pub fn create(config: &KafkaConfig, metrics: Arc<Metrics>) -> Result<PaymentConsumer, KafkaError> {
-    consumer_config(config).create_with_context(ConsumerCtx {
-        metrics,
-        topic: config.topic.clone(),
-    })
+pub fn create(
+    config: &KafkaConfig,
+    metrics: Arc<Metrics>,
+) -> Result<PaymentConsumer, ServiceError> {
+    consumer_config(config)
+        .create_with_context(ConsumerCtx {
+            metrics,
+            topic: config.topic.clone(),
+        })
+        .map_err(|e| ServiceError::KafkaCreate(config.security.redact(&e.to_string())))
 }
 
 /// Refuses to start when the broker says the topic or the dead-letter topic
-/// does not exist (a dead letter would otherwise wait forever). A broker that
-/// does not answer is only logged: the consumer connects when it can.
+/// does not exist (a dead letter would otherwise wait forever), or refuses
+/// the login or the TLS handshake (librdkafka would retry those for ever). A
+/// broker that does not answer is only logged: the consumer connects when it
+/// can.
 ///
 /// # Errors
-/// [`ServiceError::MissingTopic`].
-pub async fn check_topics(
-    consumer: &Arc<PaymentConsumer>,
-    config: &KafkaConfig,
-) -> Result<(), ServiceError> {
-    let c = Arc::clone(consumer);
+/// [`ServiceError::MissingTopic`], [`ServiceError::KafkaSecurity`],
+/// [`ServiceError::KafkaCreate`].
+pub async fn check_topics(config: &KafkaConfig) -> Result<(), ServiceError> {
     let timeout = config.request_timeout;
-    let metadata = tokio::task::spawn_blocking(move || c.fetch_metadata(None, timeout)).await;
+    // A client of its own with the connection settings only, polled while it
+    // waits (the consumer's events are served only once it consumes), asked
+    // in short slices, so that a refused login or a failed TLS handshake
+    // reported meanwhile ends the wait at once.
+    let mut probe_config = ClientConfig::new();
+    config.apply_connection(&mut probe_config);
+    probe_config.set("bootstrap.servers", &config.bootstrap_servers);
+    let probe: rdkafka::producer::BaseProducer<ProbeCtx> = probe_config
+        .create_with_context(ProbeCtx::default())
+        .map_err(|e| ServiceError::KafkaCreate(config.security.redact(&e.to_string())))?;
+    let metadata = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match probe
+                .client()
+                .fetch_metadata(None, left.min(Duration::from_millis(400)))
+            {
+                Ok(m) => return Ok(m),
+                Err(e) => {
+                    // Serves the error (and log) events waiting in the
+                    // probe's queue; with a deadline, all of them.
+                    probe.poll(Duration::from_millis(100));
+                    if let Some(failure) = probe.context().security_failure.get() {
+                        return Err(Err(failure));
+                    }
+                    if left.is_zero() {
+                        return Err(Ok(e));
+                    }
+                }
+            }
+        }
+    })
+    .await;
     let metadata = match metadata {
         Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
+        Ok(Err(Err((failure, detail)))) => {
+            return Err(ServiceError::KafkaSecurity(
+                config.security.redact(&failure.explain("kafka", &detail)),
+            ));
+        }
+        Ok(Err(Ok(e))) => {
             tracing::warn!("cannot read the broker's metadata to check the topics ({e}); carrying on, the consumer connects when it can");
             return Ok(());
         }

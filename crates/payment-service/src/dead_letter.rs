@@ -42,8 +42,8 @@ pub const HEADER_GROUP: &str = "dlq.consumer.group";
 /// Why a dead letter could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
-    #[error("cannot create the dead-letter producer: {0}")]
-    Create(KafkaError),
+    #[error("cannot create the dead-letter producer: {0}; fix kafka.tls, kafka.sasl or kafka.properties")]
+    Create(String),
     /// Retried by the caller.
     #[error("the dead-letter topic {topic} did not take the record: {source}")]
     Delivery { topic: String, source: KafkaError },
@@ -94,9 +94,7 @@ impl DeadLetters {
         metrics: Arc<Metrics>,
     ) -> Result<DeadLetters, DeadLetterError> {
         let mut client = rdkafka::ClientConfig::new();
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
+        config.apply_connection(&mut client);
         let timeout_ms = config.request_timeout.as_millis().max(1).to_string();
         client
             .set("bootstrap.servers", &config.bootstrap_servers)
@@ -107,7 +105,7 @@ impl DeadLetters {
             .set("statistics.interval.ms", "1000");
         let producer = client
             .create_with_context(ProducerCtx { metrics })
-            .map_err(DeadLetterError::Create)?;
+            .map_err(|e| DeadLetterError::Create(config.security.redact(&e.to_string())))?;
         Ok(DeadLetters {
             producer,
             topic: config.dead_letter_topic.clone(),

@@ -31,6 +31,12 @@ pub enum ServiceError {
     },
     #[error("Kafka consumer: {0}")]
     Kafka(#[from] KafkaError),
+    #[error(
+        "cannot create the Kafka consumer: {0}; fix kafka.tls, kafka.sasl or kafka.properties"
+    )]
+    KafkaCreate(String),
+    #[error("Kafka: {0}")]
+    KafkaSecurity(String),
     #[error("{setting} = {topic:?}: the broker has no such topic; create it (kafka-topics.sh --create --topic {topic}) or fix the setting")]
     MissingTopic {
         setting: &'static str,

@@ -185,7 +185,7 @@ pub async fn run(
 
     let dead_letters = dead_letter::DeadLetters::new(&config.kafka, Arc::clone(&metrics))?;
     let consumer = Arc::new(consumer::create(&config.kafka, Arc::clone(&metrics))?);
-    consumer::check_topics(&consumer, &config.kafka).await?;
+    consumer::check_topics(&config.kafka).await?;
     consumer.subscribe(&[config.kafka.topic.as_str()])?;
     tracing::info!(
         topic = %config.kafka.topic,
