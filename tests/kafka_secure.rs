@@ -383,7 +383,16 @@ async fn kafka_over_tls_and_sasl() {
     );
     let (code, help, _) = tailer_command(&setup, &["--help"], &[]);
     assert_eq!(code, 0, "{help}");
+    assert!(help.contains("kafka.sasl.password_env"), "{help}");
     assert_secret_absent("--help", &help, &secrets);
+    let out = Command::new(here.payment_service_bin)
+        .arg("--help")
+        .env("PAYMENT_SERVICE_KAFKA_PASSWORD", &broker.password)
+        .output()
+        .expect("payment-service --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("kafka.sasl.password_env"), "{help}");
+    assert_secret_absent("payment-service --help", &help, &secrets);
 
     // 1. `check` over SASL_SSL with each mechanism (the topic is created by
     //    the admin client over the same listener).

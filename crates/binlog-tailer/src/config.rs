@@ -794,6 +794,49 @@ mod tests {
     }
 
     #[test]
+    fn the_kafka_password_comes_from_a_file_or_the_environment_and_debug_hides_it() {
+        let dir = std::env::temp_dir().join(format!("bt-config-sasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kafka-password");
+        std::fs::write(&file, "sasl-secret-in-file\n").unwrap();
+        let sasl = format!(
+            "{MINIMAL}\n[kafka.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"tailer\"\n"
+        );
+        let c = load(
+            &sasl,
+            &[],
+            &[&format!("kafka.sasl.password_file=\"{}\"", file.display())],
+        )
+        .unwrap();
+        let props: BTreeMap<&str, &str> = c.kafka.security.properties().collect();
+        assert_eq!(props["security.protocol"], "SASL_PLAINTEXT");
+        assert_eq!(props["sasl.password"], "sasl-secret-in-file");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("sasl-secret-in-file"), "{debug}");
+        let c = load(
+            &sasl,
+            &[(
+                "BINLOG_TAILER_KAFKA_PASSWORD",
+                "ignored: env is read, not taken from here",
+            )],
+            &[],
+        );
+        // Config::load reads the process environment for the secret, not the
+        // override list: a test process without the variable is refused,
+        // naming it.
+        if std::env::var(DEFAULT_KAFKA_PASSWORD_ENV).is_err() {
+            let err = c.unwrap_err().to_string();
+            assert!(err.contains(DEFAULT_KAFKA_PASSWORD_ENV), "{err}");
+        }
+        let err = load(&sasl, &[], &["kafka.sasl.password=hunter2"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn start_positions_parse() {
         assert_eq!("latest".parse::<StartFrom>(), Ok(StartFrom::Latest));
         assert_eq!(
