@@ -230,6 +230,17 @@ impl ProducerContext for SinkContext {
 }
 
 impl rdkafka::ClientContext for SinkContext {
+    /// A refused login or a failed TLS handshake after start-up (credentials
+    /// or certificates changed under a running tailer) is named with its fix;
+    /// the producer keeps retrying, holding the checkpoint, until the broker
+    /// accepts it again. Other errors are logged as librdkafka reports them.
+    fn error(&self, error: KafkaError, reason: &str) {
+        match security_failure(&error, reason) {
+            Some(kind) => tracing::error!("kafka: {}", kind.explain("kafka", reason)),
+            None => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         // Bootstrap entries have node id -1; a real broker connection is "UP".
         let up = statistics
