@@ -1,7 +1,7 @@
 # Entry points. See README.md.
 SERVICES := bash tests/env/services.sh
 
-.PHONY: demo test bench bench-system services-up services-down services-status services-clean lint
+.PHONY: demo test bench bench-system services-up services-down services-status services-clean cluster-up cluster-down cluster-status lint
 
 ## demo: bring the services up and show orders flowing through them
 demo:
@@ -33,6 +33,16 @@ services-status:
 ## services-clean: stop the services and delete their data
 services-clean:
 	$(SERVICES) clean
+
+## cluster-up: a local three-node Kafka cluster (RF 3, min.insync.replicas 2) beside the services; its bootstrap.servers printed
+cluster-up:
+	bash tests/env/kafka-cluster.sh up
+
+cluster-down:
+	bash tests/env/kafka-cluster.sh down
+
+cluster-status:
+	bash tests/env/kafka-cluster.sh status
 
 lint:
 	cargo fmt --all -- --check

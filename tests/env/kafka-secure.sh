@@ -31,7 +31,7 @@ fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-# services.sh's functions (live_pid, stop_pid, wait_until, launch_kafka,
+# services.sh's functions (live_pid, stop_pid, wait_until, spawn_kafka,
 # install_kafka, …), with this broker's directory as their state: a PID is
 # taken for ours only when its command line names this directory.
 # shellcheck source=services.sh
@@ -107,10 +107,6 @@ EOF
   chmod 600 "$dir/server.properties"
 }
 
-secure_started() {
-  grep -q 'Kafka Server started' "$dir/kafka.log" && tcp_open "$BT_SECURE_KAFKA_PORT"
-}
-
 cmd_up() {
   local pid port cluster_id
   if pid=$(live_pid "$dir/pid"); then
@@ -132,9 +128,9 @@ cmd_up() {
       --add-scram "SCRAM-SHA-512=[name=$BT_SECURE_KAFKA_SCRAM_USER,password=$BT_SECURE_KAFKA_PASSWORD]" \
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting the storage failed"; }
   fi
-  log "starting: SASL_SSL 127.0.0.1:$BT_SECURE_KAFKA_PORT, SSL (client certificate) 127.0.0.1:$BT_SECURE_KAFKA_MTLS_PORT, PLAINTEXT 127.0.0.1:$BT_SECURE_KAFKA_INTERNAL_PORT"
-  launch_kafka "$dir"
-  wait_until kafka-secure "$dir/pid" 120 "$dir/kafka.log" secure_started
+  log "listeners: SASL_SSL 127.0.0.1:$BT_SECURE_KAFKA_PORT, SSL (client certificate) 127.0.0.1:$BT_SECURE_KAFKA_MTLS_PORT, PLAINTEXT 127.0.0.1:$BT_SECURE_KAFKA_INTERNAL_PORT"
+  spawn_kafka kafka-secure "$dir" "$BT_SECURE_KAFKA_PORT" 512m
+  wait_kafka kafka-secure "$dir" "$BT_SECURE_KAFKA_PORT"
   log "up (pid $(cat "$dir/pid"))"
 }
 

@@ -354,7 +354,7 @@ EOF
 }
 
 start_kafka() {
-  local dir=$state/kafka pid cluster_id
+  local dir=$state/kafka pid
   if pid=$(live_pid "$dir/pid"); then
     log "kafka: already running (pid $pid)"
     return 0
@@ -367,29 +367,50 @@ start_kafka() {
   mkdir -p "$dir"
   write_kafka_properties
   if [ ! -f "$dir/data/meta.properties" ]; then
-    cluster_id=$(kafka kafka.tools.StorageTool random-uuid)
-    log "kafka: formatting $dir/data (cluster $cluster_id)"
-    kafka kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" --ignore-formatted \
-      >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka: formatting the storage failed"; }
+    format_kafka kafka "$dir" "$(kafka kafka.tools.StorageTool random-uuid)"
   fi
-  log "kafka: starting on 127.0.0.1:$BT_KAFKA_PORT"
-  launch_kafka "$dir"
-  wait_until kafka "$dir/pid" 120 "$dir/kafka.log" kafka_started
+  spawn_kafka kafka "$dir" "$BT_KAFKA_PORT" 512m
+  wait_kafka kafka "$dir" "$BT_KAFKA_PORT"
 }
 
-# Starts a broker on $1/server.properties in the background, its output in
-# $1/kafka.log and its PID in $1/pid (also used by tests/env/kafka-secure.sh).
-launch_kafka() {
-  local dir=$1
+# The Kafka helpers below serve every broker these scripts run: the single
+# one above and the three of tests/env/kafka-cluster.sh (which sources this
+# file). Each node has a directory holding its server.properties, data/,
+# kafka.log and pid.
+
+# Formats a node's storage for cluster `id` (once; every node of a cluster
+# must be formatted with the same id).
+format_kafka() {
+  local name=$1 dir=$2 cluster_id=$3
+  log "$name: formatting $dir/data (cluster $cluster_id)"
+  kafka kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" --ignore-formatted \
+    >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "$name: formatting the storage failed"; }
+}
+
+# Starts a node in the background and records its PID; does not wait (the
+# nodes of a cluster only finish starting once a quorum of them runs). The
+# previous run's log is appended to kafka.log.old.
+spawn_kafka() {
+  local name=$1 dir=$2 port=$3 heap=$4
+  log "$name: starting on 127.0.0.1:$port"
+  if [ -s "$dir/kafka.log" ]; then
+    cat "$dir/kafka.log" >>"$dir/kafka.log.old"
+  fi
   : >"$dir/kafka.log"
-  setsid java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+  setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" -Dkafka.logs.dir="$dir" \
     -cp "$kafka_libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
 }
 
+# Waits until a node logged that it started and answers on its port.
+wait_kafka() {
+  local name=$1 dir=$2 port=$3
+  wait_until "$name" "$dir/pid" 120 "$dir/kafka.log" kafka_started "$dir" "$port"
+}
+
 kafka_started() {
-  grep -q 'Kafka Server started' "$state/kafka/kafka.log" && tcp_open "$BT_KAFKA_PORT"
+  grep -q 'Kafka Server started' "$1/kafka.log" && tcp_open "$2"
 }
 
 # ---------------------------------------------------------------- commands
@@ -476,7 +497,8 @@ cmd_clean() {
   fi
 }
 
-# Sourced (by tests/env/kafka-secure.sh) for its functions only.
+# Sourced (by tests/env/kafka-cluster.sh and tests/env/kafka-secure.sh) for
+# its helpers only.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 case "${1:-}" in
