@@ -104,6 +104,13 @@ enum Command {
     Run,
     /// Check the server settings, privileges, tables, broker and topics; exit
     /// 0 when all pass, 3 otherwise.
+    ///
+    /// Missing topics are created with kafka.create_topics = true: replication
+    /// factor kafka.topic_replication_factor ("auto": the smaller of 3 and the
+    /// brokers found) and min.insync.replicas kafka.topic_min_insync_replicas
+    /// ("auto": 2 with 3 or more replicas). On a cluster of several brokers,
+    /// an existing topic with replication factor 1 or min.insync.replicas=1
+    /// gets a warning (the loss of one broker could lose acknowledged events).
     Check,
     /// Publish the events between two positions again, and exit.
     ///

@@ -356,8 +356,16 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     #[serde(default = "default_partitions")]
     pub topic_partitions: i32,
-    #[serde(default = "default_replication")]
-    pub topic_replication_factor: i32,
+    /// Replicas of each partition of a topic the tailer creates: `"auto"`
+    /// (the default) is the smaller of 3 and the number of brokers; a number
+    /// is checked against the brokers found.
+    #[serde(default)]
+    pub topic_replication_factor: TopicSetting,
+    /// `min.insync.replicas` of a topic the tailer creates: with `"auto"`
+    /// (the default), 2 when it has 3 or more replicas, otherwise the
+    /// broker's default; a number must not exceed the replication factor.
+    #[serde(default)]
+    pub topic_min_insync_replicas: TopicSetting,
     /// How long metadata requests at start-up (preflight) may take.
     #[serde(default = "default_kafka_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -401,6 +409,98 @@ impl KafkaConfig {
 /// The environment variable read for the Kafka SASL password when
 /// `kafka.sasl.password_env` is not set.
 pub const DEFAULT_KAFKA_PASSWORD_ENV: &str = "BINLOG_TAILER_KAFKA_PASSWORD";
+
+/// A topic setting the tailer derives from the cluster unless one is given:
+/// `"auto"` or a whole number of at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicSetting {
+    #[default]
+    Auto,
+    Fixed(i32),
+}
+
+impl std::fmt::Display for TopicSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicSetting::Auto => f.write_str("\"auto\""),
+            TopicSetting::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let bad = |found: &str| {
+            serde::de::Error::custom(format!(
+                "{found} is not \"auto\" or a whole number from 1 to 32767"
+            ))
+        };
+        let n = match Raw::deserialize(deserializer)? {
+            Raw::Text(t) if t.trim().eq_ignore_ascii_case("auto") => return Ok(TopicSetting::Auto),
+            // Environment overrides arrive as text.
+            Raw::Text(t) => t
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| bad(&format!("{t:?}")))?,
+            Raw::Number(n) => n,
+        };
+        match i16::try_from(n) {
+            Ok(n) if n >= 1 => Ok(TopicSetting::Fixed(i32::from(n))),
+            _ => Err(bad(&n.to_string())),
+        }
+    }
+}
+
+/// How a topic the tailer creates is replicated on a cluster of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicReplicas {
+    pub replication_factor: i32,
+    /// `None`: the broker's default.
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl KafkaConfig {
+    /// The replication of a topic created on a cluster of `brokers` brokers.
+    ///
+    /// # Errors
+    /// A replication factor above the brokers found, or a
+    /// `min.insync.replicas` above the replication factor (no write could
+    /// ever be acknowledged): the message names the setting and the fix.
+    pub fn topic_replicas(&self, brokers: usize) -> Result<TopicReplicas, String> {
+        let brokers = i32::try_from(brokers).unwrap_or(i32::MAX);
+        let replication_factor = match self.topic_replication_factor {
+            TopicSetting::Auto => brokers.clamp(1, 3),
+            TopicSetting::Fixed(n) if n > brokers => {
+                return Err(format!(
+                    "kafka.topic_replication_factor = {n} but the cluster has {brokers} broker(s); \
+                     set it to at most {brokers}, or to \"auto\" (the smaller of 3 and the brokers)"
+                ))
+            }
+            TopicSetting::Fixed(n) => n,
+        };
+        let min_insync_replicas = match self.topic_min_insync_replicas {
+            TopicSetting::Auto => (replication_factor >= 3).then_some(2),
+            TopicSetting::Fixed(n) if n > replication_factor => {
+                return Err(format!(
+                    "kafka.topic_min_insync_replicas = {n} is above the replication factor \
+                     ({replication_factor}): the broker could never acknowledge a write with \
+                     acks=all; set it to at most {replication_factor}, or to \"auto\""
+                ))
+            }
+            TopicSetting::Fixed(n) => Some(n),
+        };
+        Ok(TopicReplicas {
+            replication_factor,
+            min_insync_replicas,
+        })
+    }
+}
 
 /// Producer properties the tailer's guarantees rest on; `kafka.properties`
 /// may not set them.
@@ -525,9 +625,6 @@ fn default_max_in_flight_bytes() -> usize {
 fn default_partitions() -> i32 {
     3
 }
-fn default_replication() -> i32 {
-    1
-}
 fn default_kafka_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -641,6 +738,20 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if let (TopicSetting::Fixed(rf), TopicSetting::Fixed(isr)) = (
+            self.kafka.topic_replication_factor,
+            self.kafka.topic_min_insync_replicas,
+        ) {
+            if isr > rf {
+                return Err(field(
+                    "kafka.topic_min_insync_replicas",
+                    format!(
+                        "{isr} is above kafka.topic_replication_factor ({rf}): no write could be \
+                         acknowledged with acks=all; lower it to at most {rf}"
+                    ),
+                ));
+            }
+        }
         if !(MIN_EVENT_BYTES..=MAX_EVENT_BYTES).contains(&self.source.max_event_bytes) {
             return Err(field(
                 "source.max_event_bytes",
@@ -726,6 +837,74 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
         let config = Config::load(Some(&path), std::iter::empty(), &[]).unwrap();
         assert_eq!(config.tables[0].table, "shop.orders");
+    }
+
+    #[test]
+    fn topic_replication_fits_the_cluster_unless_set() {
+        let auto = load(MINIMAL, &[], &[]).unwrap().kafka;
+        assert_eq!(auto.topic_replication_factor, TopicSetting::Auto);
+        let replicas = |k: &KafkaConfig, brokers| k.topic_replicas(brokers);
+        assert_eq!(
+            replicas(&auto, 1),
+            Ok(TopicReplicas {
+                replication_factor: 1,
+                min_insync_replicas: None
+            })
+        );
+        assert_eq!(
+            replicas(&auto, 2),
+            Ok(TopicReplicas {
+                replication_factor: 2,
+                min_insync_replicas: None
+            })
+        );
+        for brokers in [3, 5] {
+            assert_eq!(
+                replicas(&auto, brokers),
+                Ok(TopicReplicas {
+                    replication_factor: 3,
+                    min_insync_replicas: Some(2)
+                })
+            );
+        }
+        let set = |sets: &[&str]| load(MINIMAL, &[], sets).map(|c| c.kafka);
+        let two = set(&["kafka.topic_replication_factor=2"]).unwrap();
+        assert_eq!(replicas(&two, 3).unwrap().replication_factor, 2);
+        let err = replicas(&two, 1).unwrap_err();
+        assert!(
+            err.contains("kafka.topic_replication_factor = 2") && err.contains("1 broker"),
+            "{err}"
+        );
+        let isr = set(&["kafka.topic_min_insync_replicas=3"]).unwrap();
+        assert_eq!(replicas(&isr, 3).unwrap().min_insync_replicas, Some(3));
+        let err = replicas(&isr, 2).unwrap_err();
+        assert!(err.contains("above the replication factor (2)"), "{err}");
+        // From the environment (text), and "auto" spelled out.
+        let env = load(
+            MINIMAL,
+            &[
+                ("BINLOG_TAILER__KAFKA__TOPIC_REPLICATION_FACTOR", "3"),
+                ("BINLOG_TAILER__KAFKA__TOPIC_MIN_INSYNC_REPLICAS", "auto"),
+            ],
+            &[],
+        )
+        .unwrap()
+        .kafka;
+        assert_eq!(env.topic_replication_factor, TopicSetting::Fixed(3));
+        assert_eq!(env.topic_min_insync_replicas, TopicSetting::Auto);
+        for bad in ["0", "-1", "\"three\"", "40000"] {
+            let err = set(&[&format!("kafka.topic_replication_factor={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("\"auto\" or a whole number"), "{bad}: {err}");
+        }
+        let err = set(&[
+            "kafka.topic_replication_factor=2",
+            "kafka.topic_min_insync_replicas=3",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kafka.topic_min_insync_replicas"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, Producer};
 
@@ -631,11 +631,20 @@ pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Ch
                 }
             }
         };
-        let topics: Vec<(String, usize)> = metadata
+        // Each topic with its partitions and the fewest replicas any of
+        // them has.
+        let topics: Vec<(String, usize, usize)> = metadata
             .topics()
             .iter()
             .filter(|t| t.error().is_none())
-            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .map(|t| {
+                let replicas = t.partitions().iter().map(|p| p.replicas().len()).min();
+                (
+                    t.name().to_owned(),
+                    t.partitions().len(),
+                    replicas.unwrap_or(0),
+                )
+            })
             .collect();
         Ok((metadata.brokers().len(), topics))
     })
@@ -689,10 +698,18 @@ pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Ch
     topics.dedup();
     for topic in topics {
         let name = format!("topic {topic}");
-        let found = existing.iter().find(|(t, _)| t == topic).map(|(_, n)| *n);
+        let found = existing
+            .iter()
+            .find(|(t, _, _)| t == topic)
+            .map(|&(_, partitions, replicas)| (partitions, replicas));
         checks.push(match found {
-            Some(partitions) => Check::ok(name, format!("{partitions} partition(s)")),
-            None if config.create_topics => create_topic(&admin, config, topic, timeout).await,
+            Some((partitions, replicas)) => {
+                let min_isr = topic_min_insync_replicas(&admin, topic, timeout).await;
+                topic_durability(topic, partitions, replicas, min_isr, brokers)
+            }
+            None if config.create_topics => {
+                create_topic(&admin, config, topic, brokers, timeout).await
+            }
             None => Check::problem(
                 name,
                 "missing",
@@ -706,29 +723,101 @@ pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Ch
     checks
 }
 
+/// A topic's `min.insync.replicas`, read with the admin client (`None`
+/// when it cannot be read: not allowed to describe configs, say).
+async fn topic_min_insync_replicas(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, String> {
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    let resource = ResourceSpecifier::Topic(topic);
+    let results = admin
+        .describe_configs([&resource], &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no answer".to_owned())?
+        .map_err(|code| code.to_string())?;
+    let value = config
+        .get("min.insync.replicas")
+        .and_then(|e| e.value.clone())
+        .ok_or_else(|| "min.insync.replicas not in the answer".to_owned())?;
+    value
+        .parse()
+        .map_err(|_| format!("min.insync.replicas = {value:?} is not a number"))
+}
+
+/// An existing topic: its partitions, and a warning when a single broker's
+/// loss can lose acknowledged events or stop the tailer on a cluster that
+/// has more than one.
+fn topic_durability(
+    topic: &str,
+    partitions: usize,
+    replicas: usize,
+    min_isr: Result<i32, String>,
+    brokers: usize,
+) -> Check {
+    let isr_text = match &min_isr {
+        Ok(n) => n.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let found = format!(
+        "{partitions} partition(s), replication factor {replicas}, min.insync.replicas {isr_text}"
+    );
+    let warnings = service_kit::topics::durability_warnings(topic, replicas, &min_isr, brokers);
+    let name = format!("topic {topic}");
+    if warnings.is_empty() {
+        Check::ok(name, found)
+    } else {
+        Check::warn(name, found, warnings.join("; "))
+    }
+}
+
 async fn create_topic(
     admin: &AdminClient<DefaultClientContext>,
     config: &KafkaConfig,
     topic: &str,
+    brokers: usize,
     timeout: Duration,
 ) -> Check {
     let name = format!("topic {topic}");
-    let new = NewTopic::new(
+    let replicas = match config.topic_replicas(brokers) {
+        Ok(r) => r,
+        Err(message) => {
+            return Check::problem(
+                name,
+                "missing, and not created",
+                "replication settings the cluster can meet",
+                message,
+            )
+        }
+    };
+    let isr_text = replicas
+        .min_insync_replicas
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "the broker's default".to_owned());
+    let isr_value = replicas.min_insync_replicas.map(|n| n.to_string());
+    let mut new = NewTopic::new(
         topic,
         config.topic_partitions,
-        TopicReplication::Fixed(config.topic_replication_factor),
+        TopicReplication::Fixed(replicas.replication_factor),
     );
+    if let Some(isr) = &isr_value {
+        new = new.set("min.insync.replicas", isr);
+    }
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     match admin.create_topics(&[new], &options).await {
         Ok(results) => match results.into_iter().next() {
             Some(Ok(_)) => Check::ok(
                 name,
                 format!(
-                    "created with {} partition(s), replication factor {}",
-                    config.topic_partitions, config.topic_replication_factor
+                    "created with {} partition(s), replication factor {}, min.insync.replicas {isr_text}",
+                    config.topic_partitions, replicas.replication_factor
                 ),
-            ),
-            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {
+            ),            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {
                 Check::ok(name, "exists")
             }
             Some(Err((_, code))) => Check::problem(
@@ -750,5 +839,27 @@ async fn create_topic(
             "an existing topic",
             "create the topic by hand, or grant the tailer CreateTopics",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_topic_reports_its_replication_and_warns_on_a_cluster() {
+        let check = topic_durability("t", 3, 3, Ok(2), 3);
+        assert_eq!(check.name, "topic t");
+        assert_eq!(
+            check.outcome,
+            Ok("3 partition(s), replication factor 3, min.insync.replicas 2".to_owned())
+        );
+        assert_eq!(check.warning, None);
+        let rf1 = topic_durability("t", 3, 1, Ok(1), 3);
+        assert!(rf1.outcome.is_ok(), "a warning never refuses the start");
+        assert!(rf1
+            .warning
+            .is_some_and(|w| w.contains("replication factor 1")));
+        assert_eq!(topic_durability("t", 3, 1, Ok(1), 1).warning, None);
     }
 }

@@ -66,6 +66,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -269,7 +271,10 @@ pub fn create(
 /// does not exist (a dead letter would otherwise wait forever), or refuses
 /// the login or the TLS handshake (librdkafka would retry those for ever). A
 /// broker that does not answer is only logged: the consumer connects when it
-/// can.
+/// can. On a cluster of several brokers, a warning names a topic that the
+/// loss of one broker can hurt (replication factor 1, `min.insync.replicas=1`):
+/// dead letters are acknowledged with `acks=all` before their offsets are
+/// committed, which only means something with two replicas in sync.
 ///
 /// # Errors
 /// [`ServiceError::MissingTopic`], [`ServiceError::KafkaSecurity`],
@@ -341,7 +346,54 @@ pub async fn check_topics(config: &KafkaConfig) -> Result<(), ServiceError> {
             });
         }
     }
+    let brokers = metadata.brokers().len();
+    if brokers > 1 {
+        for topic in [&config.topic, &config.dead_letter_topic] {
+            let replicas = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.replicas().len()))
+                .min()
+                .unwrap_or(0);
+            let min_isr = min_insync_replicas(config, topic).await;
+            for warning in
+                service_kit::topics::durability_warnings(topic, replicas, &min_isr, brokers)
+            {
+                tracing::warn!("{warning}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// A topic's `min.insync.replicas`, read with an admin client of the same
+/// connection settings.
+async fn min_insync_replicas(config: &KafkaConfig, topic: &str) -> Result<i32, String> {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| e.to_string())?;
+    let options = AdminOptions::new().request_timeout(Some(config.request_timeout));
+    let resource = ResourceSpecifier::Topic(topic);
+    let described = admin
+        .describe_configs([&resource], &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let entry = described
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no answer".to_owned())?
+        .map_err(|code| code.to_string())?;
+    let value = entry
+        .get("min.insync.replicas")
+        .and_then(|e| e.value.clone())
+        .ok_or_else(|| "not in the answer".to_owned())?;
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))
 }
 
 /// Exponential backoff between `min` and `max`.

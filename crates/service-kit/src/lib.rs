@@ -8,9 +8,12 @@
 //! - `metrics.rs`: registering metrics whose names are constants.
 //! - `kafka_security.rs`: `kafka.tls` and `kafka.sasl` as librdkafka
 //!   properties, secrets read and kept out of logs.
+//! - `topics.rs`: warnings about a Kafka topic's replication, from numbers
+//!   the service read with its own client.
 
 pub mod config;
 pub mod kafka_security;
 pub mod metrics;
 pub mod ops_http;
 pub mod process;
+pub mod topics;
