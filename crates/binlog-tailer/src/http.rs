@@ -1,6 +1,7 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz` (the
-//! process is alive), `/readyz` (connected to MariaDB and Kafka, and the
-//! replication lag under `http.ready_max_lag`; otherwise 503 with the
+//! process is alive), `/readyz` (connected to MariaDB and Kafka, events
+//! acknowledged (none waiting 5 s or more without any acknowledgement), and
+//! the replication lag under `http.ready_max_lag`; otherwise 503 with the
 //! reasons, one per line).
 
 use std::net::SocketAddr;
@@ -14,6 +15,10 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// Events waiting this long without any acknowledgement make the tailer
+/// not ready: a leader election normally ends well within it.
+pub const ACK_WAIT_NOT_READY: Duration = Duration::from_secs(5);
+
 /// Why the tailer is not ready; empty when it is.
 pub fn not_ready_reasons(metrics: &Metrics, ready_max_lag: Duration) -> Vec<String> {
     let mut reasons = Vec::new();
@@ -22,6 +27,14 @@ pub fn not_ready_reasons(metrics: &Metrics, ready_max_lag: Duration) -> Vec<Stri
     }
     if metrics.broker_connected.get() != 1 {
         reasons.push("no connection to a Kafka broker".to_owned());
+    }
+    let ack_wait = metrics.ack_wait.get();
+    if ack_wait >= ACK_WAIT_NOT_READY.as_secs_f64() {
+        reasons.push(format!(
+            "no acknowledgement from Kafka for {ack_wait:.0} s while {} events wait (a partition \
+             without a leader, too few in-sync replicas, or brokers away); nothing is dropped",
+            metrics.in_flight.get()
+        ));
     }
     let lag = metrics.lag_seconds();
     if u64::try_from(lag).unwrap_or(0) > ready_max_lag.as_secs() {

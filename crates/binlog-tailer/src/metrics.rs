@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use prometheus::{
+    Counter, Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+};
 use service_kit::metrics::Registrar;
 
 use crate::decode::RowsKind;
@@ -36,6 +38,24 @@ pub struct Metrics {
     pub publish_errors: IntCounterVec,
     /// `binlog_tailer_events_in_flight` (gauge): events sent and not yet acknowledged.
     pub in_flight: IntGauge,
+    /// `binlog_tailer_ack_wait_seconds` (gauge, seconds): while events wait
+    /// for the broker, the time since the last acknowledgement (or since the
+    /// first of them was sent, if none came since); 0 when none waits.
+    /// Updated every 250 ms.
+    pub ack_wait: Gauge,
+    /// `binlog_tailer_ack_stalled_seconds_total` (counter, seconds): time
+    /// during which events waited and no acknowledgement came for over a
+    /// second (a leader election, a broker away, too few in-sync replicas).
+    pub ack_stalled: Counter,
+    /// `binlog_tailer_kafka_request_retries_total` (counter): produce
+    /// requests the producer sent again (librdkafka's `txretries`, summed
+    /// over brokers): the broker's errors it retried, such as a partition
+    /// that moved to another leader.
+    pub kafka_retries: IntCounter,
+    /// `binlog_tailer_kafka_request_errors_total` (counter): requests to
+    /// brokers that failed or timed out (librdkafka's `txerrs` and
+    /// `req_timeouts`, summed over brokers); each is retried.
+    pub kafka_request_errors: IntCounter,
     /// `binlog_tailer_publish_latency_seconds` (histogram, seconds): hand-off to the producer → acknowledgement.
     pub publish_latency: Histogram,
     /// `binlog_tailer_reconnects_total` (counter): source sessions ended by a transient error.
@@ -118,6 +138,22 @@ impl Metrics {
 
         let metrics = Metrics {
             build_info,
+            ack_wait: r.gauge_f64(
+                "binlog_tailer_ack_wait_seconds",
+                "While events wait for the broker: seconds since the last acknowledgement; 0 when none waits.",
+            ),
+            ack_stalled: r.counter_f64(
+                "binlog_tailer_ack_stalled_seconds_total",
+                "Seconds during which events waited and no acknowledgement came for over a second.",
+            ),
+            kafka_retries: r.counter(
+                "binlog_tailer_kafka_request_retries_total",
+                "Produce requests sent again after a retriable broker error (librdkafka txretries).",
+            ),
+            kafka_request_errors: r.counter(
+                "binlog_tailer_kafka_request_errors_total",
+                "Requests to brokers that failed or timed out (librdkafka txerrs + req_timeouts); retried.",
+            ),
             broker_connected: r.gauge(
                 "binlog_tailer_broker_connected",
                 "1 while the producer has a connection to a Kafka broker up, else 0.",

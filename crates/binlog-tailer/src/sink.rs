@@ -152,6 +152,8 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
 pub struct SinkContext {
     metrics: Arc<Metrics>,
     deliveries: Deliveries,
+    /// The librdkafka totals last turned into counters: (retries, errors).
+    request_totals: Mutex<(u64, u64)>,
 }
 
 /// The broker's answers for the records sent, kept by sequence number until
@@ -248,6 +250,22 @@ impl rdkafka::ClientContext for SinkContext {
             .values()
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.metrics.broker_connected.set(i64::from(up));
+        let (retries, errors) = statistics.brokers.values().fold((0, 0), |(r, e), b| {
+            (r + b.txretries, e + b.txerrs + b.req_timeouts)
+        });
+        let mut last = self
+            .request_totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A broker that leaves the statistics takes its totals with it:
+        // only increases are counted.
+        self.metrics
+            .kafka_retries
+            .inc_by(retries.saturating_sub(last.0));
+        self.metrics
+            .kafka_request_errors
+            .inc_by(errors.saturating_sub(last.1));
+        *last = (retries, errors);
     }
 }
 
@@ -312,6 +330,7 @@ pub fn create_producer(
         .create_with_context(SinkContext {
             metrics,
             deliveries: Deliveries::default(),
+            request_totals: Mutex::new((0, 0)),
         })
         .map_err(SinkError::Create)
 }
@@ -384,6 +403,10 @@ impl Mode {
     }
 }
 
+/// A wait without any acknowledgement counts in `ack_stalled` once it is
+/// this long (then in full): shorter ones are ordinary latency.
+const STALL_COUNTED_FROM: Duration = Duration::from_secs(1);
+
 /// After this long without an acknowledgement while records wait, the sink
 /// says it is waiting for the broker (again every such period).
 const STALL_WARNING: Duration = Duration::from_secs(5);
@@ -413,6 +436,11 @@ pub async fn run(
     // at every `FATAL_CHECK`, with `acked_at_tick` the count then.
     let mut last_progress = Instant::now();
     let mut acked_at_tick: u64 = 0;
+    // For `ack_wait` and `ack_stalled`: the last acknowledgement (or the
+    // first record sent while none waited), and how far the stall counter
+    // has counted.
+    let mut ack_clock = Instant::now();
+    let mut stall_counted_to = ack_clock;
     let extra_headers: Vec<(&'static str, Vec<u8>)> = match &mode {
         Mode::Live { identity, .. } => vec![
             (HEADER_EPOCH, identity.epoch.to_string().into_bytes()),
@@ -474,6 +502,9 @@ pub async fn run(
         }
 
         let waiting = matches!(pending.front(), Some(Pending::Record { .. }));
+        if !waiting {
+            metrics.ack_wait.set(0.0);
+        }
         tokio::select! {
             biased;
             // Acknowledgements first: they free room and move the checkpoint
@@ -513,6 +544,7 @@ pub async fn run(
                     let sent = Instant::now();
                     if pending.is_empty() {
                         last_progress = sent;
+                        ack_clock = sent;
                     }
                     enqueue(&producer, &record, &extra_headers, partition).await.inspect_err(|e| {
                         if let SinkError::Rejected(r) = e {
@@ -534,10 +566,20 @@ pub async fn run(
                     metrics.publish_errors.with_label_values(&[kind]).inc();
                     return Err(stopped);
                 }
+                let now = Instant::now();
                 if acked_at_tick != records {
                     acked_at_tick = records;
-                    last_progress = Instant::now();
+                    last_progress = now;
+                    ack_clock = now;
+                    metrics.ack_wait.set(0.0);
                     continue;
+                }
+                let wait = now.duration_since(ack_clock);
+                metrics.ack_wait.set(wait.as_secs_f64());
+                if wait >= STALL_COUNTED_FROM {
+                    let from = stall_counted_to.max(ack_clock);
+                    metrics.ack_stalled.inc_by(now.duration_since(from).as_secs_f64());
+                    stall_counted_to = now;
                 }
                 if last_progress.elapsed() < STALL_WARNING {
                     continue;

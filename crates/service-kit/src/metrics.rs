@@ -5,7 +5,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Creates metrics and registers them in one registry.
@@ -36,6 +37,16 @@ impl<'r> Registrar<'r> {
 
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         self.register(name, IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    /// A gauge of fractional values (seconds, say).
+    pub fn gauge_f64(&self, name: &str, help: &str) -> Gauge {
+        self.register(name, Gauge::new(name, help))
+    }
+
+    /// A counter of fractional amounts (seconds, say).
+    pub fn counter_f64(&self, name: &str, help: &str) -> Counter {
+        self.register(name, Counter::new(name, help))
     }
 
     pub fn counter(&self, name: &str, help: &str) -> IntCounter {
