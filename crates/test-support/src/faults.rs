@@ -166,7 +166,8 @@ pub struct Writer {
     stop: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
     last: Arc<Mutex<Option<Gtid>>>,
-    task: tokio::task::JoinHandle<Vec<u64>>,
+    /// Each order id with the GTID of its transaction.
+    task: tokio::task::JoinHandle<Vec<(u64, Gtid)>>,
 }
 
 impl Writer {
@@ -224,7 +225,7 @@ impl Writer {
                 let gtid = last_gtid(&mut primary).await;
                 *l.lock().expect("lock") = Some(gtid);
                 id += rows;
-                ids.extend(batch);
+                ids.extend(batch.into_iter().map(|i| (i, gtid)));
                 c.store(id - ids_after, Ordering::SeqCst);
             }
             ids
@@ -247,6 +248,13 @@ impl Writer {
 
     /// Stops; returns the ids inserted (committed) and the last GTID.
     pub async fn finish(self) -> (Vec<u64>, Gtid) {
+        let (ids, last) = self.finish_with_gtids().await;
+        (ids.into_iter().map(|(id, _)| id).collect(), last)
+    }
+
+    /// Stops; returns each id inserted (committed) with the GTID of its
+    /// transaction, and the last GTID.
+    pub async fn finish_with_gtids(self) -> (Vec<(u64, Gtid)>, Gtid) {
         self.stop.store(true, Ordering::SeqCst);
         let ids = tokio::time::timeout(Duration::from_secs(30), self.task)
             .await

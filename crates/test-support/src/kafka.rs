@@ -90,8 +90,13 @@ impl RawMessage {
 /// Every message in `topic` now: each partition read up to its high
 /// watermark (payloads need not be JSON). The topic must exist.
 pub fn read_topic(topic: &str) -> Vec<RawMessage> {
+    read_topic_at(&kafka_bootstrap(), topic)
+}
+
+/// [`read_topic`] on the cluster at `bootstrap`.
+pub fn read_topic_at(bootstrap: &str, topic: &str) -> Vec<RawMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("reader"))
         .set("enable.auto.commit", "false")
         .create()

@@ -10,6 +10,7 @@
 //! - `process.rs`: one child process: its log, signals, exit, kill on drop.
 //! - `services.rs`: the order and payment services as child processes.
 //! - `kafka.rs`: creating topics, reading them back raw, committed offsets.
+//! - `cluster.rs`: the three-node Kafka cluster a test starts and faults.
 //! - `faults.rs`: stopping and restarting shared services, order writers.
 //! - `scratch.rs`: a MariaDB server of a test's own.
 //! - `alltypes.rs`: a table with every column type and its expected values.
@@ -26,6 +27,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
 pub mod alltypes;
+pub mod cluster;
 pub mod faults;
 pub mod kafka;
 pub mod process;

@@ -223,6 +223,111 @@ impl Drop for PaymentService {
     }
 }
 
+/// A payments database of a test's own, made from `schemas/payments.sql`
+/// with its name replaced, writable by payments_app.
+pub struct PaymentsDb {
+    pub name: String,
+}
+
+impl PaymentsDb {
+    pub async fn create(prefix: &str) -> PaymentsDb {
+        use mysql_async::prelude::Queryable;
+        let name = unique_name(prefix);
+        let schema = std::fs::read_to_string(crate::repo_root().join("schemas/payments.sql"))
+            .expect("schemas/payments.sql");
+        let sql = schema
+            .replace(
+                "CREATE DATABASE IF NOT EXISTS payments\n",
+                &format!("CREATE DATABASE IF NOT EXISTS {name}\n"),
+            )
+            .replace(
+                "TABLE IF NOT EXISTS payments.payments",
+                &format!("TABLE IF NOT EXISTS {name}.payments"),
+            );
+        assert!(
+            sql.matches(&name).count() == 2,
+            "schemas/payments.sql changed shape; the test cannot rename its database:\n{sql}"
+        );
+        let (user, _) = User::PaymentsApp.credentials();
+        let mut admin = crate::connect(crate::Server::Primary, User::Admin).await;
+        admin
+            .query_drop(sql)
+            .await
+            .expect("create the payments database");
+        admin
+            .query_drop(format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {name}.* TO '{user}'@'127.0.0.1'"
+            ))
+            .await
+            .expect("grant payments_app");
+        PaymentsDb { name }
+    }
+
+    /// Each charged order id with the number of payment rows it has.
+    pub async fn charges(&self) -> std::collections::BTreeMap<u64, u64> {
+        use mysql_async::prelude::Queryable;
+        let mut admin = crate::connect(crate::Server::Primary, User::Admin).await;
+        let rows: Vec<(u64, u64)> = admin
+            .query(format!(
+                "SELECT order_id, COUNT(*) FROM {}.payments GROUP BY order_id",
+                self.name
+            ))
+            .await
+            .expect("read payments");
+        rows.into_iter().collect()
+    }
+
+    /// A payment-service configuration for this database, consuming `topic`
+    /// from `bootstrap` (dead letters to `dlq`), in `dir`; its path and HTTP port.
+    pub fn service_config(
+        &self,
+        dir: &Path,
+        bootstrap: &str,
+        topic: &str,
+        dlq: &str,
+    ) -> (PathBuf, u16) {
+        let port = free_port();
+        let config = dir.join("payment-service.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[database]
+host = "127.0.0.1"
+port = {db_port}
+user = "{user}"
+database = "{db}"
+timeout = "3s"
+retry_backoff_min = "50ms"
+retry_backoff_max = "500ms"
+health_interval = "300ms"
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic = "{topic}"
+group_id = "{group}"
+dead_letter_topic = "{dlq}"
+commit_interval = "1s"
+request_timeout = "20s"
+
+[kafka.consumer_properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+                db_port = crate::Server::Primary.port(),
+                user = User::PaymentsApp.credentials().0,
+                db = self.name,
+                group = unique_name("payments"),
+            ),
+        )
+        .expect("write the payment-service config");
+        (config, port)
+    }
+}
+
 /// The value of the sample line `series` (exact series text) in a
 /// `/metrics` text, 0 if absent.
 pub fn sample(metrics: &str, series: &str) -> f64 {

@@ -229,6 +229,18 @@ listen = "127.0.0.1:0"
         self
     }
 
+    /// Points the configuration at another Kafka cluster.
+    pub fn with_bootstrap(self, bootstrap: &str) -> TailerSetup {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let text = text.replacen(
+            &format!("bootstrap_servers = \"{}\"", kafka_bootstrap()),
+            &format!("bootstrap_servers = \"{bootstrap}\""),
+            1,
+        );
+        std::fs::write(&self.config, text).expect("config");
+        self
+    }
+
     /// Sets the HTTP endpoint's address (the default in tests is port 0).
     pub fn with_http_listen(self, addr: std::net::SocketAddr) -> TailerSetup {
         let text = std::fs::read_to_string(&self.config).expect("config");
@@ -406,7 +418,12 @@ pub struct Consumed {
 /// watermark. Call it once the checkpoint covers what the test wrote: the
 /// checkpoint only moves after the broker has acknowledged.
 pub fn consume_all(topic: &str) -> Vec<Consumed> {
-    let messages = crate::kafka::read_topic(topic);
+    consume_all_at(&kafka_bootstrap(), topic)
+}
+
+/// [`consume_all`] on the cluster at `bootstrap`.
+pub fn consume_all_at(bootstrap: &str, topic: &str) -> Vec<Consumed> {
+    let messages = crate::kafka::read_topic_at(bootstrap, topic);
     messages
         .into_iter()
         .map(|m| {
