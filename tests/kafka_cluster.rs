@@ -21,6 +21,11 @@
 //! retries; the payment service, consuming from the cluster, charges every
 //! order exactly once. The tailer is never restarted.
 //!
+//! Before the faults, `check` against the cluster: a replication factor
+//! above the brokers and a topic no write can be acknowledged on are
+//! refused; replication factor 1 and `min.insync.replicas=1` are warned
+//! about, by the payment service at start-up too.
+//!
 //! The test starts the cluster itself (state in target/kafka-cluster-tests/,
 //! removed at the end) beside the ordinary single broker, which it does not
 //! touch. Each scenario prints its figures.
@@ -100,9 +105,29 @@ async fn topic_settings_fit_the_cluster(cluster: &Cluster) {
         "{out}"
     );
 
+    // Replication factor 1 under the cluster's min.insync.replicas=2: no
+    // write could be acknowledged; refused.
+    let stuck = unique_name("cluster_stuck");
+    cluster.create_topic_with(&stuck, 3, 1, &[]).await;
+    let setup = TailerSetup::new(
+        here!(),
+        "cluster_stuck",
+        &[Tailed::orders(&db, &stuck)],
+        &start,
+        "",
+    )
+    .with_bootstrap(cluster.bootstrap());
+    let (code, out, err) = setup.command(&["check"]);
+    println!("check with a topic of replication factor 1 and min.insync.replicas 2 (exit {code}):");
+    print_lines(&out, "FAIL");
+    assert_eq!(code, 3, "refused; stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("NOT_ENOUGH_REPLICAS"), "{out}");
+
     // Replication factor 1, and min.insync.replicas 1: warned, not refused.
     let rf1 = unique_name("cluster_rf1");
-    cluster.create_topic_with(&rf1, 3, 1, &[]).await;
+    cluster
+        .create_topic_with(&rf1, 3, 1, &[("min.insync.replicas", "1")])
+        .await;
     let isr1 = unique_name("cluster_isr1");
     cluster
         .create_topic_with(&isr1, 3, 3, &[("min.insync.replicas", "1")])
@@ -449,7 +474,7 @@ async fn scenario(cluster: &Arc<Cluster>, name: &'static str, fault: Fault) -> R
         samples += 1;
         if let Ok((503, body)) = http_get(http_port, "/readyz") {
             not_ready_samples += 1;
-            for l in body.lines() {
+            for l in body.lines().filter(|l| !l.starts_with("not ready")) {
                 // The figures change from sample to sample; keep the kind.
                 reasons.insert(l.split(" for ").next().unwrap_or(l).to_owned());
             }

@@ -767,8 +767,23 @@ fn topic_durability(
     let found = format!(
         "{partitions} partition(s), replication factor {replicas}, min.insync.replicas {isr_text}"
     );
-    let warnings = service_kit::topics::durability_warnings(topic, replicas, &min_isr, brokers);
     let name = format!("topic {topic}");
+    if let Ok(isr) = min_isr {
+        if usize::try_from(isr).unwrap_or(0) > replicas {
+            return Check::problem(
+                name,
+                found,
+                format!("min.insync.replicas at most the replication factor ({replicas})"),
+                format!(
+                    "the broker refuses every acks=all write to it (NOT_ENOUGH_REPLICAS) and the \
+                     tailer would wait for ever; lower the topic's min.insync.replicas to at most \
+                     {replicas} (kafka-configs --alter --entity-type topics --entity-name {topic} \
+                     --add-config min.insync.replicas={replicas}), or recreate it with more replicas"
+                ),
+            );
+        }
+    }
+    let warnings = service_kit::topics::durability_warnings(topic, replicas, &min_isr, brokers);
     if warnings.is_empty() {
         Check::ok(name, found)
     } else {
@@ -861,5 +876,10 @@ mod tests {
             .warning
             .is_some_and(|w| w.contains("replication factor 1")));
         assert_eq!(topic_durability("t", 3, 1, Ok(1), 1).warning, None);
+        // No write could ever be acknowledged: refused, with the fix.
+        let Err(problem) = topic_durability("t", 3, 1, Ok(2), 3).outcome else {
+            panic!("min.insync.replicas above the replicas is a problem")
+        };
+        assert!(problem.fix.contains("min.insync.replicas=1"), "{problem}");
     }
 }

@@ -21,7 +21,9 @@
 //! `enable.gapless.guarantee=true` (a record refused for good stops the
 //! producer before any later record of its partition is written), and
 //! `message.timeout.ms=0`: librdkafka retries a record for as long as it takes,
-//! so a broker outage of any length loses nothing. Meanwhile at most
+//! so a broker outage of any length loses nothing. A request to a broker that
+//! does not answer is given up after `socket.timeout.ms` (10 s unless
+//! `kafka.properties` says otherwise) and retried at the partition's leader. Meanwhile at most
 //! `kafka.max_in_flight` records wait; the channel fills, and the source stops
 //! reading. Partitioning is `murmur2_random`, the Java client's default, so
 //! other producers of the same keys agree on partitions.
@@ -115,9 +117,21 @@ impl SinkError {
     }
 }
 
+/// `socket.timeout.ms` of the producer unless `kafka.properties` sets it.
+pub const DEFAULT_SOCKET_TIMEOUT_MS: &str = "10000";
+
 /// The librdkafka configuration of the producer.
 pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
+    // A produce request to a leader that stopped answering (a frozen
+    // process, a hung host) is given up after socket.timeout.ms and sent
+    // again to whichever broker leads the partition by then; librdkafka's
+    // default, 60 s, held every acknowledgement for the whole minute a
+    // frozen leader was tested for (tests/kafka_cluster.rs). The retry is
+    // safe: the idempotent producer's sequence numbers let the new leader
+    // drop what the old one had already replicated. kafka.properties may
+    // set another value.
+    client.set("socket.timeout.ms", DEFAULT_SOCKET_TIMEOUT_MS);
     config.apply_connection(&mut client);
     client
         .set("bootstrap.servers", &config.bootstrap_servers)

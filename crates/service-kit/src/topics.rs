@@ -25,6 +25,11 @@ pub fn durability_warnings(
         ));
     }
     match min_isr {
+        Ok(n) if usize::try_from(*n).unwrap_or(0) > replicas => warnings.push(format!(
+            "topic {topic} has min.insync.replicas={n} but {replicas} replica(s): every \
+             acks=all write to it is refused (NOT_ENOUGH_REPLICAS); lower min.insync.replicas \
+             to at most {replicas}, or recreate the topic with replication factor 3"
+        )),
         Ok(1) if replicas >= 2 => warnings.push(format!(
             "topic {topic} has min.insync.replicas=1: acks=all is then met by the leader \
              alone, and an acknowledged event is lost if that leader dies before a follower \
@@ -55,6 +60,8 @@ mod tests {
         assert!(!rf1.contains("min.insync.replicas=1"), "{rf1}");
         let isr1 = durability_warnings("t", 3, &Ok(1), 3).join("; ");
         assert!(isr1.contains("min.insync.replicas=2"), "{isr1}");
+        let never = durability_warnings("t", 1, &Ok(2), 3).join("; ");
+        assert!(never.contains("NOT_ENOUGH_REPLICAS"), "{never}");
         let unknown = durability_warnings("t", 3, &Err("denied".into()), 3).join("; ");
         assert!(unknown.contains("denied"), "{unknown}");
     }
