@@ -40,6 +40,9 @@ for version in $versions; do
   fi
   rc=0
   bash tests/env/services.sh up && cargo test --all-targets --locked -- "$@" || rc=$?
+  # tests/kafka_cluster.rs stops its three-node cluster itself; should the
+  # test process have been killed, its nodes are stopped here (by PID file).
+  BT_CLUSTER_STATE_DIR="$PWD/target/kafka-cluster-tests" bash tests/env/kafka-cluster.sh down >/dev/null 2>&1 || true
   if [ -n "$started" ]; then
     bash tests/env/services.sh down || true
   fi
