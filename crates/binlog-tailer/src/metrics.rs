@@ -47,10 +47,10 @@ pub struct Metrics {
     /// during which events waited and no acknowledgement came for over a
     /// second (a leader election, a broker away, too few in-sync replicas).
     pub ack_stalled: Counter,
-    /// `binlog_tailer_kafka_request_retries_total` (counter): produce
-    /// requests the producer sent again (librdkafka's `txretries`, summed
-    /// over brokers): the broker's errors it retried, such as a partition
-    /// that moved to another leader.
+    /// `binlog_tailer_kafka_request_retries_total` (counter): requests
+    /// librdkafka counts as retried (`txretries`, summed over brokers). It
+    /// stayed 0 through the failover tests (a leader killed or frozen): the
+    /// wait metrics above are what shows a failover.
     pub kafka_retries: IntCounter,
     /// `binlog_tailer_kafka_request_errors_total` (counter): requests to
     /// brokers that failed or timed out (librdkafka's `txerrs` and
@@ -148,7 +148,7 @@ impl Metrics {
             ),
             kafka_retries: r.counter(
                 "binlog_tailer_kafka_request_retries_total",
-                "Produce requests sent again after a retriable broker error (librdkafka txretries).",
+                "Requests librdkafka counts as retried (txretries, summed over brokers).",
             ),
             kafka_request_errors: r.counter(
                 "binlog_tailer_kafka_request_errors_total",

@@ -32,8 +32,8 @@ pub fn durability_warnings(
         )),
         Ok(1) if replicas >= 2 => warnings.push(format!(
             "topic {topic} has min.insync.replicas=1: acks=all is then met by the leader \
-             alone, and an acknowledged event is lost if that leader dies before a follower \
-             copied it; set it to 2 (kafka-configs --alter --entity-type topics --entity-name \
+             alone once the followers fall behind, and an event it acknowledged is lost if that \
+             broker is lost for good before a follower copied it; set it to 2 (kafka-configs --alter --entity-type topics --entity-name \
              {topic} --add-config min.insync.replicas=2)"
         )),
         Err(e) => warnings.push(format!(
