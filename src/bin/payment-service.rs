@@ -48,8 +48,10 @@ Exit codes:
 /// Consumes OrderCreated events from Kafka in a consumer group and records
 /// one payment per order in its own MariaDB database, committing each offset
 /// only after the database commit. Events it cannot process go to a
-/// dead-letter topic. Serves GET /payments/{order_id}, /metrics, /healthz and
-/// /readyz.
+/// dead-letter topic, which must exist; on a cluster of several brokers it
+/// warns at start-up when that topic or the consumed one has replication
+/// factor 1 or min.insync.replicas=1. Serves GET /payments/{order_id},
+/// /metrics, /healthz and /readyz.
 #[derive(Debug, Parser)]
 #[command(name = "payment-service", version, after_help = AFTER_HELP)]
 struct Cli {
