@@ -571,6 +571,13 @@ async fn scenario(cluster: &Arc<Cluster>, name: &'static str, fault: Fault) -> R
         f64::from(not_ready_samples) * 0.25
     );
     println!("  producer: {retries} produce requests retried, {errors} request errors");
+    for (when, text) in [("before", &before), ("after", &after)] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("binlog_tailer_kafka_request"))
+            .collect();
+        println!("    {when} the fault: {}", lines.join(", "));
+    }
     println!(
         "  payment service: {} orders charged ({} not charged, {} not committed, {} charged twice), {duplicates_refused} duplicate events refused, {dead_lettered} dead-lettered, caught up {:.1} s after the tailer",
         charged.len(),

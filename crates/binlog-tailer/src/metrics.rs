@@ -54,7 +54,9 @@ pub struct Metrics {
     pub kafka_retries: IntCounter,
     /// `binlog_tailer_kafka_request_errors_total` (counter): requests to
     /// brokers that failed or timed out (librdkafka's `txerrs` and
-    /// `req_timeouts`, summed over brokers); each is retried.
+    /// `req_timeouts`, summed over brokers); each is retried. librdkafka
+    /// keeps them per broker connection, and a broker that left the
+    /// metadata (fenced) is not reported any more: its counts are missed.
     pub kafka_request_errors: IntCounter,
     /// `binlog_tailer_publish_latency_seconds` (histogram, seconds): hand-off to the producer → acknowledgement.
     pub publish_latency: Histogram,
