@@ -220,7 +220,7 @@ case "${1:-}" in
   resume) check_node "${2:-}" && kill -CONT "$(node_pid "$2")" && log "node $2: SIGCONT" ;;
   start) check_node "${2:-}" && cmd_start "$2" ;;
   *)
-    sed -n '2,33s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,29s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac
