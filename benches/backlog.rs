@@ -22,7 +22,10 @@
 //!    tailer's producer settings), and prints the tailer's ratio to the
 //!    lower one.
 //! 5. Restarts the tailer over the full topic and times how long it takes
-//!    to reach the binlog (the frontier read included).
+//!    to reach the binlog (the frontier read included); then, over a topic
+//!    of `BENCH_STARTUP_RECORDS` events (default 1000000; 0 skips it), the
+//!    time from process start to the broker's append of the first new
+//!    record.
 //! 6. Drains one transaction of `BENCH_BIG_ROWS` orders (default 200000;
 //!    0 skips it) and prints its rows/s beside the single-row rate, and
 //!    the tailer's peak RSS.
@@ -233,6 +236,10 @@ async fn bench() {
         streaming.as_secs_f64() * 1000.0
     );
 
+    let startup_records = env_or("BENCH_STARTUP_RECORDS", 1_000_000);
+    if startup_records > 0 {
+        startup(startup_records).await;
+    }
     let big = env_or("BENCH_BIG_ROWS", 200_000);
     if big > 0 {
         big_transaction(big, rate).await;
@@ -307,6 +314,152 @@ async fn snapshot(rows: u64, single_rate: f64) {
         (rows, rows),
         "one snapshot record per existing order"
     );
+}
+
+/// Start-up over a topic that already holds `records` events: the time from
+/// process start to the first new record appended by the broker.
+///
+/// The topic is filled by the tailer itself (`records` orders written as
+/// transactions of 1,000 rows, drained from the replica); then, with the
+/// tailer stopped, one more order is committed and the tailer started again.
+/// The topic uses `LogAppendTime`, so the new record's timestamp is the
+/// broker's append time, compared with the wall-clock time the process was
+/// started at (same machine, same clock).
+async fn startup(records: u64) {
+    const PER_TRANSACTION: u64 = 1_000;
+    let db = TestDb::create("benchstart").await;
+    let start = replica_gtid_state().await;
+    let mut primary = connect(Server::Primary, User::Admin).await;
+    primary
+        .query_drop(format!(
+            "SET SESSION max_recursive_iterations = {}",
+            PER_TRANSACTION + 1
+        ))
+        .await
+        .expect("max_recursive_iterations");
+    let began = Instant::now();
+    let mut first = 1;
+    while first <= records {
+        let n = PER_TRANSACTION.min(records - first + 1);
+        primary
+            .query_drop(db.insert_many(first, n))
+            .await
+            .expect("insert orders");
+        first += n;
+    }
+    let last = last_gtid(&mut primary).await;
+    test_support::tailer::wait_for_replica(&mut primary).await;
+    println!(
+        "start-up: {records} orders written in {:.1} s ({PER_TRANSACTION} per transaction)",
+        began.elapsed().as_secs_f64()
+    );
+    let topic = unique_name("bench-start");
+    test_support::kafka::create_topic_with(
+        &topic,
+        3,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "bench-start",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    );
+    let began = Instant::now();
+    let mut tailer = setup.spawn();
+    let Drain { took, .. } = watch_drain(&setup, &mut tailer, began, last);
+    let status = tailer.terminate(Duration::from_secs(30));
+    let published = setup.checkpoint().map_or(0, |c| c.events_published);
+    println!(
+        "  the tailer put them in the topic in {:.1} s; exit status {status}",
+        took.as_secs_f64()
+    );
+    assert_eq!(published, records, "every order published");
+
+    let new_id = records + 1;
+    primary
+        .query_drop(db.insert_many(new_id, 1))
+        .await
+        .expect("one more order");
+    let last = last_gtid(&mut primary).await;
+    test_support::tailer::wait_for_replica(&mut primary).await;
+
+    let started_at = std::time::SystemTime::now();
+    let began = Instant::now();
+    let mut tailer = setup.spawn();
+    let streaming = loop {
+        if tailer.log().contains("streaming the binlog") {
+            break began.elapsed();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "the restart did not reach the binlog within 120 s; log:\n{}",
+            tailer.log()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+    let log = tailer.log();
+    let status = tailer.terminate(Duration::from_secs(30));
+    let frontier = log
+        .lines()
+        .find(|l| l.contains("read back what the topics hold"))
+        .and_then(|l| l.split_once("records_read="))
+        .map_or("(not logged)", |(_, rest)| rest);
+    let appended = newest_append_time(&topic, new_id);
+    let start_ms = started_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+        * 1000.0;
+    println!(
+        "  restart over {records} events in the topic: streaming {:.0} ms after process start; \
+         first new record appended by the broker {:.0} ms after process start; frontier: \
+         records_read={frontier}; exit status {status}",
+        streaming.as_secs_f64() * 1000.0,
+        appended as f64 - start_ms
+    );
+}
+
+/// The broker's append time (ms since the epoch) of the order `id` in
+/// `topic` (a `LogAppendTime` topic), read from the partitions' last
+/// records.
+fn newest_append_time(topic: &str, id: u64) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("bench-start-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..3 {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(20))
+            .expect("watermarks");
+        if high > low {
+            assignment
+                .add_partition_offset(topic, partition, rdkafka::Offset::Offset(high - 1))
+                .expect("assignment");
+        }
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("message");
+        let payload: serde_json::Value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON payload");
+        if payload["data"]["id"].as_u64() == Some(id) {
+            return message.timestamp().to_millis().expect("a timestamp");
+        }
+    }
+    panic!("order {id} is not the last record of any partition of {topic}");
 }
 
 /// One transaction of `rows` orders, drained from the replica: rows/s
