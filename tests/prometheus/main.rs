@@ -606,6 +606,7 @@ const IDLE: &[(&str, &str)] = &[
     ("binlog_tailer_lag_bytes", "0x60"),
     ("binlog_tailer_lag_transactions", "0x60"),
     ("binlog_tailer_events_in_flight", "0x60"),
+    ("binlog_tailer_ack_wait_seconds", "0x60"),
     ("binlog_tailer_transactions_total", "500x60"),
     ("binlog_tailer_checkpoint_age_seconds", "0x60"),
     ("binlog_tailer_publish_errors_total{kind=\"other\"}", "0x60"),
@@ -648,6 +649,16 @@ const CASES: &[Case] = &[
             ("BinlogTailerBrokerDisconnected", "severity: critical"),
             ("BinlogTailerNotReady", "severity: warning"),
         ],
+    },
+    Case {
+        name: "connected to Kafka, no acknowledgement for minutes",
+        series: &[
+            ("binlog_tailer_broker_connected", "1x10"),
+            ("binlog_tailer_events_in_flight", "0 5000x10"),
+            ("binlog_tailer_ack_wait_seconds", "0 0+60x10"),
+        ],
+        at: "6m",
+        firing: &[("BinlogTailerAcknowledgementsStalled", "severity: critical")],
     },
     Case {
         name: "6 minutes behind",
