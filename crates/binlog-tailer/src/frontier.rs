@@ -284,6 +284,7 @@ pub fn partitions_only(
             i32::try_from(partitions.len()).unwrap_or(i32::MAX),
         );
     }
+    close_in_background(consumer);
     Ok(frontier)
 }
 
@@ -330,8 +331,20 @@ pub fn read(
                     .insert(partition, found.newest);
             }
         }
+        close_in_background(consumer);
     }
     Ok(frontier)
+}
+
+/// Drops a Kafka client on a thread of its own, so that nothing waits for
+/// it: destroying a librdkafka client stops and joins its threads, which
+/// took about 100 ms in one start-up of two (the frontier's reads were done
+/// in 70 ms, and start-up then waited 105 ms for its consumer to go).
+pub fn close_in_background<T: Send + 'static>(client: T) {
+    // Should no thread be available, the client is dropped here instead.
+    let _ = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || drop(client));
 }
 
 fn frontier_consumer(client: &ClientConfig) -> ClientConfig {
@@ -674,6 +687,7 @@ pub fn read_snapshot(
                 }
             },
         )?;
+        close_in_background(consumer);
     }
     Ok(found)
 }

@@ -646,7 +646,10 @@ pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Ch
                 )
             })
             .collect();
-        Ok((metadata.brokers().len(), topics))
+        let brokers = metadata.brokers().len();
+        drop(metadata);
+        crate::frontier::close_in_background(producer);
+        Ok((brokers, topics))
     })
     .await;
     let (brokers, existing) = match metadata {
@@ -720,6 +723,7 @@ pub async fn check_kafka(config: &KafkaConfig, tables: &[TableConfig]) -> Vec<Ch
             ),
         });
     }
+    crate::frontier::close_in_background(admin);
     checks
 }
 
