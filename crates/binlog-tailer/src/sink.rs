@@ -52,7 +52,7 @@ use crate::handoff::{Acked, Commit, Item};
 use crate::map::{Record, HEADER_EPOCH, HEADER_REPLAY, HEADER_SNAPSHOT_TABLE, HEADER_STORE};
 use crate::metrics::Metrics;
 use crate::snapshot::Cover;
-use service_kit::kafka_security::{FailureLatch, SecurityFailure};
+use service_kit::kafka_security::{security_failure, FailureLatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -280,27 +280,6 @@ impl rdkafka::ClientContext for SinkContext {
             .kafka_request_errors
             .inc_by(errors.saturating_sub(last.1));
         *last = (retries, errors);
-    }
-}
-
-/// Whether a librdkafka error (with its `reason`) is a refused login or a
-/// failed TLS handshake, which librdkafka retries for ever. A broker that
-/// refuses the client's certificate (or has none it wants) answers with a TLS
-/// alert that librdkafka reports as a transport failure; the alert names it.
-pub fn security_failure(error: &KafkaError, reason: &str) -> Option<SecurityFailure> {
-    match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
-            Some(SecurityFailure::Authentication)
-        }
-        Some(RDKafkaErrorCode::SSL) => Some(SecurityFailure::Tls),
-        Some(RDKafkaErrorCode::BrokerTransportFailure)
-            if reason.contains("SSL routines")
-                && reason.contains("alert")
-                && (reason.contains("certificate") || reason.contains("unknown ca")) =>
-        {
-            Some(SecurityFailure::Tls)
-        }
-        _ => None,
     }
 }
 

@@ -151,12 +151,7 @@ impl KafkaConfig {
     /// Sets `kafka.properties`, then the TLS and SASL properties, on a
     /// librdkafka configuration.
     pub fn apply_connection(&self, client: &mut rdkafka::ClientConfig) {
-        for (key, value) in &self.properties {
-            client.set(key, value);
-        }
-        for (key, value) in self.security.properties() {
-            client.set(key, value);
-        }
+        service_kit::kafka_security::apply_connection(client, &self.properties, &self.security);
     }
 }
 

@@ -82,7 +82,7 @@ use super::event::{self, Charge, Invalid};
 use super::metrics::{outcome, Client, Metrics};
 use super::store::{BatchRecorded, DbError, Payment, Recorded, Store};
 use crate::error::{Outcome, ServiceError};
-use service_kit::kafka_security::{FailureLatch, SecurityFailure};
+use service_kit::kafka_security::{security_failure, FailureLatch};
 
 /// The consumer's librdkafka context: statistics → gauges; commits of
 /// stored offsets when partitions are taken away; failed commits counted.
@@ -112,27 +112,6 @@ impl rdkafka::producer::ProducerContext for ProbeCtx {
     type DeliveryOpaque = ();
     // The probe sends nothing.
     fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
-}
-
-/// Whether a librdkafka error (with its `reason`) is a refused login or a
-/// failed TLS handshake, which librdkafka retries for ever. A broker that
-/// refuses the client's certificate (or has none it wants) answers with a TLS
-/// alert that librdkafka reports as a transport failure; the alert names it.
-pub fn security_failure(error: &KafkaError, reason: &str) -> Option<SecurityFailure> {
-    match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
-            Some(SecurityFailure::Authentication)
-        }
-        Some(RDKafkaErrorCode::SSL) => Some(SecurityFailure::Tls),
-        Some(RDKafkaErrorCode::BrokerTransportFailure)
-            if reason.contains("SSL routines")
-                && reason.contains("alert")
-                && (reason.contains("certificate") || reason.contains("unknown ca")) =>
-        {
-            Some(SecurityFailure::Tls)
-        }
-        _ => None,
-    }
 }
 
 impl ClientContext for ConsumerCtx {

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -435,6 +436,42 @@ fn check_properties(
         }
     }
     Ok(())
+}
+
+/// Sets a service's `kafka.properties`, then the TLS and SASL properties
+/// (which take precedence), on a librdkafka configuration.
+pub fn apply_connection(
+    client: &mut rdkafka::ClientConfig,
+    properties: &BTreeMap<String, String>,
+    security: &KafkaSecurity,
+) {
+    for (key, value) in properties {
+        client.set(key, value);
+    }
+    for (key, value) in security.properties() {
+        client.set(key, value);
+    }
+}
+
+/// Whether a librdkafka error (with its `reason`) is a refused login or a
+/// failed TLS handshake, which librdkafka retries for ever. A broker that
+/// refuses the client's certificate (or has none it wants) answers with a TLS
+/// alert that librdkafka reports as a transport failure; the alert names it.
+pub fn security_failure(error: &KafkaError, reason: &str) -> Option<SecurityFailure> {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            Some(SecurityFailure::Authentication)
+        }
+        Some(RDKafkaErrorCode::SSL) => Some(SecurityFailure::Tls),
+        Some(RDKafkaErrorCode::BrokerTransportFailure)
+            if reason.contains("SSL routines")
+                && reason.contains("alert")
+                && (reason.contains("certificate") || reason.contains("unknown ca")) =>
+        {
+            Some(SecurityFailure::Tls)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
