@@ -31,7 +31,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use test_support::faults::insert_orders;
 use test_support::process::Process;
-use test_support::services::PaymentService;
+use test_support::services::{PaymentService, PaymentsDb};
 use test_support::tailer::{replica_gtid_state, tailer_password, Tailed, TailerSetup, TestDb};
 use test_support::{connect, free_port, repo_root, unique_name, Here, Server, User};
 
@@ -191,49 +191,6 @@ fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .expect("read /proc/<pid>/cmdline")
-}
-
-/// A payments database of the test's own (schemas/payments.sql renamed).
-async fn payments_db() -> String {
-    let name = unique_name("pay");
-    let schema =
-        std::fs::read_to_string(repo_root().join("schemas/payments.sql")).expect("payments.sql");
-    let sql = schema
-        .replace(
-            "CREATE DATABASE IF NOT EXISTS payments\n",
-            &format!("CREATE DATABASE IF NOT EXISTS {name}\n"),
-        )
-        .replace(
-            "TABLE IF NOT EXISTS payments.payments",
-            &format!("TABLE IF NOT EXISTS {name}.payments"),
-        );
-    assert_eq!(
-        sql.matches(&name).count(),
-        2,
-        "schemas/payments.sql changed shape"
-    );
-    let (user, _) = User::PaymentsApp.credentials();
-    let mut admin = connect(Server::Primary, User::Admin).await;
-    admin.query_drop(sql).await.expect("create payments db");
-    admin
-        .query_drop(format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON {name}.* TO '{user}'@'127.0.0.1'"
-        ))
-        .await
-        .expect("grant");
-    name
-}
-
-/// order id → how many payment rows it has.
-async fn payments(db: &str) -> BTreeMap<u64, u64> {
-    let mut admin = connect(Server::Primary, User::Admin).await;
-    let rows: Vec<(u64, u64)> = admin
-        .query(format!(
-            "SELECT order_id, COUNT(*) FROM {db}.payments GROUP BY order_id"
-        ))
-        .await
-        .expect("read payments");
-    rows.into_iter().collect()
 }
 
 /// A payment-service configuration reading `topic` over SASL_SSL.
@@ -568,7 +525,8 @@ async fn kafka_over_tls_and_sasl() {
     }
     eprintln!("tailer running over SASL_SSL after {:?}", started.elapsed());
 
-    let pay_db = payments_db().await;
+    let pay = PaymentsDb::create("pay").await;
+    let pay_db = pay.name.clone();
     let http_port = free_port();
     let pay_config = payment_config(
         &files,
@@ -603,7 +561,7 @@ async fn kafka_over_tls_and_sasl() {
             payment.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        paid = payments(&pay_db).await;
+        paid = pay.charges().await;
     }
     eprintln!(
         "{} orders paid {:?} after the commit",
@@ -624,7 +582,7 @@ async fn kafka_over_tls_and_sasl() {
     sorted.sort_unstable();
     assert_eq!(sorted, ids, "each order once in the topic");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let paid = payments(&pay_db).await;
+    let paid = pay.charges().await;
     assert_eq!(
         paid,
         ids.iter().map(|id| (*id, 1)).collect::<BTreeMap<_, _>>(),

@@ -31,37 +31,9 @@ struct PayDb {
 
 impl PayDb {
     async fn create() -> PayDb {
-        let name = unique_name("pay");
-        let schema = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/payments.sql"),
-        )
-        .expect("schemas/payments.sql");
-        let sql = schema
-            .replace(
-                "CREATE DATABASE IF NOT EXISTS payments\n",
-                &format!("CREATE DATABASE IF NOT EXISTS {name}\n"),
-            )
-            .replace(
-                "TABLE IF NOT EXISTS payments.payments",
-                &format!("TABLE IF NOT EXISTS {name}.payments"),
-            );
-        assert!(
-            sql.matches(&name).count() == 2,
-            "schemas/payments.sql changed shape; the test cannot rename its database:\n{sql}"
-        );
-        let (user, _) = User::PaymentsApp.credentials();
-        let mut admin = connect(Server::Primary, User::Admin).await;
-        admin
-            .query_drop(sql)
-            .await
-            .expect("create the payments database");
-        admin
-            .query_drop(format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON {name}.* TO '{user}'@'127.0.0.1'"
-            ))
-            .await
-            .expect("grant payments_app");
-        PayDb { name }
+        PayDb {
+            name: test_support::services::PaymentsDb::create("pay").await.name,
+        }
     }
 
     /// Every payment row: order id → (event id, amount text, currency).

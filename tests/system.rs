@@ -5,50 +5,17 @@
 //! payment-service and a replay of the tailer over orders already paid.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use serde_json::json;
-use test_support::services::{OrderService, PaymentService};
+use test_support::services::{OrderService, PaymentService, PaymentsDb};
 use test_support::tailer::{replica_gtid_state, Tailed, TailerSetup, TestDb};
 use test_support::{connect, kafka_bootstrap, unique_name, Server, User};
 
 const ORDERS: u64 = 2_000;
 const CLIENTS: u64 = 8;
-
-/// A payments database of the test's own, from schemas/payments.sql.
-async fn payments_db() -> String {
-    let name = unique_name("pay");
-    let schema =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/payments.sql"))
-            .expect("schemas/payments.sql");
-    let sql = schema
-        .replace(
-            "CREATE DATABASE IF NOT EXISTS payments\n",
-            &format!("CREATE DATABASE IF NOT EXISTS {name}\n"),
-        )
-        .replace(
-            "TABLE IF NOT EXISTS payments.payments",
-            &format!("TABLE IF NOT EXISTS {name}.payments"),
-        );
-    assert_eq!(
-        sql.matches(&name).count(),
-        2,
-        "schemas/payments.sql changed shape"
-    );
-    let mut admin = connect(Server::Primary, User::Admin).await;
-    admin.query_drop(sql).await.expect("payments database");
-    admin
-        .query_drop(format!(
-            "GRANT SELECT, INSERT ON {name}.* TO '{}'@'127.0.0.1'",
-            User::PaymentsApp.credentials().0
-        ))
-        .await
-        .expect("grant");
-    name
-}
 
 async fn payment_count(db: &str) -> u64 {
     let mut admin = connect(Server::Primary, User::Admin).await;
@@ -71,7 +38,7 @@ async fn every_committed_order_is_charged_exactly_once() {
         ))
         .await
         .expect("grant orders_app");
-    let pay_db = payments_db().await;
+    let pay_db = PaymentsDb::create("pay").await.name;
     let topic = unique_name("orders");
     let dlq = format!("{topic}.dlq");
     test_support::kafka::create_topic(&topic, 3).await;
