@@ -255,6 +255,22 @@ fn run_fault(fault: Fault, cluster: &Cluster, topics: &[&str]) -> Vec<String> {
     let mut steps = Vec::new();
     let started = Instant::now();
     let at = || format!("{:5.1} s", started.elapsed().as_secs_f64());
+    let restart = |node| {
+        let up = cluster.start(node);
+        format!(
+            "{} node {node} started again ({:.1} s)",
+            at(),
+            up.as_secs_f64()
+        )
+    };
+    let back_in_sync = || {
+        let sync = cluster.wait_fully_in_sync(topics, Duration::from_secs(120));
+        format!(
+            "{} every replica back in sync ({:.1} s)",
+            at(),
+            sync.as_secs_f64()
+        )
+    };
     match fault {
         Fault::KillLeaderTwice => {
             for round in 1..=2 {
@@ -273,18 +289,8 @@ fn run_fault(fault: Fault, cluster: &Cluster, topics: &[&str]) -> Vec<String> {
                 ));
                 // Orders keep flowing on two brokers (2 in sync = min.insync.replicas).
                 std::thread::sleep(Duration::from_secs(8));
-                let up = cluster.start(leader);
-                steps.push(format!(
-                    "{} node {leader} started again ({:.1} s)",
-                    at(),
-                    up.as_secs_f64()
-                ));
-                let sync = cluster.wait_fully_in_sync(topics, Duration::from_secs(120));
-                steps.push(format!(
-                    "{} every replica back in sync ({:.1} s)",
-                    at(),
-                    sync.as_secs_f64()
-                ));
+                steps.push(restart(leader));
+                steps.push(back_in_sync());
             }
         }
         Fault::FreezeLeader(how_long) => {
@@ -304,12 +310,7 @@ fn run_fault(fault: Fault, cluster: &Cluster, topics: &[&str]) -> Vec<String> {
             std::thread::sleep(how_long.saturating_sub(took));
             cluster.resume(leader);
             steps.push(format!("{} SIGCONT node {leader}", at()));
-            let sync = cluster.wait_fully_in_sync(topics, Duration::from_secs(120));
-            steps.push(format!(
-                "{} every replica back in sync ({:.1} s)",
-                at(),
-                sync.as_secs_f64()
-            ));
+            steps.push(back_in_sync());
         }
         Fault::KillController => {
             let controller = cluster.controller();
@@ -328,18 +329,8 @@ fn run_fault(fault: Fault, cluster: &Cluster, topics: &[&str]) -> Vec<String> {
             steps.push(format!("{} node {new} is the active controller", at()));
             assert_ne!(new, controller, "another node took over the quorum");
             std::thread::sleep(Duration::from_secs(8));
-            let up = cluster.start(controller);
-            steps.push(format!(
-                "{} node {controller} started again ({:.1} s)",
-                at(),
-                up.as_secs_f64()
-            ));
-            let sync = cluster.wait_fully_in_sync(topics, Duration::from_secs(120));
-            steps.push(format!(
-                "{} every replica back in sync ({:.1} s)",
-                at(),
-                sync.as_secs_f64()
-            ));
+            steps.push(restart(controller));
+            steps.push(back_in_sync());
         }
     }
     steps
