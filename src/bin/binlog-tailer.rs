@@ -13,6 +13,14 @@ use binlog_tailer::pipeline::{self, Outcome, RunError};
 use binlog_tailer::position::Target;
 use service_kit::process;
 
+/// jemalloc rather than the C library's allocator: every event allocates a
+/// handful of short-lived buffers on one thread, and glibc's allocator spent
+/// about a fifth of the tailer's CPU on them (perf, `make bench`); with
+/// jemalloc the drain costs about 2 µs less CPU per event at the same peak
+/// RSS (README, "Performance").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes, as documented in `--help` and the README.
 mod exit {
     /// Stopped on request, everything acknowledged and checkpointed; or a
