@@ -209,18 +209,24 @@ impl Deliveries {
         self.slots().outcomes.pop_back();
     }
 
-    /// The oldest record's outcome, once reported.
-    fn take_oldest(&self) -> Option<Result<(), Box<KafkaError>>> {
+    /// Moves the outcomes reported at the front, oldest first, to `out`:
+    /// one lock for every record the broker has answered for since the last
+    /// call.
+    fn take_settled(&self, out: &mut VecDeque<Result<(), Box<KafkaError>>>) {
         let mut slots = self.slots();
-        if !matches!(slots.outcomes.front(), Some(Some(_))) {
-            return None;
+        while let Some(Some(_)) = slots.outcomes.front() {
+            if let Some(Some(outcome)) = slots.outcomes.pop_front() {
+                slots.base += 1;
+                out.push_back(outcome);
+            }
         }
-        slots.base += 1;
-        slots.outcomes.pop_front().flatten()
     }
 
+    /// Fills record `seq`'s slot. The sink is woken only when the oldest
+    /// slot is filled: until then it cannot retire anything, and a wake per
+    /// report would cost a thread switch per record.
     fn report(&self, seq: usize, outcome: Result<(), KafkaError>) {
-        {
+        let oldest = {
             let mut slots = self.slots();
             let Some(index) = seq.checked_sub(slots.base) else {
                 return;
@@ -228,8 +234,11 @@ impl Deliveries {
             if let Some(slot) = slots.outcomes.get_mut(index) {
                 *slot = Some(outcome.map_err(Box::new));
             }
+            index == 0
+        };
+        if oldest {
+            self.settled.notify_one();
         }
-        self.settled.notify_one();
     }
 }
 
@@ -448,18 +457,27 @@ pub async fn run(
     let mut fatal_check = tokio::time::interval(FATAL_CHECK);
     fatal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deliveries = &producer.context().deliveries;
+    // Outcomes taken from `deliveries`, for the records at the front of
+    // `pending`.
+    let mut settled = VecDeque::new();
     loop {
         // Retire everything at the front that is already settled: commit
-        // marks, and records the broker has answered for.
+        // marks, and records the broker has answered for. The newest commit
+        // retired is announced once, after the pass (each announcement wakes
+        // the checkpoint writer).
+        let mut newest_acked = None;
         loop {
             match pending.front() {
                 Some(Pending::Commit(_)) => {
                     if let Some(Pending::Commit(commit)) = pending.pop_front() {
-                        acked.send_replace(Some(Acked { commit, records }));
+                        newest_acked = Some(Acked { commit, records });
                     }
                 }
                 Some(Pending::Record { .. }) => {
-                    let Some(outcome) = deliveries.take_oldest() else {
+                    if settled.is_empty() {
+                        deliveries.take_settled(&mut settled);
+                    }
+                    let Some(outcome) = settled.pop_front() else {
                         break;
                     };
                     let Some(Pending::Record {
@@ -475,6 +493,9 @@ pub async fn run(
                     bytes_in_flight -= bytes;
                     metrics.in_flight.dec();
                     if let Err(error) = outcome {
+                        if let Some(newest) = newest_acked.take() {
+                            acked.send_replace(Some(newest));
+                        }
                         metrics
                             .publish_errors
                             .with_label_values(&[error_kind(&error)])
@@ -489,6 +510,9 @@ pub async fn run(
                 }
                 None => break,
             }
+        }
+        if let Some(newest) = newest_acked {
+            acked.send_replace(Some(newest));
         }
         if !input_open && pending.is_empty() {
             return Ok(());

@@ -645,7 +645,11 @@ fn plain_json(value: &Value) -> Result<Json, String> {
         Value::Decimal(text) => Json::String(text.clone()),
         Value::Bit { value, .. } => Json::from(*value),
         Value::Year(y) => Json::from(*y),
-        Value::Date { year, month, day } => Json::String(format!("{year:04}-{month:02}-{day:02}")),
+        Value::Date { year, month, day } => {
+            let mut s = String::with_capacity(10);
+            push_date(&mut s, *year, *month, *day);
+            Json::String(s)
+        }
         Value::Time {
             negative,
             hours,
@@ -658,7 +662,11 @@ fn plain_json(value: &Value) -> Result<Json, String> {
             if *negative {
                 s.push('-');
             }
-            let _ = write!(s, "{hours:02}:{minutes:02}:{seconds:02}");
+            push_padded(&mut s, *hours, 2);
+            s.push(':');
+            push_padded(&mut s, u32::from(*minutes), 2);
+            s.push(':');
+            push_padded(&mut s, u32::from(*seconds), 2);
             push_fraction(&mut s, *micros, *fsp);
             Json::String(s)
         }
@@ -672,7 +680,14 @@ fn plain_json(value: &Value) -> Result<Json, String> {
             micros,
             fsp,
         } => {
-            let mut s = format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}");
+            let mut s = String::with_capacity(26);
+            push_date(&mut s, *year, *month, *day);
+            s.push(' ');
+            push_padded(&mut s, u32::from(*hour), 2);
+            s.push(':');
+            push_padded(&mut s, u32::from(*minute), 2);
+            s.push(':');
+            push_padded(&mut s, u32::from(*second), 2);
             push_fraction(&mut s, *micros, *fsp);
             Json::String(s)
         }
@@ -707,13 +722,43 @@ fn finite(f: f64) -> Result<Json, String> {
         .ok_or_else(|| format!("{f} is not a finite number"))
 }
 
-/// Appends `.ffffff` cut to `fsp` digits (nothing for fsp 0).
+/// Appends `n` in decimal, zero-padded to at least `width` digits: what
+/// `{n:0width$}` writes, without the formatting machinery (dates and times
+/// are on every order's path).
+fn push_padded(s: &mut String, n: u32, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(n);
+    for _ in text.len()..width {
+        s.push('0');
+    }
+    s.push_str(text);
+}
+
+/// Appends `YYYY-MM-DD`.
+fn push_date(s: &mut String, year: u16, month: u8, day: u8) {
+    push_padded(s, u32::from(year), 4);
+    s.push('-');
+    push_padded(s, u32::from(month), 2);
+    s.push('-');
+    push_padded(s, u32::from(day), 2);
+}
+
+/// Appends `.ffffff` cut to `fsp` digits (nothing for fsp 0): the first
+/// `fsp` digits of `micros` zero-padded to six.
 fn push_fraction(s: &mut String, micros: u32, fsp: u8) {
     let fsp = usize::from(fsp.min(6));
     if fsp > 0 {
-        let digits = format!("{micros:06}");
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(micros).as_bytes();
+        let pad = 6usize.saturating_sub(text.len());
         s.push('.');
-        s.push_str(&digits[..fsp]);
+        for i in 0..fsp {
+            let digit = match i.checked_sub(pad) {
+                None => b'0',
+                Some(j) => text.get(j).copied().unwrap_or(b'0'),
+            };
+            s.push(char::from(digit));
+        }
     }
 }
 
@@ -1071,6 +1116,44 @@ mod tests {
         assert_eq!(header(HEADER_GTID).as_deref(), Some("0-1-42"));
         assert_eq!(header(HEADER_ROW).as_deref(), Some("3"));
         assert_eq!(header(HEADER_POS).as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn padded_digits_and_fractions_match_format() {
+        for n in [
+            0u32,
+            1,
+            9,
+            10,
+            59,
+            99,
+            100,
+            838,
+            999,
+            1000,
+            2026,
+            9999,
+            10_000,
+            999_999,
+            1_000_000,
+            u32::MAX,
+        ] {
+            for width in [2usize, 4, 6] {
+                let mut s = String::new();
+                push_padded(&mut s, n, width);
+                assert_eq!(s, format!("{n:0width$}"));
+            }
+            for fsp in 0..=7u8 {
+                let mut s = String::new();
+                push_fraction(&mut s, n, fsp);
+                let digits = format!("{n:06}");
+                let want = match usize::from(fsp.min(6)) {
+                    0 => String::new(),
+                    f => format!(".{}", &digits[..f]),
+                };
+                assert_eq!(s, want, "micros {n} fsp {fsp}");
+            }
+        }
     }
 
     #[test]
