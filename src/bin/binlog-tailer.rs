@@ -14,10 +14,10 @@ use binlog_tailer::position::Target;
 use service_kit::process;
 
 /// jemalloc rather than the C library's allocator: every event allocates a
-/// handful of short-lived buffers on one thread, and glibc's allocator spent
-/// about a fifth of the tailer's CPU on them (perf, `make bench`); with
-/// jemalloc the drain costs about 2 µs less CPU per event at the same peak
-/// RSS (README, "Performance").
+/// handful of short-lived buffers, and glibc's allocator spent about a fifth
+/// of the tailer's CPU on them (perf of `make bench`'s drain); with jemalloc
+/// the drain took about 2 µs less CPU per event, peak RSS a few MiB higher
+/// (README, "Benchmarks").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
