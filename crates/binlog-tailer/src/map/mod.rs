@@ -662,12 +662,7 @@ fn plain_json(value: &Value) -> Result<Json, String> {
             if *negative {
                 s.push('-');
             }
-            push_padded(&mut s, *hours, 2);
-            s.push(':');
-            push_padded(&mut s, u32::from(*minutes), 2);
-            s.push(':');
-            push_padded(&mut s, u32::from(*seconds), 2);
-            push_fraction(&mut s, *micros, *fsp);
+            push_clock(&mut s, *hours, *minutes, *seconds, *micros, *fsp);
             Json::String(s)
         }
         Value::DateTime {
@@ -683,12 +678,7 @@ fn plain_json(value: &Value) -> Result<Json, String> {
             let mut s = String::with_capacity(26);
             push_date(&mut s, *year, *month, *day);
             s.push(' ');
-            push_padded(&mut s, u32::from(*hour), 2);
-            s.push(':');
-            push_padded(&mut s, u32::from(*minute), 2);
-            s.push(':');
-            push_padded(&mut s, u32::from(*second), 2);
-            push_fraction(&mut s, *micros, *fsp);
+            push_clock(&mut s, u32::from(*hour), *minute, *second, *micros, *fsp);
             Json::String(s)
         }
         Value::Timestamp {
@@ -741,6 +731,17 @@ fn push_date(s: &mut String, year: u16, month: u8, day: u8) {
     push_padded(s, u32::from(month), 2);
     s.push('-');
     push_padded(s, u32::from(day), 2);
+}
+
+/// Appends `HH:MM:SS` and the fraction cut to `fsp` digits (TIME's hours
+/// may have three digits).
+fn push_clock(s: &mut String, hours: u32, minutes: u8, seconds: u8, micros: u32, fsp: u8) {
+    push_padded(s, hours, 2);
+    s.push(':');
+    push_padded(s, u32::from(minutes), 2);
+    s.push(':');
+    push_padded(s, u32::from(seconds), 2);
+    push_fraction(s, micros, fsp);
 }
 
 /// Appends `.ffffff` cut to `fsp` digits (nothing for fsp 0): the first
