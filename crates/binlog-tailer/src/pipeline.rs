@@ -5,8 +5,10 @@
 //!
 //! # Start-up
 //! 1. Open the checkpoint store (a corrupt store stops here, untouched).
+//!    Create the producer, which connects in the background meanwhile.
 //! 2. Preflight the server and the broker (every problem is reported).
-//! 3. Decide where to start: the stored checkpoint, else `start.from`.
+//! 3. Decide where to start (the stored checkpoint, else `start.from`) and,
+//!    at the same time, read back what the topics hold since it.
 //! 4. Run the reader, the sink and the checkpoint writer.
 //!
 //! # Shutdown (SIGINT/SIGTERM)
@@ -155,11 +157,26 @@ pub async fn run(
     let opts = source::connection_opts(&config, &password);
     let mut store = Store::open(&config.checkpoint.dir, config.checkpoint.retention())?;
     let mut stored = store.current()?;
+    let metrics = new_metrics(&config);
+    // The producer connects while the preflight and the read-back run (see
+    // `sink::warm_up`). A configuration librdkafka refuses is reported after
+    // the preflight, which names such problems better.
+    let producer = sink::create_producer(&config.kafka, Arc::clone(&metrics));
+    if let Ok(producer) = &producer {
+        sink::warm_up(producer, topics(&config), config.kafka.request_timeout);
+    }
 
-    require_preflight(&config, true).await?;
+    if let Err(e) = require_preflight(&config, true).await {
+        // Dropped on a thread of its own: librdkafka's teardown must not
+        // hold up the report of what the preflight found.
+        if let Ok(producer) = producer {
+            frontier::close_in_background(producer);
+        }
+        return Err(e);
+    }
+    let producer = producer?;
 
     let identity = store.identity()?;
-    let metrics = new_metrics(&config);
     let listener = http::bind(config.http.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -255,6 +272,7 @@ pub async fn run(
     ));
     let outcome = stream(StreamPlan {
         config,
+        producer,
         opts,
         charsets,
         start,
@@ -479,6 +497,8 @@ async fn read_partitions(config: &Config) -> Result<Frontier, RunError> {
 /// how the sink publishes, and whether a store is checkpointed.
 struct StreamPlan {
     config: Arc<Config>,
+    /// Created by the caller, so that it can connect ahead of the stream.
+    producer: sink::TailerProducer,
     opts: mysql_async::Opts,
     charsets: CharsetMap,
     start: Start,
@@ -494,6 +514,7 @@ struct StreamPlan {
 async fn stream(plan: StreamPlan) -> Result<Outcome, RunError> {
     let StreamPlan {
         config,
+        producer,
         opts,
         charsets,
         start,
@@ -503,7 +524,6 @@ async fn stream(plan: StreamPlan) -> Result<Outcome, RunError> {
         metrics,
         shutdown,
     } = plan;
-    let producer = sink::create_producer(&config.kafka, Arc::clone(&metrics))?;
     let (items_tx, items_rx) = mpsc::channel(1024);
     let (acked_tx, acked_rx) = watch::channel(None);
     // Dropped when the sink task ends or is dropped: the checkpoint writer
@@ -654,8 +674,10 @@ pub async fn replay(
     tracing::info!(from = %start, to = %stop, "replaying");
     let frontier = read_partitions(&config).await?;
     let metrics = new_metrics(&config);
+    let producer = sink::create_producer(&config.kafka, Arc::clone(&metrics))?;
     stream(StreamPlan {
         config,
+        producer,
         opts,
         charsets,
         start,

@@ -337,6 +337,43 @@ pub fn create_producer(
         .map_err(SinkError::Create)
 }
 
+/// Has the producer connect to the cluster and learn the leaders of
+/// `topics` now, in the background, instead of at its first record.
+///
+/// A new client's first connection is to a bootstrap address; librdkafka
+/// then replaces it with the broker the metadata names, and the idempotent
+/// producer asks that broker for its producer id. Done at the first record,
+/// this took 50–110 ms after the binlog stream had started (measured with
+/// `debug = "broker,eos"`): the first event waited for it. Started while the
+/// preflight and the read-back run, it is over before the stream begins.
+/// Best effort: a failure here is logged at debug level, and the sink meets
+/// the same broker again with its own error handling.
+///
+/// A query for a partition's offsets, not a metadata request: librdkafka
+/// looks the leader up with its own metadata request then, whose answer
+/// also starts the producer-id request; an application's metadata request
+/// did not (the id came only from a 500 ms retry timer).
+///
+/// It runs on a thread of its own rather than the runtime's blocking pool,
+/// which the runtime waits for at exit: a broker refusing the login held a
+/// failed start-up for the whole `timeout`.
+pub fn warm_up(producer: &TailerProducer, topics: Vec<String>, timeout: Duration) {
+    let client = producer.clone();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-warm-up".into())
+        .spawn(move || {
+            for topic in &topics {
+                if let Err(e) = client.client().fetch_watermarks(topic, 0, timeout) {
+                    tracing::debug!(topic, error = %e, "producer warm-up: no answer yet");
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "producer warm-up: no thread; the producer connects at its first record");
+    }
+}
+
 enum Pending {
     /// A record sent; its outcome is the oldest open slot of
     /// [`Deliveries`] when it is at the front.
