@@ -117,6 +117,10 @@ impl SinkError {
     }
 }
 
+/// `reconnect.backoff.ms` of the start-up clients (see [`consumer_config`])
+/// unless `kafka.properties` sets it.
+pub const STARTUP_RECONNECT_BACKOFF_MS: &str = "10";
+
 /// `socket.timeout.ms` of the producer unless `kafka.properties` sets it.
 pub const DEFAULT_SOCKET_TIMEOUT_MS: &str = "10000";
 
@@ -155,6 +159,14 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
 /// start-up read-back and snapshots, and `check`'s admin client.
 pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
+    // These clients live for a few requests, all at start-up. A new client
+    // connects to a bootstrap address, learns the broker behind it, and
+    // connects again: librdkafka spaces such connections by half of
+    // `reconnect.backoff.ms` (default 100 ms), so each client waited
+    // ~50 ms before its first real request. The backoff still doubles on
+    // every failed attempt (up to `reconnect.backoff.max.ms`), so a broker
+    // that is down is not hammered. `kafka.properties` may set another value.
+    client.set("reconnect.backoff.ms", STARTUP_RECONNECT_BACKOFF_MS);
     config.apply_connection(&mut client);
     client.set("bootstrap.servers", &config.bootstrap_servers);
     client
