@@ -391,6 +391,62 @@ async fn sigkill_mid_stream_loses_nothing_and_repeats_nothing() {
     stop_mid_stream(true).await;
 }
 
+/// Whether the replica lists a replica registered under `server_id`: it
+/// does while a binlog dump thread of that id runs on it.
+async fn registered_on_replica(server_id: u32) -> bool {
+    let mut replica = connect(Server::Replica, User::Admin).await;
+    let ids: Vec<u32> = replica
+        .query_map("SHOW SLAVE HOSTS", |row: mysql_async::Row| {
+            row.get::<u32, _>("Server_id").unwrap_or_default()
+        })
+        .await
+        .expect("SHOW SLAVE HOSTS");
+    ids.contains(&server_id)
+}
+
+/// A clean stop ends the tailer's binlog dump on the server. Left to
+/// itself, the server keeps a dump thread whose replica went away until a
+/// heartbeat to it fails (here, with a 30 s heartbeat, 30 to 60 s), and a
+/// restart under the same replica id then waits for the server to evict it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_ends_the_binlog_dump_on_the_server() {
+    let db = TestDb::create("dumpend").await;
+    let topic = unique_name("dumpend");
+    let start = replica_gtid_state().await;
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        "dumpend",
+        &[Tailed::orders(&db, &topic)],
+        &start,
+        "",
+    );
+    let server_id = setup.server_id;
+    let args = [
+        "--set",
+        "source.heartbeat=\"30s\"",
+        "--set",
+        "source.read_timeout=\"90s\"",
+    ];
+    let mut tailer = setup.spawn_with(&args);
+    let last = insert_orders(&db, 1, 3).await;
+    setup.wait_checkpoint(last, Duration::from_secs(60), Some(&mut tailer));
+    assert!(
+        registered_on_replica(server_id).await,
+        "while streaming, the replica lists replica id {server_id}"
+    );
+    let status = tailer.terminate(Duration::from_secs(30));
+    assert!(status.success(), "a clean stop: {status}");
+    let stopped = std::time::Instant::now();
+    while registered_on_replica(server_id).await {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "5 s after the tailer stopped, the replica still runs a binlog dump for replica id \
+             {server_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Creates `legacy` (`legacy_columns` after `id INT PRIMARY KEY`) in a test
 /// database that is not tailed, writes `legacy_sql` (`{db}` for the
 /// database) then two orders in one transaction, and returns the orders'

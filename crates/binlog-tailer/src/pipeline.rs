@@ -13,10 +13,10 @@
 //!
 //! # Shutdown (SIGINT/SIGTERM)
 //! The reader stops at the end of the transaction it is reading (or at the
-//! drain deadline), the sink waits for every acknowledgement (up to
-//! `shutdown.drain_timeout`), the writer saves the last fully acknowledged
-//! transaction end. Whatever was not acknowledged is read again on the next
-//! start: nothing is lost.
+//! drain deadline) and ends its binlog dump on the server, the sink waits
+//! for every acknowledgement (up to `shutdown.drain_timeout`), the writer
+//! saves the last fully acknowledged transaction end. Whatever was not
+//! acknowledged is read again on the next start: nothing is lost.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -137,6 +137,8 @@ pub struct TailerSetup {
     pub state: PathBuf,
     /// The `binlog-tailer` binary under test.
     pub bin: &'static str,
+    /// `source.server_id`: the replica id the tailer registers with.
+    pub server_id: u32,
 }
 
 impl TailerSetup {
@@ -205,6 +207,7 @@ listen = "127.0.0.1:0"
             config,
             state,
             bin: here.tailer_bin,
+            server_id,
         }
     }
 

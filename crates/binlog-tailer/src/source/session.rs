@@ -35,6 +35,7 @@ impl Reader {
             return Ok(SessionEnd::Stopped(Stopped::Reached));
         }
         let mut conn = self.login().await?;
+        self.dump_connection = Some(conn.connection_id());
         let (file, offset) = match (progress.reread_at(), &progress.start) {
             // An XA PREPARE group to read again, at its coordinate.
             (Some(at), _) => (at.file.clone(), at.offset),

@@ -37,6 +37,8 @@ const NATIVE_PASSWORD: &str = "mysql_native_password";
 /// The server's initial handshake, as far as the client needs it.
 #[derive(Debug)]
 struct Handshake {
+    /// The server's id of this connection (`CONNECTION_ID()`).
+    connection_id: u32,
     caps: u32,
     scramble: Vec<u8>,
 }
@@ -81,6 +83,7 @@ pub async fn login(config: &Config, password: &str) -> Result<BinlogConn, WireEr
         Transport::Plain(tcp)
     };
     let mut conn = BinlogConn::new(transport, if tls { 2 } else { 1 }, source.max_event_bytes);
+    conn.connection_id = handshake.connection_id;
 
     let mut response = Vec::with_capacity(128);
     put_fixed_fields(&mut response, caps);
@@ -184,7 +187,10 @@ fn parse_handshake(p: &[u8]) -> Result<Handshake, WireError> {
     }
     let version_end = 1 + p[1..].iter().position(|b| *b == 0).ok_or_else(short)?;
     // Version, NUL, connection id.
-    let mut at = version_end + 1 + 4;
+    let mut at = version_end + 1;
+    let id = p.get(at..at + 4).ok_or_else(short)?;
+    let connection_id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+    at += 4;
     let part1 = p.get(at..at + 8).ok_or_else(short)?;
     at += 8 + 1;
     let low = p.get(at..at + 2).ok_or_else(short)?;
@@ -207,7 +213,11 @@ fn parse_handshake(p: &[u8]) -> Result<Handshake, WireError> {
     let part2 = p.get(at..at + part2_len).ok_or_else(short)?;
     let mut scramble = part1.to_vec();
     scramble.extend_from_slice(part2);
-    Ok(Handshake { caps, scramble })
+    Ok(Handshake {
+        connection_id,
+        caps,
+        scramble,
+    })
 }
 
 /// `mysql_native_password`: SHA1(password) XOR SHA1(scramble +
@@ -253,10 +263,10 @@ mod tests {
     }
 
     #[test]
-    fn a_handshake_gives_capabilities_and_the_whole_scramble() {
+    fn a_handshake_gives_the_connection_id_capabilities_and_the_whole_scramble() {
         let mut p = vec![10];
         p.extend_from_slice(b"10.11.19-MariaDB-log\0");
-        p.extend_from_slice(&42u32.to_le_bytes());
+        p.extend_from_slice(&0x0102_0304u32.to_le_bytes());
         p.extend_from_slice(b"abcdefgh\0");
         let caps = 0xF7FF_FFFEu32;
         p.extend_from_slice(&(caps as u16).to_le_bytes());
@@ -268,6 +278,7 @@ mod tests {
         p.extend_from_slice(b"ijklmnopqrst\0");
         p.extend_from_slice(b"mysql_native_password\0");
         let h = parse_handshake(&p).unwrap();
+        assert_eq!(h.connection_id, 0x0102_0304);
         assert_eq!(h.caps, caps);
         assert_eq!(h.scramble, b"abcdefghijklmnopqrst");
         for len in 0..p.len() - 23 {

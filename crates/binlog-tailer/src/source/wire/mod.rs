@@ -190,6 +190,8 @@ pub struct BinlogConn {
     read: ReadState,
     /// `source.max_event_bytes`.
     limit: usize,
+    /// The server's id of this connection, from its handshake.
+    connection_id: u32,
 }
 
 impl BinlogConn {
@@ -200,7 +202,14 @@ impl BinlogConn {
             buf: Vec::new(),
             read: ReadState::default(),
             limit,
+            connection_id: 0,
         }
+    }
+
+    /// The server's id of this connection (`CONNECTION_ID()`, the `ID` of
+    /// `information_schema.PROCESSLIST`).
+    pub fn connection_id(&self) -> u32 {
+        self.connection_id
     }
 
     /// Writes one command packet (sequence number from 0).
@@ -389,6 +398,7 @@ impl BinlogConn {
             buf,
             read,
             limit,
+            ..
         } = self;
         let step = std::task::ready!(read.poll_message(io, cx, seq, buf, *limit))?;
         Poll::Ready(match step {
