@@ -7,18 +7,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::core::Collector;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::source;
 
-/// Keeps the derived gauges fresh until aborted.
-pub async fn monitor(config: Arc<Config>, opts: mysql_async::Opts, metrics: Arc<Metrics>) {
+/// Keeps the derived gauges fresh until `stop` turns true (or the sender
+/// is dropped), then closes its query connection: a connection dropped
+/// unclosed is counted by the server as aborted (`Aborted_clients`) and
+/// logged as a warning.
+pub async fn monitor(
+    config: Arc<Config>,
+    opts: mysql_async::Opts,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut conn: Option<mysql_async::Conn> = None;
     for tick in 0u64.. {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
         metrics.refresh();
         let ready = http::not_ready_reasons(&metrics, config.http.ready_max_lag).is_empty();
         metrics.ready.set(i64::from(ready));
@@ -39,6 +51,9 @@ pub async fn monitor(config: Arc<Config>, opts: mysql_async::Opts, metrics: Arc<
                 conn = None;
             }
         }
+    }
+    if let Some(conn) = conn {
+        let _ = conn.disconnect().await;
     }
 }
 

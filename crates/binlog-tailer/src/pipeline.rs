@@ -19,7 +19,7 @@
 //! acknowledged is read again on the next start: nothing is lost.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -265,10 +265,12 @@ pub async fn run(
     if let Some(cp) = &stored {
         metrics.checkpoint_position(cp.written_at_ms, &cp.position);
     }
-    let monitor = tokio::spawn(monitor::monitor(
+    let (monitor_stop, monitor_stop_rx) = watch::channel(false);
+    let mut monitor = tokio::spawn(monitor::monitor(
         Arc::clone(&config),
         opts.clone(),
         Arc::clone(&metrics),
+        monitor_stop_rx,
     ));
     let outcome = stream(StreamPlan {
         config,
@@ -287,7 +289,15 @@ pub async fn run(
         shutdown,
     })
     .await;
-    monitor.abort();
+    // The monitor closes its connection; a lag query in flight is given a
+    // moment to finish.
+    let _ = monitor_stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(2), &mut monitor)
+        .await
+        .is_err()
+    {
+        monitor.abort();
+    }
     stop_http();
     let _ = server.await;
     outcome
