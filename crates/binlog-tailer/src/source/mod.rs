@@ -172,8 +172,8 @@ impl Reader {
     /// its connection. Best effort, within `DUMP_END_TIMEOUT`.
     ///
     /// A dump thread waiting for new events does not notice that its
-    /// replica went away until a heartbeat fails to be sent, two heartbeat
-    /// periods later. Until then the server keeps it, and the next
+    /// replica went away until a heartbeat fails to be sent, one to two
+    /// heartbeat periods later. Until then the server keeps it, and the next
     /// `COM_BINLOG_DUMP` under the same `source.server_id` (a restart, or
     /// the next session) made the server evict it first: measured on
     /// MariaDB 10.11, the first event came ~100 ms later than with a
@@ -191,7 +191,8 @@ impl Reader {
             let mut conn = mysql_async::Conn::new(self.opts.clone()).await?;
             let dump: Option<u64> = conn
                 .exec_first(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?                      AND COMMAND = 'Binlog Dump' AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? \
+                     AND COMMAND = 'Binlog Dump' AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
                     (id,),
                 )
                 .await?;
