@@ -188,19 +188,14 @@ impl Reader {
             return;
         };
         let ended = tokio::time::timeout(DUMP_END_TIMEOUT, async {
-            let mut conn = mysql_async::Conn::new(self.opts.clone()).await?;
-            let dump: Option<u64> = conn
-                .exec_first(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? \
-                     AND COMMAND = 'Binlog Dump' AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
-                    (id,),
-                )
-                .await?;
-            if dump.is_some() {
-                conn.query_drop(format!("KILL CONNECTION {id}")).await?;
-            }
-            conn.disconnect().await?;
-            Ok::<_, mysql_async::Error>(dump.is_some())
+            let mut conn = server::connect(&self.config, &self.opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let killed = kill_own_dump(&mut conn, id).await;
+            // Closed whatever the outcome: one dropped open is counted by
+            // the server as aborted.
+            let _ = conn.disconnect().await;
+            killed.map_err(|e| e.to_string())
         })
         .await;
         match ended {
@@ -219,6 +214,22 @@ impl Reader {
             }
         }
     }
+}
+
+/// Kills connection `id` if it is this user's binlog dump; returns whether
+/// it was.
+async fn kill_own_dump(conn: &mut mysql_async::Conn, id: u32) -> Result<bool, mysql_async::Error> {
+    let dump: Option<u64> = conn
+        .exec_first(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? \
+             AND COMMAND = 'Binlog Dump' AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
+            (id,),
+        )
+        .await?;
+    if dump.is_some() {
+        conn.query_drop(format!("KILL CONNECTION {id}")).await?;
+    }
+    Ok(dump.is_some())
 }
 
 /// How long [`Reader::end_dump`] may take.
