@@ -91,12 +91,15 @@ async fn create_order_inner(app: &App, body: Body) -> Response {
         Ok(tx) => tx,
         Err(e) => return unavailable(&e.to_string()),
     };
+    // One statement writes the order and returns it as stored (defaults
+    // included), in the JSON form of the event's `data`.
     let insert = format!(
-        "INSERT INTO `{}`.orders (customer_id, amount, currency, items) VALUES (?, ?, ?, ?)",
+        "INSERT INTO `{}`.orders (customer_id, amount, currency, items) VALUES (?, ?, ?, ?) \
+         RETURNING {STORED_COLUMNS}",
         app.database
     );
-    if let Err(e) = tx
-        .exec_drop(
+    let stored: Option<StoredRow> = match tx
+        .exec_first(
             insert,
             (
                 order.customer_id,
@@ -107,26 +110,18 @@ async fn create_order_inner(app: &App, body: Body) -> Response {
         )
         .await
     {
-        return db_error(&e);
-    }
-    let Some(id) = tx.last_insert_id() else {
+        Ok(row) => row,
+        Err(e) => return db_error(&e),
+    };
+    let Some(row) = stored else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             None,
-            "the insert returned no id; nothing was committed",
+            "the insert returned no row; nothing was committed",
         );
     };
-    let stored = match read_order(&mut tx, &app.database, id).await {
-        Ok(Some(stored)) => stored,
-        Ok(None) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                "the new order could not be read back; nothing was committed",
-            )
-        }
-        Err(e) => return db_error(&e),
-    };
+    let id = row.0;
+    let stored = stored_json(row);
     if let Err(e) = tx.commit().await {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -166,33 +161,40 @@ fn db_error(e: &mysql_async::Error) -> Response {
     }
 }
 
+/// The columns of an order as the routes answer them.
+const STORED_COLUMNS: &str =
+    "id, customer_id, CAST(amount AS CHAR), currency, CAST(status AS CHAR), \
+     items, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f')";
+
+/// A row of [`STORED_COLUMNS`].
+type StoredRow = (u64, u64, String, String, String, String, String);
+
 /// The stored order in the same JSON form as the event's `data`.
+fn stored_json(row: StoredRow) -> JsonValue {
+    let (id, customer_id, amount, currency, status, items, created_at) = row;
+    json!({
+        "id": id,
+        "customer_id": customer_id,
+        "amount": amount,
+        "currency": currency,
+        "status": status,
+        "items": serde_json::from_str::<JsonValue>(&items).unwrap_or(JsonValue::String(items)),
+        "created_at": created_at,
+    })
+}
+
 async fn read_order<Q: Queryable>(
     conn: &mut Q,
     database: &str,
     id: u64,
 ) -> Result<Option<JsonValue>, mysql_async::Error> {
-    type Row = (u64, u64, String, String, String, String, String);
-    let row: Option<Row> = conn
+    let row: Option<StoredRow> = conn
         .exec_first(
-            format!(
-                "SELECT id, customer_id, CAST(amount AS CHAR), currency, CAST(status AS CHAR), items, \
-                 DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f') FROM `{database}`.orders WHERE id = ?"
-            ),
+            format!("SELECT {STORED_COLUMNS} FROM `{database}`.orders WHERE id = ?"),
             (id,),
         )
         .await?;
-    Ok(row.map(|(id, customer_id, amount, currency, status, items, created_at)| {
-        json!({
-            "id": id,
-            "customer_id": customer_id,
-            "amount": amount,
-            "currency": currency,
-            "status": status,
-            "items": serde_json::from_str::<JsonValue>(&items).unwrap_or(JsonValue::String(items)),
-            "created_at": created_at,
-        })
-    }))
+    Ok(row.map(stored_json))
 }
 
 async fn get_order(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
