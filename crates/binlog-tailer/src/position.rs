@@ -17,9 +17,10 @@
 //!   `0-1-42@mariadb-bin.000003:1234`, `0-1-42`, `@mariadb-bin.000003:1234`.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+
+use smallvec::SmallVec;
 
 /// A MariaDB global transaction id: replication domain, originating server,
 /// sequence number.
@@ -81,8 +82,12 @@ impl FromStr for Gtid {
 
 /// The last completed GTID of each replication domain: MariaDB's
 /// `gtid_slave_pos` / `@slave_connect_state` form.
+///
+/// One GTID per domain, ordered by domain. Every transaction's commit mark
+/// carries a copy, so the usual one or two domains are kept inline: copying
+/// the state then allocates nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct GtidState(BTreeMap<u32, Gtid>);
+pub struct GtidState(SmallVec<[Gtid; 2]>);
 
 impl GtidState {
     pub fn new() -> Self {
@@ -93,23 +98,30 @@ impl GtidState {
         self.0.is_empty()
     }
 
+    fn find(&self, domain: u32) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&domain, |g| g.domain)
+    }
+
     /// Records `gtid` as the last completed transaction of its domain.
     pub fn apply(&mut self, gtid: Gtid) {
-        self.0.insert(gtid.domain, gtid);
+        match self.find(gtid.domain) {
+            Ok(i) => self.0[i] = gtid,
+            Err(i) => self.0.insert(i, gtid),
+        }
     }
 
     pub fn get(&self, domain: u32) -> Option<Gtid> {
-        self.0.get(&domain).copied()
+        self.find(domain).ok().map(|i| self.0[i])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Gtid> + '_ {
-        self.0.values().copied()
+        self.0.iter().copied()
     }
 
     /// Whether `gtid` is at or before this state in its domain (already
     /// completed, as far as sequence numbers within a domain tell).
     pub fn contains(&self, gtid: Gtid) -> bool {
-        self.0.get(&gtid.domain).is_some_and(|g| gtid.seq <= g.seq)
+        self.get(gtid.domain).is_some_and(|g| gtid.seq <= g.seq)
     }
 }
 
@@ -125,7 +137,7 @@ impl FromIterator<Gtid> for GtidState {
 
 impl fmt::Display for GtidState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, gtid) in self.0.values().enumerate() {
+        for (i, gtid) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
@@ -142,13 +154,14 @@ impl FromStr for GtidState {
         let mut state = GtidState::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let gtid: Gtid = part.parse()?;
-            if state.0.insert(gtid.domain, gtid).is_some() {
+            if state.get(gtid.domain).is_some() {
                 return Err(ParsePositionError::new(
                     "GTID state",
                     s,
                     "names one replication domain twice",
                 ));
             }
+            state.apply(gtid);
         }
         Ok(state)
     }
