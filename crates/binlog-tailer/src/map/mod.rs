@@ -40,7 +40,7 @@
 //! adds `binlog.epoch` (live) or `binlog.replay` (replays).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use serde_json::{Number, Value as Json};
@@ -87,6 +87,79 @@ pub struct TableLayout {
     pub columns: Vec<ColumnLayout>,
     /// Indexes into `columns`; never empty.
     pub primary_key: Vec<usize>,
+    /// The event's texts that are the same for every row of this layout,
+    /// escaped on first use (`LayoutText::default()` when building one), so
+    /// the other fields must not change once a row has been written: a
+    /// changed table is a new layout.
+    pub text: LayoutText,
+}
+
+/// The parts of a layout's events that do not change from row to row, as
+/// JSON text, made from the layout's other fields the first time a row is
+/// written, so that each row does not escape them again. Not part of a
+/// layout's equality: it is derived from the fields that are.
+#[derive(Debug, Clone, Default)]
+pub struct LayoutText(OnceLock<EventText>);
+
+impl PartialEq for LayoutText {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LayoutText {}
+
+#[derive(Debug, Clone)]
+struct EventText {
+    /// `,"source":…,"type":…,"subject":`
+    after_id: Vec<u8>,
+    /// `,"datacontenttype":"application/json"` and `,"dataschema":…` when
+    /// there is one, then `,"binloggtid":`.
+    after_time: Vec<u8>,
+    /// Each column's `"name":`, after a `,` for all but the first.
+    columns: Vec<Vec<u8>>,
+}
+
+impl LayoutText {
+    fn get(&self, layout: &TableLayout) -> serde_json::Result<&EventText> {
+        if let Some(text) = self.0.get() {
+            return Ok(text);
+        }
+        let text = EventText::of(layout)?;
+        Ok(self.0.get_or_init(|| text))
+    }
+}
+
+impl EventText {
+    fn of(layout: &TableLayout) -> serde_json::Result<EventText> {
+        let mut after_id = b",\"source\":".to_vec();
+        serde_json::to_writer(&mut after_id, layout.source.as_str())?;
+        after_id.extend_from_slice(b",\"type\":");
+        serde_json::to_writer(&mut after_id, layout.event_type.as_str())?;
+        after_id.extend_from_slice(b",\"subject\":");
+        let mut after_time = b",\"datacontenttype\":\"application/json\"".to_vec();
+        if let Some(schema) = &layout.dataschema {
+            after_time.extend_from_slice(b",\"dataschema\":");
+            serde_json::to_writer(&mut after_time, schema.as_str())?;
+        }
+        after_time.extend_from_slice(b",\"binloggtid\":");
+        let columns = layout
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let mut name = if i > 0 { b",".to_vec() } else { Vec::new() };
+                serde_json::to_writer(&mut name, column.name.as_str())?;
+                name.push(b':');
+                Ok(name)
+            })
+            .collect::<serde_json::Result<_>>()?;
+        Ok(EventText {
+            after_id,
+            after_time,
+            columns,
+        })
+    }
 }
 
 /// Where a row came from.
@@ -454,42 +527,31 @@ fn write_event(
         gtid,
         snapshot,
     } = ids;
-    fn member<T: serde::Serialize + ?Sized>(
-        out: &mut Vec<u8>,
-        name: &str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        out.push(if out.is_empty() { b'{' } else { b',' });
-        serde_json::to_writer(&mut *out, name)?;
-        out.push(b':');
-        serde_json::to_writer(&mut *out, value)
-    }
-    member(out, "specversion", "1.0")?;
-    member(out, "id", id)?;
-    member(out, "source", layout.source.as_str())?;
-    member(out, "type", layout.event_type.as_str())?;
-    member(out, "subject", key)?;
+    let text = layout.text.get(layout)?;
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
+    serde_json::to_writer(&mut *out, id)?;
+    out.extend_from_slice(&text.after_id);
+    serde_json::to_writer(&mut *out, key)?;
     out.extend_from_slice(b",\"time\":");
     push_commit_time(out, origin.commit_time);
-    member(out, "datacontenttype", "application/json")?;
-    if let Some(schema) = &layout.dataschema {
-        member(out, "dataschema", schema.as_str())?;
-    }
-    member(out, "binloggtid", gtid)?;
-    member(out, "binlogrow", &origin.row_index)?;
-    member(out, "binlogserverid", &origin.server_id)?;
-    member(out, "binlogfile", origin.file)?;
-    member(out, "binlogpos", &origin.pos)?;
+    out.extend_from_slice(&text.after_time);
+    serde_json::to_writer(&mut *out, gtid)?;
+    out.extend_from_slice(b",\"binlogrow\":");
+    out.extend_from_slice(digits.format(origin.row_index).as_bytes());
+    out.extend_from_slice(b",\"binlogserverid\":");
+    out.extend_from_slice(digits.format(origin.server_id).as_bytes());
+    out.extend_from_slice(b",\"binlogfile\":");
+    serde_json::to_writer(&mut *out, origin.file)?;
+    out.extend_from_slice(b",\"binlogpos\":");
+    out.extend_from_slice(digits.format(origin.pos).as_bytes());
     if let Some(snapshot) = snapshot {
-        member(out, "binlogsnapshot", snapshot)?;
+        out.extend_from_slice(b",\"binlogsnapshot\":");
+        serde_json::to_writer(&mut *out, snapshot)?;
     }
     out.extend_from_slice(b",\"data\":{");
-    for (i, (column, value)) in layout.columns.iter().zip(values).enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, column.name.as_str())?;
-        out.push(b':');
+    for (name, value) in text.columns.iter().zip(values) {
+        out.extend_from_slice(name);
         match value {
             Out::Value(value) => serde_json::to_writer(&mut *out, value)?,
             Out::Compact(text) => out.extend_from_slice(text),
@@ -523,10 +585,7 @@ fn record_key(layout: &TableLayout, values: &[Out]) -> Result<String, MapError> 
         }
     };
     match layout.primary_key.as_slice() {
-        [single] => Ok(match &*value_of(*single)? {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
-        }),
+        [single] => Ok(single_key(&*value_of(*single)?)),
         several => {
             let parts = several
                 .iter()
@@ -534,6 +593,24 @@ fn record_key(layout: &TableLayout, values: &[Out]) -> Result<String, MapError> 
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Json::Array(parts).to_string())
         }
+    }
+}
+
+/// The key of a one-column primary key: a string bare, anything else as
+/// its JSON text. The usual integer is written by itoa directly (the same
+/// digits serde_json writes) rather than through a formatter.
+fn single_key(value: &Json) -> String {
+    if let Json::Number(n) = value {
+        if let Some(u) = n.as_u64() {
+            return itoa::Buffer::new().format(u).to_owned();
+        }
+        if let Some(i) = n.as_i64() {
+            return itoa::Buffer::new().format(i).to_owned();
+        }
+    }
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -879,6 +956,7 @@ mod tests {
                 col("created_at", Logical::Plain),
             ],
             primary_key: vec![0],
+            text: LayoutText::default(),
         }
     }
 
@@ -962,6 +1040,7 @@ mod tests {
                 col("ts", Logical::Plain),
             ],
             primary_key: vec![0, 1],
+            text: LayoutText::default(),
         };
         let row = vec![
             Some(Value::Int(i64::MIN)),
@@ -986,7 +1065,12 @@ mod tests {
             }),
         ];
         for schema in [odd.dataschema.clone(), None] {
-            odd.dataschema = schema;
+            // A changed layout is a new layout: its texts are made again.
+            odd = TableLayout {
+                dataschema: schema,
+                text: LayoutText::default(),
+                ..odd
+            };
             let record = map_insert(&odd, &row, &origin()).unwrap();
             assert_eq!(
                 String::from_utf8_lossy(&record.payload),
@@ -1281,5 +1365,22 @@ mod tests {
             map_insert(&layout(), &null_key, &origin()),
             Err(MapError::NullKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_single_key_is_the_values_json_text_with_strings_bare() {
+        for value in [
+            json!(0),
+            json!(7),
+            json!(u64::MAX),
+            json!(-1),
+            json!(i64::MIN),
+            json!(2.5),
+            json!(1e300),
+            json!(true),
+        ] {
+            assert_eq!(single_key(&value), value.to_string(), "{value}");
+        }
+        assert_eq!(single_key(&json!("a\"b")), "a\"b");
     }
 }

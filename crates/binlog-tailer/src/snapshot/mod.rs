@@ -765,6 +765,7 @@ async fn describe(
             source: format!("/mariadb/{}/{database}/{name}", config.source.cluster_name),
             columns: layout_columns,
             primary_key: vec![key],
+            text: crate::map::LayoutText::default(),
         });
         let select = columns
             .iter()

@@ -215,6 +215,7 @@ fn layout(
             .map(|(name, logical)| ColumnLayout { name, logical })
             .collect(),
         primary_key: map.primary_key.clone(),
+        text: crate::map::LayoutText::default(),
     })
 }
 

@@ -1239,6 +1239,7 @@ mod tests {
                 },
             ],
             primary_key: vec![0],
+            text: crate::map::LayoutText::default(),
         })
     }
 
