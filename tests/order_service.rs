@@ -1,6 +1,7 @@
 //! order-service against the real primary: orders are stored and read back;
 //! bad input is refused with a body naming the problem and writes nothing;
-//! a database that cannot be reached answers 503.
+//! a database that cannot be reached answers 503; connections the server
+//! closed under the service's pool are replaced, not answered with errors.
 
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value as Json};
@@ -108,4 +109,49 @@ async fn an_unreachable_database_answers_503_and_writes_nothing() {
     );
     assert_eq!(http_get(service.port, "/readyz").expect("readyz").0, 503);
     assert_eq!(http_get(service.port, "/healthz").expect("healthz").0, 200);
+}
+
+/// The service keeps its database connections between requests. When the
+/// server has closed them (a restart, a failover, `wait_timeout`, a KILL),
+/// the next orders must still be stored, on new connections, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_after_the_server_closed_the_pooled_connections_are_stored() {
+    let db = TestDb::create("ordersvc_pool").await;
+    grant_orders_app(&db).await;
+    let service = OrderService::start(test_support::here!(), &db.name, Server::Primary.port());
+    let order = json!({"customer_id": 7, "amount": "2.50", "currency": "EUR",
+                       "items": [{"sku": "pen", "qty": 1}]});
+    for _ in 0..3 {
+        let (status, body) = service.post(&order);
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let mut admin = connect(Server::Primary, User::Admin).await;
+    let pooled = format!(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' AND DB = '{}'",
+        User::OrdersApp.credentials().0,
+        db.name
+    );
+    let ids: Vec<u64> = admin.query(&pooled).await.expect("processlist");
+    assert!(
+        !ids.is_empty(),
+        "the service keeps at least one connection between requests"
+    );
+    for id in &ids {
+        admin
+            .query_drop(format!("KILL CONNECTION {id}"))
+            .await
+            .expect("kill");
+    }
+
+    for _ in 0..3 {
+        let (status, body) = service.post(&order);
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(row_count(&db).await, 6);
+    let now: Vec<u64> = admin.query(&pooled).await.expect("processlist");
+    assert!(
+        now.iter().all(|id| !ids.contains(id)),
+        "the orders after the kill went over new connections: {ids:?} then {now:?}"
+    );
 }
