@@ -102,42 +102,49 @@ def main():
         sys.exit(f"--pause-payments: no running payment-service PID in {STATE}/payment-service/pid")
     errors = []
 
+    failures = []
+
     def client(k):
         # A minimal keep-alive HTTP/1.1 client over one socket: http.client
         # parses every response's headers with the email package, which made
         # this script one of the busiest processes on a 2-core machine.
-        sock = socket.create_connection(("127.0.0.1", ORDERS_PORT), timeout=30)
-        buf = b""
-        for i in range(N // C):
-            body = json.dumps({"customer_id": k + 1, "amount": "12.34", "currency": "EUR",
-                               "items": [{"sku": f"load-{k}-{i}", "qty": 1}]}).encode()
-            sock.sendall(b"POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: "
-                         + str(len(body)).encode() + b"\r\n\r\n" + body)
-            while b"\r\n\r\n" not in buf:
+        try:
+            sock = socket.create_connection(("127.0.0.1", ORDERS_PORT), timeout=30)
+            buf = b""
+
+            def read_more():
                 chunk = sock.recv(65536)
                 if not chunk:
-                    sys.exit("the order-service closed the connection")
-                buf += chunk
-            head, buf = buf.split(b"\r\n\r\n", 1)
-            lines = head.split(b"\r\n")
-            status = int(lines[0].split()[1])
-            length = None
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            if length is None:
-                sys.exit(f"a response without Content-Length: {head!r}")
-            while len(buf) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    sys.exit("the order-service closed the connection")
-                buf += chunk
-            buf = buf[length:]
-            if status != 201:
-                errors.append(status)
-        sock.close()
+                    raise ConnectionError("the order-service closed the connection")
+                return chunk
+
+            for i in range(N // C):
+                body = json.dumps({"customer_id": k + 1, "amount": "12.34", "currency": "EUR",
+                                   "items": [{"sku": f"load-{k}-{i}", "qty": 1}]}).encode()
+                sock.sendall(b"POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                while b"\r\n\r\n" not in buf:
+                    buf += read_more()
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")
+                status = int(lines[0].split()[1])
+                length = None
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                if length is None:
+                    raise ValueError(f"a response without Content-Length: {head!r}")
+                while len(buf) < length:
+                    buf += read_more()
+                buf = buf[length:]
+                if status != 201:
+                    errors.append(status)
+            sock.close()
+        except (OSError, ValueError) as e:
+            # A thread cannot end the script; main() does, after the join.
+            failures.append(f"client {k}: {e}")
 
     total = (N // C) * C
     if pid is not None:
@@ -157,7 +164,8 @@ def main():
                     return
                 time.sleep(POLL)
 
-        watcher = threading.Thread(target=watch_tailer)
+        # A daemon, so that a failed run does not wait out its deadline.
+        watcher = threading.Thread(target=watch_tailer, daemon=True)
         started = time.time()
         watcher.start()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(C)]
@@ -165,6 +173,8 @@ def main():
             t.start()
         for t in threads:
             t.join()
+        if failures:
+            sys.exit("posting failed: " + "; ".join(failures))
         posted = time.time()
         accepted = total - len(errors)
         watcher.join()

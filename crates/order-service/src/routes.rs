@@ -183,6 +183,7 @@ fn stored_json(row: StoredRow) -> JsonValue {
     })
 }
 
+/// Order `id` as stored, if there is one.
 async fn read_order<Q: Queryable>(
     conn: &mut Q,
     database: &str,

@@ -499,12 +499,6 @@ fn payload_capacity(
         + columns
 }
 
-/// Writes the event (the document the module documentation shows) into
-/// `out`, compact, its members in that order and the row's columns in the
-/// table's order: the same bytes as serde_json gives the same document built
-/// as a value (`tests::the_payload_writer_matches_serde_json` compares them),
-/// without building it. Strings and values go through serde_json, so the
-/// escaping and number forms are its own.
 /// The texts [`write_event`] writes beside the row.
 struct Ids<'a> {
     key: &'a str,
@@ -514,6 +508,14 @@ struct Ids<'a> {
     snapshot: Option<&'a str>,
 }
 
+/// Writes the event (the document the module documentation shows) into
+/// `out`, compact, its members in that order and the row's columns in the
+/// table's order: the same bytes as serde_json gives the same document built
+/// as a value (`tests::the_payload_writer_matches_serde_json` compares them),
+/// without building it. Strings and values go through serde_json, so the
+/// escaping and number forms are its own; the texts that are the same for
+/// every row of the table were escaped once, in [`TableLayout::text`], and
+/// the integers are written by itoa, whose digits are serde_json's.
 fn write_event(
     out: &mut Vec<u8>,
     layout: &TableLayout,
