@@ -3,7 +3,8 @@
 //! Run with the services up: `make bench` (or `cargo bench --bench latency`).
 //! `LATENCY_RATE` sets orders per second (default 2000), `LATENCY_SECONDS`
 //! how long (default 60), `LATENCY_SOURCE` `replica` (default), `primary`
-//! or `both`.
+//! or `both`, `LATENCY_LINGER` the tailer's `kafka.linger` (default its own
+//! default, 5ms), to see what another setting does to the tail.
 //!
 //! 1. Creates a topic whose messages carry the broker's append time
 //!    (`message.timestamp.type=LogAppendTime`) and starts the release tailer
@@ -99,8 +100,11 @@ async fn bench(server: Server) {
         "",
     )
     .with_source_port(server.port());
-    // The defaults, not the tests' shorter linger.
-    let tailer = setup.spawn_with(&["--set", "kafka.linger=5ms"]);
+    // The tailer's default linger, not the tests' shorter one, unless
+    // LATENCY_LINGER asks for another.
+    let linger = std::env::var("LATENCY_LINGER").unwrap_or_else(|_| "5ms".to_owned());
+    println!("  kafka.linger = {linger}");
+    let tailer = setup.spawn_with(&["--set", &format!("kafka.linger={linger}")]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !tailer.log().contains("streaming the binlog") {
         assert!(
@@ -188,7 +192,7 @@ async fn bench(server: Server) {
         .collect();
     latencies.sort_by(f64::total_cmp);
     println!(
-        "  commit -> broker append over {} orders: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (tailer exit status {status})",
+        "  commit -> broker append over {} orders: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (tailer {status})",
         latencies.len(),
         percentile(&latencies, 50.0),
         percentile(&latencies, 95.0),
