@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use binlog_tailer::position::Gtid;
 use mysql_async::prelude::Queryable;
-use test_support::process::status_kib;
+use test_support::process::{cpu_seconds, status_kib};
 use test_support::tailer::{
     consume_all, last_gtid, replica_gtid_state, Tailed, Tailer, TailerSetup, TestDb,
 };
@@ -674,26 +674,6 @@ fn watch_drain(setup: &TailerSetup, tailer: &mut Tailer, began: Instant, last: G
         startup_cpu,
         cpu: cpu_seconds(pid),
     }
-}
-
-/// The process's CPU time so far (user + system, in seconds), from
-/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; the fields after its
-    // closing parenthesis start at field 3.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    let ticks = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|t| t.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
-    Some((utime + stime) / ticks)
 }
 
 /// Transactions per second of the raw binlog stream: the replica's binlog

@@ -20,12 +20,16 @@
 //!    resolution). Beside it, the same from the time each INSERT's client
 //!    got the server's OK, a lower bound (negative when the broker appended
 //!    the event before the OK arrived), and the INSERTs' round trips: where
-//!    the bounds part in the tail, the database's commit stalled.
+//!    the bounds part in the tail, the database's commit stalled. Also the
+//!    tailer's CPU time from the first write until every order was
+//!    acknowledged, per event: at a steady rate each event wakes its
+//!    threads, which a backlog drain does not show.
 
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use test_support::kafka::{create_topic_with, read_topic};
+use test_support::process::cpu_seconds;
 use test_support::tailer::{replica_gtid_state, Tailed, TailerSetup, TestDb};
 use test_support::{connect, unique_name, Server, User};
 
@@ -123,6 +127,8 @@ async fn bench(server: Server) {
         Server::Replica => "replica",
     };
     println!("latency, tailer on the {name}: {rate} orders/s for {seconds} s ({orders} orders, {writers} connections)...");
+    let pid = tailer.child.id();
+    let cpu_before = cpu_seconds(pid);
     let began = Instant::now();
     let per_writer = orders / writers;
     let period = Duration::from_secs_f64(writers as f64 / rate as f64);
@@ -188,7 +194,19 @@ async fn bench(server: Server) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let streamed = began.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let status = tailer.terminate(Duration::from_secs(30));
+    match cpu {
+        Some(cpu) => println!(
+            "  tailer CPU over those {streamed:.1} s: {cpu:.2} s ({:.0} % of one core), {:.0} µs per event",
+            cpu * 100.0 / streamed,
+            cpu * 1e6 / orders as f64
+        ),
+        None => println!("  tailer CPU: could not read its /proc/<pid>/stat"),
+    }
 
     let messages = read_topic(&topic);
     assert_eq!(messages.len() as u64, orders, "one event per order");
