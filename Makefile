@@ -11,7 +11,7 @@ demo:
 test:
 	bash tests/env/run-tests.sh
 
-## bench: drain 100,000 order transactions (events/s beside the raw binlog and producer limits, CPU, RSS), a 200,000-row snapshot (rows/s, RSS); commit -> Kafka latency at 2,000 orders/s
+## bench: drain 100,000 order transactions three times (median events/s beside the raw binlog and producer limits, CPU, RSS), a 200,000-row snapshot (rows/s, RSS); commit -> Kafka latency at 2,000 orders/s
 bench:
 	$(SERVICES) up
 	cargo bench --locked --bench backlog
