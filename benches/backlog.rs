@@ -42,7 +42,7 @@
 //!    record per row.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use binlog_tailer::position::Gtid;
@@ -144,18 +144,7 @@ async fn bench() {
     // ceiling, measured after the drain, always met warm services. Both are
     // measured warm now. BENCH_WARMUP=0 skips it.
     if env_or("BENCH_WARMUP", 1) != 0 {
-        let warm_topic = unique_name("bench_warmup");
-        let warm = TailerSetup::new(
-            test_support::here!(),
-            "bench-warmup",
-            &[Tailed::orders(&db, &warm_topic)],
-            &start,
-            "",
-        );
-        let began = Instant::now();
-        let mut tailer = warm.spawn_wrapped(&[], &[]);
-        let drain = watch_drain(&warm, &mut tailer, began, last);
-        tailer.terminate(Duration::from_secs(30));
+        let (.., drain, _) = drain_once(&db, &start, "bench-warmup", &[], last);
         let per_event = drain.cpu.map_or_else(
             || "n/a".to_owned(),
             |c| format!("{:.1} µs", c * 1e6 / orders.max(1) as f64),
@@ -183,18 +172,8 @@ async fn bench() {
     // The first drain's topic and setup serve the checks and the restart below.
     let mut first: Option<(String, TailerSetup)> = None;
     for n in 1..=drains {
-        let topic = unique_name("bench");
-        let setup = TailerSetup::new(
-            test_support::here!(),
-            &format!("bench-{n}"),
-            &[Tailed::orders(&db, &topic)],
-            &start,
-            "",
-        );
-        let began = Instant::now();
-        let mut tailer = setup.spawn_wrapped(&wrapper, &[]);
-        let drain = watch_drain(&setup, &mut tailer, began, last);
-        let status = tailer.terminate(Duration::from_secs(30));
+        let (topic, setup, drain, status) =
+            drain_once(&db, &start, &format!("bench-{n}"), &wrapper, last);
         let published = setup.checkpoint().map_or(0, |c| c.events_published);
         assert_eq!(published, orders, "drain {n}: every order published");
         let run = Measured::new(&drain, published);
@@ -581,6 +560,31 @@ struct Drain {
     startup_cpu: Option<f64>,
     /// CPU seconds when the drain was over.
     cpu: Option<f64>,
+}
+
+/// Drains the backlog once into a new topic: the tailer (under `wrapper`,
+/// if any) started on the replica at `start` and watched until its
+/// checkpoint covers `last`, then stopped.
+fn drain_once(
+    db: &TestDb,
+    start: &str,
+    name: &str,
+    wrapper: &[&str],
+    last: Gtid,
+) -> (String, TailerSetup, Drain, ExitStatus) {
+    let topic = unique_name(name);
+    let setup = TailerSetup::new(
+        test_support::here!(),
+        name,
+        &[Tailed::orders(db, &topic)],
+        start,
+        "",
+    );
+    let began = Instant::now();
+    let mut tailer = setup.spawn_wrapped(wrapper, &[]);
+    let drain = watch_drain(&setup, &mut tailer, began, last);
+    let status = tailer.terminate(Duration::from_secs(30));
+    (topic, setup, drain, status)
 }
 
 /// One measured drain's figures.
